@@ -1,0 +1,78 @@
+"""Admin for products, memberships and the (read-only) audit log."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.http import HttpRequest
+
+from mqttadmin.admin_audit import AuditedAdminMixin, AuditedModelAdmin
+from mqttadmin.models import AuditEntry, Membership, Product
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Product)
+class ProductAdmin(AuditedModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedModelAdmin):
+    list_display = ["user", "product", "role", "created_at"]
+    list_filter = ["role", "product"]
+    search_fields = ["user__username", "product__name"]
+    autocomplete_fields = ["user", "product"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "actor_name",
+        "source",
+        "action",
+        "product",
+        "target_repr",
+    ]
+    list_filter = ["source", "product", "action"]
+    search_fields = ["actor_name", "action", "target_repr"]
+    date_hierarchy = "created_at"
+
+    # The log is evidence: nobody edits or deletes it from the admin.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# Users are changed in the admin too; their changes are audited like the rest.
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    audit_secret_fields = ("password",)
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):  # type: ignore[no-untyped-def]
+        # The password form saves without save_model: record the change here.
+        user = self.get_object(request, id)
+        before = self._before(user) if user else {}
+        response = super().user_change_password(request, id, form_url)
+        if user and request.method == "POST" and response.status_code == 302:
+            user.refresh_from_db()
+            self._record(request, user, "update", before)
+        return response

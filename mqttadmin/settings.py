@@ -1,0 +1,294 @@
+"""Settings for MQTT Admin, read from the environment (see .env.example).
+
+With no environment at all the portal runs embedded: SQLite in var/, the in-memory
+channel layer and Celery tasks executed eagerly in-process. DATABASE_URL switches to
+PostgreSQL, REDIS_URL to channels-redis and a Celery broker on Redis.
+"""
+
+import secrets
+import warnings
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _read(name: str, cast, default):  # type: ignore[no-untyped-def]
+    """Read one variable; a value that does not parse names the variable."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name} has an invalid value: {exc}") from exc
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(name: str, default: bool) -> bool:
+    """A strict boolean: a typo must not silently turn a safety switch off."""
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    raise ImproperlyConfigured(
+        f"{name} must be one of 1/0, true/false, yes/no, on/off (got {raw!r})"
+    )
+
+
+VAR_DIR = Path(_read("MQTTADMIN_VAR_DIR", env.str, str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _generated_secret(filename: str, factory) -> str:  # type: ignore[no-untyped-def]
+    """A secret kept in var/ so it survives restarts of an embedded install."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        path.write_text(factory())
+        path.chmod(0o600)
+        warnings.warn(
+            f"Generated {path}; set the matching environment variable in production.",
+            stacklevel=2,
+        )
+    return path.read_text().strip()
+
+
+DEBUG: bool = _bool("DEBUG", True)
+
+SECRET_KEY: str = _read("SECRET_KEY", env.str, "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (e.g. SECRET_KEY=$(openssl rand "
+            "-hex 32))."
+        )
+    SECRET_KEY = _generated_secret("secret_key", lambda: secrets.token_urlsafe(50))
+
+ALLOWED_HOSTS: list[str] = _read(
+    "ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS: list[str] = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
+SITE_URL: str = _read("SITE_URL", env.str, "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "channels",
+    "django_celery_beat",
+    "mqttadmin",
+    "brokers",
+    "devices",
+    "acl",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "mqttadmin.middleware.CurrentProductMiddleware",
+]
+
+ROOT_URLCONF = "mqttadmin.urls"
+ASGI_APPLICATION = "mqttadmin.asgi.application"
+WSGI_APPLICATION = "mqttadmin.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "mqttadmin.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------
+DATABASE_URL: str = _read("DATABASE_URL", env.str, "")
+EMBEDDED: bool = not DATABASE_URL
+_DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "psql", "sqlite")
+if DATABASE_URL and DATABASE_URL.split("://", 1)[0] not in _DATABASE_SCHEMES:
+    raise ImproperlyConfigured(
+        "DATABASE_URL has an unsupported scheme; use postgres://user:password@host:5432"
+        "/dbname (or sqlite:////absolute/path.sqlite3)"
+    )
+if DATABASE_URL:
+    try:
+        _db = environ.Env.db_url_config(DATABASE_URL)
+    except (ImproperlyConfigured, ValueError, KeyError) as exc:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is invalid ({exc}); expected e.g. "
+            "postgres://user:password@host:5432/dbname"
+        ) from exc
+    _db.setdefault("CONN_MAX_AGE", 60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    DATABASES = {"default": _db}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "mqttadmin.sqlite3",
+            # WAL lets the runtime thread write while pages read.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer and Celery ---------------------------------------------
+REDIS_URL: str = _read("REDIS_URL", env.str, "")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        "REDIS_URL must start with redis://, rediss:// or unix:// "
+        "(e.g. redis://127.0.0.1:6379/0)"
+    )
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 10},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+# Embedded mode runs tasks in-process; with Redis they go to workers.
+CELERY_TASK_ALWAYS_EAGER: bool = _bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Auth -----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_SECURE: bool = _bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE: bool = _bool("CSRF_COOKIE_SECURE", False)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT: bool = _bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS: int = _read("SECURE_HSTS_SECONDS", env.int, 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if _bool("USE_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- I18N / static ----------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = _read("TIME_ZONE", env.str, "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+# Serve straight from the app and project folders: no collectstatic step to forget.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- E-mail -----------------------------------------------------------------------
+EMAIL_CONFIG = _read("EMAIL_URL", env.email_url, "consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL: str = _read(
+    "DEFAULT_FROM_EMAIL", env.str, "MQTT Admin <mqttadmin@localhost>"
+)
+
+# --- REST API -----------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "mqttadmin.api.exceptions.api_exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MQTT Admin API",
+    "DESCRIPTION": "Broker connections, subscriptions, devices and managed Mosquitto.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- MQTT runtime -------------------------------------------------------------------
+MQTTADMIN_REQUIRE_SERVICES: bool = _bool("MQTTADMIN_REQUIRE_SERVICES", False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _read("LOG_LEVEL", env.str, "INFO")},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,34 @@
+"""Top-level routes."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from mqttadmin import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("products/", views.product_list, name="product-list"),
+    path("products/switch/", views.product_switch, name="product-switch"),
+    path("products/<int:pk>/", views.product_detail, name="product-detail"),
+    path(
+        "products/<int:pk>/members/<int:user_id>/",
+        views.member_update,
+        name="member-update",
+    ),
+    path("audit/", views.audit_list, name="audit"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("mqttadmin.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path(
+        "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"
+    ),
+    path("", include("dashboard.urls")),
+]

@@ -1,0 +1,168 @@
+"""Foundation pages: health check, products and members, product switcher, audit."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.utils import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from mqttadmin import services
+from mqttadmin.forms import MemberAddForm, MemberRoleForm, ProductForm
+from mqttadmin.health import extra_checks
+from mqttadmin.middleware import SESSION_PRODUCT_KEY
+from mqttadmin.models import AuditEntry, Membership, Product
+from mqttadmin.permissions import get_for_user_or_404, require_role
+from mqttadmin.roles import Role
+
+
+def _form_errors(form_or_error: ValidationError, form) -> None:  # type: ignore[no-untyped-def]
+    for field, errors in form_or_error.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when every part answers; 503 naming the part that does not."""
+    parts: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        parts["database"] = "ok"
+    except DatabaseError as exc:
+        parts["database"] = f"error: {exc.__class__.__name__}"
+    parts.update(extra_checks())
+    failing = [name for name, state in parts.items() if state != "ok"]
+    body = {"status": "error" if failing else "ok", **parts}
+    if failing:
+        body["failing"] = failing
+    return JsonResponse(body, status=503 if failing else 200)
+
+
+@login_required
+def product_list(request: HttpRequest) -> HttpResponse:
+    products = Product.objects.for_user(request.user).order_by("name")
+    form = ProductForm(request.POST or None) if request.user.is_superuser else None
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied(_("Only superusers create products."))
+        if form.is_valid():
+            try:
+                product = services.product_create(
+                    actor=request.user, **form.cleaned_data
+                )
+            except ValidationError as exc:
+                _form_errors(exc, form)
+            else:
+                messages.success(request, _("Product %s created.") % product.name)
+                return redirect("product-detail", pk=product.pk)
+    return render(
+        request, "mqttadmin/product_list.html", {"products": products, "form": form}
+    )
+
+
+@login_required
+def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """A product and its members; admins add, change and remove members here."""
+    product = get_for_user_or_404(Product, request.user, pk=pk)
+    is_admin = product.allows(request.user, Role.ADMIN)
+    add_form = MemberAddForm(request.POST or None) if is_admin else None
+    if request.method == "POST":
+        require_role(request.user, product, Role.ADMIN)
+        if add_form is not None and add_form.is_valid():
+            try:
+                services.membership_add(
+                    actor=request.user, product=product, **add_form.cleaned_data
+                )
+            except ValidationError as exc:
+                _form_errors(exc, add_form)
+            else:
+                messages.success(request, _("Member added."))
+                add_form = MemberAddForm()
+    context = {
+        "product": product,
+        "is_admin": is_admin,
+        "memberships": product.memberships.select_related("user")
+        if is_admin
+        else Membership.objects.none(),
+        "add_form": add_form,
+        "roles": Role.choices,
+    }
+    template = (
+        "mqttadmin/partials/members.html"
+        if request.htmx
+        else "mqttadmin/product_detail.html"
+    )
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def member_update(request: HttpRequest, pk: int, user_id: int) -> HttpResponse:
+    product = get_for_user_or_404(Product, request.user, Role.ADMIN, pk=pk)
+    membership = get_object_or_404(Membership, product=product, user_id=user_id)
+    try:
+        if request.POST.get("remove"):
+            services.membership_remove(actor=request.user, membership=membership)
+        else:
+            form = MemberRoleForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError(form.errors)
+            services.membership_change_role(
+                actor=request.user,
+                membership=membership,
+                role=form.cleaned_data["role"],
+            )
+    except ValidationError as exc:
+        for error in exc.messages:
+            messages.error(request, error)
+    return redirect("product-detail", pk=product.pk)
+
+
+@login_required
+@require_POST
+def product_switch(request: HttpRequest) -> HttpResponse:
+    product = get_for_user_or_404(Product, request.user, pk=request.POST.get("product"))
+    request.session[SESSION_PRODUCT_KEY] = product.pk
+    target = request.POST.get("next") or "/"
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = "/"
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+@login_required
+def audit_list(request: HttpRequest) -> HttpResponse:
+    """The audit log of products the user administers; filter by product and action."""
+    entries = AuditEntry.objects.for_user(request.user).select_related("product")
+    product_id = request.GET.get("product")
+    if product_id and product_id.isdigit():
+        entries = entries.filter(product_id=product_id)
+    action = request.GET.get("action", "").strip()
+    if action:
+        entries = entries.filter(action__startswith=action)
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "products": Product.objects.for_user(request.user, Role.ADMIN),
+        "selected_product": product_id,
+        "action": action,
+    }
+    template = (
+        "mqttadmin/partials/audit_table.html"
+        if request.htmx
+        else "mqttadmin/audit.html"
+    )
+    return render(request, template, context)

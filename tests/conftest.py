@@ -1,0 +1,84 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import make_product, make_superuser, make_user
+from tests.services import MosquittoProcess, missing
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def world(db: Any) -> dict[str, Any]:
+    """Two products and one user per role, for the role matrix."""
+    users = {
+        "superuser": make_superuser("root"),
+        "admin": make_user("alice"),
+        "operator": make_user("oscar"),
+        "viewer": make_user("victor"),
+        "outsider": make_user("olga"),
+    }
+    product = make_product(
+        "Plant",
+        admin=users["admin"],
+        operator=users["operator"],
+        viewer=users["viewer"],
+    )
+    other = make_product("Other", admin=users["outsider"])
+    return {"users": users, "product": product, "other": other}
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Any]:
+    """A factory of Mosquitto processes owned by the test, stopped afterwards."""
+    started: list[MosquittoProcess] = []
+
+    def start(extra_config: str = "", name: str = "broker") -> MosquittoProcess:
+        process = MosquittoProcess(tmp_path / f"{name}{len(started)}", extra_config)
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        missing("REDIS_URL is not set")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        missing(f"Redis at {url} does not answer: {exc}")
+    return url
+
+
+def pytest_report_header(config: Any) -> list[str]:
+    from django.conf import settings
+
+    return [
+        f"database: {settings.DATABASES['default']['ENGINE']}",
+        f"redis: {os.environ.get('REDIS_URL') or 'none'}; "
+        f"require services: {os.environ.get('MQTTADMIN_REQUIRE_SERVICES', '0')}",
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2 at full strength costs seconds per test user; the hasher is not under test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
