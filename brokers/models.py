@@ -1,1 +1,409 @@
-"""Models of this app arrive with its issue."""
+"""Broker connections, their live status, subscriptions and publish templates."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
+
+from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transport
+from mqttadmin.lib.crypto import EncryptedTextField
+from mqttadmin.lib.topics import (
+    validate_client_id,
+    validate_mqtt_username,
+    validate_topic_filter,
+    validate_topic_name,
+)
+from mqttadmin.models import Product, ProductScopedQuerySet
+
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+SESSION_EXPIRY_MAX = 0xFFFFFFFF
+
+
+def generate_client_id() -> str:
+    # 23 characters of [0-9a-z]: every broker must accept that (MQTT 3.1.1 §3.1.3.1).
+    return "mqttadmin" + secrets.token_hex(7)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into its parts; ValidationError when malformed."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValidationError(
+            _("“%(value)s” is not host:port with a port from 1 to 65535.")
+            % {"value": value}
+        )
+    return host, int(port)
+
+
+def validate_ca_pem(value: str) -> None:
+    if value and value.strip():
+        try:
+            x509.load_pem_x509_certificates(value.encode())
+        except ValueError as exc:
+            raise ValidationError(
+                _("Not a PEM certificate bundle: %s") % exc, code="pem"
+            ) from exc
+
+
+def validate_cert_pem(value: str) -> None:
+    if value and value.strip():
+        try:
+            x509.load_pem_x509_certificate(value.encode())
+        except ValueError as exc:
+            raise ValidationError(
+                _("Not a PEM certificate: %s") % exc, code="pem"
+            ) from exc
+
+
+def validate_key_pem(value: str) -> None:
+    if value and value.strip():
+        try:
+            load_pem_private_key(value.encode(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(
+                _("Not an unencrypted PEM private key: %s") % exc, code="pem"
+            ) from exc
+
+
+def validate_ws_path(value: str) -> None:
+    if value and (not value.startswith("/") or any(ch.isspace() for ch in value)):
+        raise ValidationError(
+            _("The WebSocket path starts with / and has no spaces (e.g. /mqtt)."),
+            code="ws_path",
+        )
+
+
+def validate_fallback_hosts(value: Any) -> None:
+    if not isinstance(value, list):
+        raise ValidationError(_("Fallback hosts are a list of host:port strings."))
+    for item in value:
+        if not isinstance(item, str):
+            raise ValidationError(_("Fallback hosts are a list of host:port strings."))
+        parse_host_port(item)
+
+
+class BrokerQuerySet(ProductScopedQuerySet):
+    product_path = "product"
+
+
+class Broker(models.Model):
+    """A connection to an MQTT broker, kept live by the runtime while enabled."""
+
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="brokers"
+    )
+    name = models.CharField(_l("name"), max_length=120)
+    host = models.CharField(_l("host"), max_length=255)
+    port = models.PositiveIntegerField(
+        _l("port"),
+        default=1883,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+    )
+    transport = models.CharField(
+        _l("transport"), max_length=12, choices=Transport.choices, default=Transport.TCP
+    )
+    ws_path = models.CharField(
+        _l("WebSocket path"),
+        max_length=255,
+        default="/mqtt",
+        blank=True,
+        validators=[validate_ws_path],
+    )
+    use_tls = models.BooleanField(_l("use TLS"), default=False)
+    tls_insecure = models.BooleanField(
+        _l("skip certificate verification"),
+        default=False,
+        help_text=_l("Accept any certificate and host name. For testing only."),
+    )
+    ca_cert = models.TextField(
+        _l("CA certificate (PEM)"), blank=True, validators=[validate_ca_pem]
+    )
+    client_cert = models.TextField(
+        _l("client certificate (PEM)"), blank=True, validators=[validate_cert_pem]
+    )
+    client_key = EncryptedTextField(
+        _l("client key (PEM)"), blank=True, validators=[validate_key_pem]
+    )
+    protocol = models.CharField(
+        _l("protocol"),
+        max_length=6,
+        choices=Protocol.choices,
+        default=Protocol.MQTT_311,
+    )
+    client_id = models.CharField(
+        _l("client id"),
+        max_length=128,
+        blank=True,
+        validators=[validate_client_id],
+        help_text=_l("Left empty, one is generated and kept."),
+    )
+    keepalive = models.PositiveIntegerField(
+        _l("keepalive (s)"), default=60, validators=[MaxValueValidator(65535)]
+    )
+    clean_start = models.BooleanField(
+        _l("clean start / clean session"),
+        default=True,
+        help_text=_l("Off keeps a persistent session on the broker across reconnects."),
+    )
+    session_expiry_interval = models.PositiveBigIntegerField(
+        _l("session expiry interval (s)"),
+        default=0,
+        validators=[MaxValueValidator(SESSION_EXPIRY_MAX)],
+        help_text=_l("MQTT 5 only. 0 ends the session on disconnect."),
+    )
+    username = models.CharField(
+        _l("username"), max_length=256, blank=True, validators=[validate_mqtt_username]
+    )
+    password = EncryptedTextField(_l("password"), blank=True)
+    enabled = models.BooleanField(_l("enabled"), default=True)
+    connect_timeout = models.FloatField(
+        _l("connect timeout (s)"),
+        default=10.0,
+        validators=[MinValueValidator(0.5), MaxValueValidator(120)],
+    )
+    fallback_hosts = models.JSONField(
+        _l("fallback hosts"),
+        default=list,
+        blank=True,
+        validators=[validate_fallback_hosts],
+        help_text=_l("host:port, tried in order when the primary does not answer."),
+    )
+    max_payload_bytes = models.PositiveIntegerField(
+        _l("largest payload to publish (bytes)"),
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        validators=[MinValueValidator(1), MaxValueValidator(268435455)],
+    )
+    reconnect_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BrokerQuerySet.as_manager()
+
+    SECRET_FIELDS = ("password", "client_key")
+    # Fields whose change makes the runtime drop and re-open the connection.
+    CONNECTION_FIELDS = (
+        "host",
+        "port",
+        "transport",
+        "ws_path",
+        "use_tls",
+        "tls_insecure",
+        "ca_cert",
+        "client_cert",
+        "client_key",
+        "protocol",
+        "client_id",
+        "keepalive",
+        "clean_start",
+        "session_expiry_interval",
+        "username",
+        "password",
+        "connect_timeout",
+        "fallback_hosts",
+    )
+
+    class Meta:
+        ordering = ["product", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "name"], name="broker_unique_name_per_product"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.tls_insecure and not self.use_tls:
+            errors["tls_insecure"] = _("Only meaningful with TLS on.")
+        if (self.ca_cert or self.client_cert or self.client_key) and not self.use_tls:
+            errors["use_tls"] = _("Certificates are given: turn TLS on.")
+        if bool(self.client_cert) != bool(self.client_key):
+            errors["client_key" if self.client_cert else "client_cert"] = _(
+                "A client certificate and its key go together."
+            )
+        if self.transport == Transport.WEBSOCKETS and not self.ws_path:
+            errors["ws_path"] = _("WebSockets need a path, e.g. /mqtt.")
+        if self.session_expiry_interval and self.protocol != Protocol.MQTT_5:
+            errors["session_expiry_interval"] = _(
+                "Session expiry is an MQTT 5 setting; use protocol 5 or set 0."
+            )
+        if self.password and not self.username:
+            errors["username"] = _("A password needs a username.")
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A fixed client id is what lets a persistent session survive restarts.
+        if not self.client_id:
+            self.client_id = generate_client_id()
+        super().save(*args, **kwargs)
+
+    @property
+    def address(self) -> str:
+        scheme = {
+            (Transport.TCP, False): "mqtt",
+            (Transport.TCP, True): "mqtts",
+            (Transport.WEBSOCKETS, False): "ws",
+            (Transport.WEBSOCKETS, True): "wss",
+        }[(Transport(self.transport), self.use_tls)]
+        path = self.ws_path if self.transport == Transport.WEBSOCKETS else ""
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        """The primary, then the fallbacks, in the order the runtime tries them."""
+        return [(self.host, self.port)] + [
+            parse_host_port(h) for h in self.fallback_hosts
+        ]
+
+    @property
+    def group_name(self) -> str:
+        """The channel layer group that carries this broker's live updates."""
+        return f"broker.{self.pk}"
+
+
+class BrokerStatus(models.Model):
+    """The live state of a broker's connection, written by the runtime that owns it."""
+
+    broker = models.OneToOneField(
+        Broker, on_delete=models.CASCADE, primary_key=True, related_name="status"
+    )
+    state = models.CharField(
+        max_length=12,
+        choices=ConnectionState.choices,
+        default=ConnectionState.DISCONNECTED,
+    )
+    last_connected_at = models.DateTimeField(null=True, blank=True)
+    last_disconnected_at = models.DateTimeField(null=True, blank=True)
+    messages_received = models.PositiveBigIntegerField(default=0)
+    subscribed_topics_count = models.PositiveIntegerField(default=0)
+    client_id = models.CharField(max_length=128, blank=True)
+    connection_error = models.TextField(blank=True)
+    connected_host = models.CharField(max_length=300, blank=True)
+    owner = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "broker statuses"
+
+    def __str__(self) -> str:
+        return f"{self.broker}: {self.state}"
+
+    @property
+    def connected(self) -> bool:
+        return self.state == ConnectionState.CONNECTED
+
+
+class RuntimeLease(models.Model):
+    """Which runtime process owns a broker's connection, until `expires_at`.
+
+    Owners renew the lease every few seconds; a killed owner's lease runs out and
+    another runtime takes the broker over.
+    """
+
+    broker = models.OneToOneField(
+        Broker, on_delete=models.CASCADE, primary_key=True, related_name="lease"
+    )
+    owner = models.CharField(max_length=200)
+    expires_at = models.DateTimeField(db_index=True)
+    acquired_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.broker_id} owned by {self.owner}"
+
+
+class SubscriptionQuerySet(ProductScopedQuerySet):
+    product_path = "broker__product"
+
+
+class Subscription(models.Model):
+    """A topic filter the runtime keeps subscribed on its broker."""
+
+    broker = models.ForeignKey(
+        Broker, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    name = models.CharField(_l("name"), max_length=120)
+    topic_filter = models.CharField(
+        _l("topic filter"), max_length=65535, validators=[validate_topic_filter]
+    )
+    qos = models.PositiveSmallIntegerField(
+        _l("QoS"), default=0, choices=[(0, "0"), (1, "1"), (2, "2")]
+    )
+    enabled = models.BooleanField(_l("enabled"), default=True)
+    store_messages = models.BooleanField(_l("store messages"), default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SubscriptionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["broker", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broker", "name"], name="subscription_unique_name_per_broker"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.topic_filter})"
+
+    @property
+    def product(self) -> Product:
+        return self.broker.product
+
+
+class PublishTemplateQuerySet(ProductScopedQuerySet):
+    product_path = "broker__product"
+
+
+class PublishTemplate(models.Model):
+    """A saved message an operator publishes again with one click."""
+
+    broker = models.ForeignKey(
+        Broker, on_delete=models.CASCADE, related_name="publish_templates"
+    )
+    name = models.CharField(_l("name"), max_length=120)
+    topic = models.CharField(
+        _l("topic"), max_length=65535, validators=[validate_topic_name]
+    )
+    payload = models.TextField(_l("payload"), blank=True)
+    encoding = models.CharField(
+        _l("encoding"),
+        max_length=8,
+        choices=PayloadEncoding.choices,
+        default=PayloadEncoding.UTF8,
+    )
+    qos = models.PositiveSmallIntegerField(
+        _l("QoS"), default=0, choices=[(0, "0"), (1, "1"), (2, "2")]
+    )
+    retain = models.BooleanField(_l("retain"), default=False)
+    properties = models.JSONField(_l("MQTT 5 properties"), default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PublishTemplateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["broker", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broker", "name"], name="publish_template_unique_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def product(self) -> Product:
+        return self.broker.product

@@ -278,6 +278,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- MQTT runtime -------------------------------------------------------------------
 MQTTADMIN_REQUIRE_SERVICES: bool = _bool("MQTTADMIN_REQUIRE_SERVICES", False)
+# Fernet keys for broker secrets, newest first (see mqttadmin.lib.crypto).
+MQTTADMIN_SECRET_KEYS: list[str] = _read("MQTTADMIN_SECRET_KEYS", env.list, [])
 
 LOGGING = {
     "version": 1,

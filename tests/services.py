@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -32,9 +33,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_for_port(
+    port: int,
+    timeout: float = 10.0,
+    host: str = "127.0.0.1",
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Wait until `port` accepts connections; give up early if `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the process exited with {process.returncode}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -67,15 +76,20 @@ class MosquittoProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> None:
-        listener = self.extra_config if "listener " in self.extra_config else ""
+        """`extra_config` may name its own listeners, with `{port}` for this port."""
+        extra = self.extra_config.replace("{port}", str(self.port))
+        listener = "listener " in extra
         base = (
+            # Started as root, Mosquitto would drop to `mosquitto` and lose access
+            # to the test's private directory; as anyone else this line is ignored.
+            f"user {getpass.getuser()}\n"
             f"pid_file {self.pid_path}\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             "log_dest stdout\nlog_type all\n"
         )
         if not listener:
             base += f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-        self.config_path.write_text(base + self.extra_config + "\n")
+        self.config_path.write_text(base + extra + "\n")
 
     def start(self) -> MosquittoProcess:
         self.write_config()
@@ -86,7 +100,7 @@ class MosquittoProcess:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for_port(self.port)
+            wait_for_port(self.port, process=self.process)
         except TimeoutError:
             self.stop()
             raise RuntimeError(

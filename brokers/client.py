@@ -1,0 +1,373 @@
+"""Building paho-mqtt 2.x clients from broker settings, testing connections, publishing.
+
+Shared by the runtime (long-lived sessions), the connection test and publishing.
+Secrets stay in memory: client certificates are loaded into an SSLContext from a
+private temporary directory that is removed at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from brokers.choices import Protocol, Transport
+
+# MQTT 5 reason codes (and the 3.1.1 CONNACK codes they correspond to).
+BAD_CREDENTIALS_V5, NOT_AUTHORIZED_V5 = 134, 135
+V5_TO_V311 = {128: 5, 132: 1, 133: 2, 134: 4, 135: 5, 136: 3}
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What it takes to open a connection; built from a Broker or unsaved form data."""
+
+    host: str
+    port: int = 1883
+    transport: str = Transport.TCP
+    ws_path: str = "/mqtt"
+    use_tls: bool = False
+    tls_insecure: bool = False
+    ca_cert: str = ""
+    client_cert: str = ""
+    client_key: str = field(default="", repr=False)
+    protocol: str = Protocol.MQTT_311
+    client_id: str = ""
+    keepalive: int = 60
+    clean_start: bool = True
+    session_expiry_interval: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    connect_timeout: float = 10.0
+    fallback_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def from_broker(cls, broker: Any, **overrides: Any) -> ConnectionSettings:
+        values = {
+            name: getattr(broker, name)
+            for name in cls.__dataclass_fields__
+            if name != "fallback_hosts"
+        }
+        values["fallback_hosts"] = tuple(broker.fallback_hosts or ())
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def is_v5(self) -> bool:
+        return self.protocol == Protocol.MQTT_5
+
+
+def tls_context(settings: ConnectionSettings) -> ssl.SSLContext:
+    """An SSLContext that verifies against the broker's CA (or the system's)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if settings.ca_cert.strip():
+        context.load_verify_locations(cadata=settings.ca_cert)
+    if settings.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if settings.client_cert.strip():
+        # load_cert_chain reads files only: a 0700 directory that lives for one call.
+        with tempfile.TemporaryDirectory(prefix="mqttadmin-tls-") as tmp:
+            cert_path = os.path.join(tmp, "cert.pem")
+            key_path = os.path.join(tmp, "key.pem")
+            for path, content in (
+                (cert_path, settings.client_cert),
+                (key_path, settings.client_key),
+            ):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(content)
+            context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def connect_properties(settings: ConnectionSettings) -> Properties | None:
+    if not settings.is_v5:
+        return None
+    properties = Properties(PacketTypes.CONNECT)
+    if settings.session_expiry_interval:
+        properties.SessionExpiryInterval = settings.session_expiry_interval
+    return properties
+
+
+def build_client(
+    settings: ConnectionSettings, client_id: str | None = None, **kwargs: Any
+) -> mqtt.Client:
+    """A configured, unconnected paho client (CallbackAPIVersion.VERSION2)."""
+    v5 = settings.is_v5
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id if client_id is not None else settings.client_id,
+        clean_session=None if v5 else settings.clean_start,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        transport="websockets" if settings.transport == Transport.WEBSOCKETS else "tcp",
+        reconnect_on_failure=kwargs.pop("reconnect_on_failure", True),
+        **kwargs,
+    )
+    if settings.transport == Transport.WEBSOCKETS:
+        client.ws_set_options(path=settings.ws_path or "/mqtt")
+    if settings.use_tls:
+        client.tls_set_context(tls_context(settings))
+        if settings.tls_insecure:
+            client.tls_insecure_set(True)
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password or None)
+    client.connect_timeout = settings.connect_timeout
+    return client
+
+
+def connect_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    """Arguments of connect()/connect_async() for the primary host."""
+    kwargs: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "keepalive": settings.keepalive,
+    }
+    if settings.is_v5:
+        kwargs["clean_start"] = settings.clean_start
+        kwargs["properties"] = connect_properties(settings)
+    return kwargs
+
+
+# --- Connection test ----------------------------------------------------------------
+
+
+@dataclass
+class ConnectionTestResult:
+    ok: bool
+    reason_code: int | None
+    reason: str
+    latency_ms: float | None
+    error: str = ""  # dns | refused | timeout | tls | bad_credentials | not_authorized | protocol | network
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "reason_code": self.reason_code,
+            "reason": self.reason,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        }
+
+
+def describe_connack(
+    reason: ReasonCode, settings: ConnectionSettings
+) -> tuple[int, str, str]:
+    """(code as the protocol numbers it, human reason, error kind) of a refused CONNACK."""
+    value = reason.value
+    code = value if settings.is_v5 else V5_TO_V311.get(value, value)
+    if value == BAD_CREDENTIALS_V5:
+        return code, "Bad username or password", "bad_credentials"
+    if value == NOT_AUTHORIZED_V5:
+        return code, "Not authorised", "not_authorized"
+    return code, str(reason), "protocol"
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}"
+    return f"TLS handshake failed: {exc.reason or exc}"
+
+
+def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
+    """Open one connection and close it; tell apart why it failed.
+
+    Bounded by the connect timeout (name resolution included).
+    """
+    started = time.monotonic()
+    deadline = started + settings.connect_timeout
+
+    def elapsed_ms() -> float:
+        return round((time.monotonic() - started) * 1000, 1)
+
+    try:
+        socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return ConnectionTestResult(
+            False,
+            None,
+            f"Host name {settings.host!r} not resolved: {exc.strerror}",
+            None,
+            "dns",
+        )
+
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def on_connect(
+        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        outcome["reason"] = reason
+        outcome["at"] = elapsed_ms()
+        done.set()
+
+    def on_disconnect(
+        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        outcome.setdefault("closed", reason)
+        done.set()
+
+    try:
+        test_id = f"{(settings.client_id or 'mqttadmin')[:14]}-t{os.urandom(3).hex()}"
+        client = build_client(settings, client_id=test_id, reconnect_on_failure=False)
+    except ssl.SSLError as exc:
+        return ConnectionTestResult(False, None, _tls_reason(exc), None, "tls")
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.connect_timeout = max(0.1, deadline - time.monotonic())
+    kwargs = connect_kwargs(settings)
+    # A test must not wipe a persistent session the runtime keeps.
+    if settings.is_v5:
+        kwargs["clean_start"] = True
+        kwargs["properties"] = None
+    try:
+        client.connect(**kwargs)
+    except ssl.SSLError as exc:
+        return ConnectionTestResult(False, None, _tls_reason(exc), elapsed_ms(), "tls")
+    except ConnectionRefusedError:
+        return ConnectionTestResult(
+            False,
+            None,
+            f"Connection refused by {settings.host}:{settings.port}",
+            elapsed_ms(),
+            "refused",
+        )
+    except TimeoutError:
+        return ConnectionTestResult(
+            False,
+            None,
+            f"No answer from {settings.host}:{settings.port} within {settings.connect_timeout:g}s",
+            elapsed_ms(),
+            "timeout",
+        )
+    except OSError as exc:
+        return ConnectionTestResult(
+            False,
+            None,
+            f"Network error: {exc.strerror or exc}",
+            elapsed_ms(),
+            "network",
+        )
+    client.loop_start()
+    try:
+        answered = done.wait(max(0.0, deadline - time.monotonic()))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not answered:
+        return ConnectionTestResult(
+            False,
+            None,
+            f"No CONNACK from {settings.host}:{settings.port} within {settings.connect_timeout:g}s",
+            elapsed_ms(),
+            "timeout",
+        )
+    reason = outcome.get("reason")
+    if reason is None:
+        closed = outcome.get("closed")
+        return ConnectionTestResult(
+            False,
+            None,
+            f"Connection closed before CONNACK ({closed})",
+            elapsed_ms(),
+            "network",
+        )
+    if reason.is_failure:
+        code, text, kind = describe_connack(reason, settings)
+        return ConnectionTestResult(False, code, text, outcome["at"], kind)
+    return ConnectionTestResult(True, 0, "Connected", outcome["at"], "")
+
+
+# --- One-shot publishing ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: Properties | None = None
+
+
+class PublishError(RuntimeError):
+    """Publishing failed; the message says where (connect, publish, ack)."""
+
+
+def publish_messages(
+    settings: ConnectionSettings,
+    messages: list[OutgoingMessage],
+    timeout: float | None = None,
+) -> int:
+    """Connect with the broker's credentials, publish, wait for every ack, disconnect.
+
+    Uses its own client id so the runtime's session is never taken over.
+    """
+    timeout = timeout or max(settings.connect_timeout, 5.0)
+    client_id = f"{(settings.client_id or 'mqttadmin')[:14]}-p{os.urandom(3).hex()}"
+    client = build_client(settings, client_id=client_id, reconnect_on_failure=False)
+    connected = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(
+        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        result["reason"] = reason
+        connected.set()
+
+    client.on_connect = on_connect
+    kwargs = connect_kwargs(settings)
+    if settings.is_v5:
+        kwargs["clean_start"] = True
+        kwargs["properties"] = None
+    try:
+        client.connect(**kwargs)
+    except (OSError, ssl.SSLError) as exc:
+        raise PublishError(
+            f"cannot connect to {settings.host}:{settings.port}: {exc}"
+        ) from exc
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            raise PublishError("no CONNACK from the broker")
+        reason = result["reason"]
+        if reason.is_failure:
+            raise PublishError(
+                f"the broker refused the connection: {describe_connack(reason, settings)[1]}"
+            )
+        infos = []
+        for message in messages:
+            info = client.publish(
+                message.topic,
+                message.payload,
+                message.qos,
+                message.retain,
+                message.properties,
+            )
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise PublishError(
+                    f"publish to {message.topic!r} failed: {mqtt.error_string(info.rc)}"
+                )
+            infos.append(info)
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            if not info.is_published():
+                raise PublishError(
+                    "the broker did not acknowledge every message in time"
+                )
+        return len(infos)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,411 @@
+"""Writes on brokers and subscriptions, publishing and connection tests.
+
+Every change is audited and then nudges the MQTT runtime, which reconciles the
+database's desired state with its live connections (it also polls, so a lost nudge
+costs a second, not correctness).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from brokers.choices import ControlAction, PayloadEncoding, Protocol
+from brokers.client import (
+    ConnectionSettings,
+    ConnectionTestResult,
+    OutgoingMessage,
+    probe_connection,
+    publish_messages,
+)
+from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
+from mqttadmin.audit import audit_record, diff, snapshot
+from mqttadmin.lib.topics import validate_topic_name
+from mqttadmin.models import Product
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_GROUP = "mqtt.runtime"
+
+BROKER_FIELDS = (
+    "name",
+    "enabled",
+    "max_payload_bytes",
+    *Broker.CONNECTION_FIELDS,
+)
+SUBSCRIPTION_FIELDS = ("name", "topic_filter", "qos", "enabled", "store_messages")
+
+
+def runtime_nudge() -> None:
+    """Tell runtimes to reconcile now, once the current transaction commits."""
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        try:
+            async_to_sync(layer.group_send)(RUNTIME_GROUP, {"type": "runtime.nudge"})
+        except Exception:
+            # The runtime reconciles on a timer too: a lost nudge only costs latency.
+            logger.warning("could not nudge the MQTT runtime", exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def broadcast(group: str, message: dict[str, Any]) -> None:
+    """Best-effort live push to a channel layer group (at most once by design)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.warning("live push to %s failed", group, exc_info=True)
+
+
+# --- Brokers -------------------------------------------------------------------------
+
+
+def _save_broker(broker: Broker) -> None:
+    broker.full_clean()
+    broker.save()
+
+
+@transaction.atomic
+def broker_create(*, actor: Any, product: Product, **fields: Any) -> Broker:
+    """Create a broker connection; the runtime connects it when enabled."""
+    unknown = set(fields) - set(BROKER_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown broker fields: {sorted(unknown)}")
+    broker = Broker(product=product, **fields)
+    _save_broker(broker)
+    BrokerStatus.objects.create(broker=broker, client_id=broker.client_id)
+    audit_record(
+        actor=actor,
+        action="broker.create",
+        target=broker,
+        changes=diff({}, snapshot(broker, BROKER_FIELDS), Broker.SECRET_FIELDS),
+    )
+    runtime_nudge()
+    return broker
+
+
+@transaction.atomic
+def broker_update(*, actor: Any, broker: Broker, **fields: Any) -> Broker:
+    """Change a broker; connection settings make the runtime reconnect it."""
+    unknown = set(fields) - set(BROKER_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown broker fields: {sorted(unknown)}")
+    before = snapshot(broker, BROKER_FIELDS)
+    for name, value in fields.items():
+        setattr(broker, name, value)
+    _save_broker(broker)
+    changes = diff(before, snapshot(broker, BROKER_FIELDS), Broker.SECRET_FIELDS)
+    if changes:
+        audit_record(
+            actor=actor, action="broker.update", target=broker, changes=changes
+        )
+        runtime_nudge()
+    return broker
+
+
+@transaction.atomic
+def broker_delete(*, actor: Any, broker: Broker) -> None:
+    audit_record(
+        actor=actor,
+        action="broker.delete",
+        target=broker,
+        changes={"name": [broker.name, None]},
+    )
+    broker.delete()
+    runtime_nudge()
+
+
+@transaction.atomic
+def broker_control(*, actor: Any, broker: Broker, action: str) -> Broker:
+    """connect/disconnect set `enabled` (so the choice survives restarts);
+    reconnect asks the owning runtime to drop and re-open the connection."""
+    if action not in ControlAction.values:
+        raise ValidationError(
+            {"action": _("Action must be one of: connect, disconnect, reconnect.")}
+        )
+    if action == ControlAction.RECONNECT:
+        broker.reconnect_requested_at = timezone.now()
+        broker.save(update_fields=["reconnect_requested_at", "updated_at"])
+        changes: dict[str, Any] = {}
+    else:
+        enabled = action == ControlAction.CONNECT
+        changes = (
+            {"enabled": [broker.enabled, enabled]} if broker.enabled != enabled else {}
+        )
+        broker.enabled = enabled
+        broker.save(update_fields=["enabled", "updated_at"])
+    audit_record(actor=actor, action=f"broker.{action}", target=broker, changes=changes)
+    runtime_nudge()
+    return broker
+
+
+def broker_status(broker: Broker) -> BrokerStatus:
+    """The broker's status row (created on demand for rows made before it existed)."""
+    status, _created = BrokerStatus.objects.get_or_create(
+        broker=broker, defaults={"client_id": broker.client_id}
+    )
+    return status
+
+
+def broker_test_connection(settings: ConnectionSettings) -> ConnectionTestResult:
+    """Try the settings once (saved or not), within their connect timeout."""
+    return probe_connection(settings)
+
+
+# --- Publishing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    topic: str
+    payload: Any = ""
+    encoding: str = PayloadEncoding.UTF8
+    qos: int = 0
+    retain: bool = False
+    properties: dict[str, Any] | None = None
+
+
+def encode_payload(payload: Any, encoding: str) -> bytes:
+    """Bytes to send for a payload given as text, base64 or JSON."""
+    if encoding == PayloadEncoding.UTF8:
+        if not isinstance(payload, str):
+            raise ValidationError({"payload": _("A utf8 payload is a string.")})
+        return payload.encode("utf-8")
+    if encoding == PayloadEncoding.BASE64:
+        if not isinstance(payload, str):
+            raise ValidationError({"payload": _("A base64 payload is a string.")})
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError(
+                {"payload": _("The payload is not valid base64.")}
+            ) from None
+    if encoding == PayloadEncoding.JSON:
+        if isinstance(payload, str):
+            try:
+                payload = json.loads(payload)
+            except ValueError as exc:
+                raise ValidationError(
+                    {"payload": _("The payload is not valid JSON: %s") % exc}
+                ) from None
+        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    raise ValidationError(
+        {"encoding": _("Encoding must be one of: utf8, base64, json.")}
+    )
+
+
+def _mqtt5_properties(
+    values: dict[str, Any] | None, broker: Broker
+) -> Properties | None:
+    if not values:
+        return None
+    if broker.protocol != Protocol.MQTT_5:
+        raise ValidationError(
+            {"properties": _("Message properties need an MQTT 5 connection.")}
+        )
+    properties = Properties(PacketTypes.PUBLISH)
+    if values.get("content_type"):
+        properties.ContentType = str(values["content_type"])
+    if values.get("message_expiry_interval") is not None:
+        properties.MessageExpiryInterval = int(values["message_expiry_interval"])
+    if values.get("response_topic"):
+        validate_topic_name(values["response_topic"])
+        properties.ResponseTopic = values["response_topic"]
+    if values.get("correlation_data"):
+        properties.CorrelationData = str(values["correlation_data"]).encode("utf-8")
+    user_properties = values.get("user_properties") or {}
+    if user_properties:
+        pairs = (
+            list(user_properties.items())
+            if isinstance(user_properties, dict)
+            else [tuple(pair) for pair in user_properties]
+        )
+        properties.UserProperty = [(str(k), str(v)) for k, v in pairs]
+    return properties
+
+
+def prepare_message(broker: Broker, request: PublishRequest) -> OutgoingMessage:
+    """Validate one message completely; raises ValidationError naming the field."""
+    try:
+        validate_topic_name(request.topic)
+    except ValidationError as exc:
+        raise ValidationError({"topic": exc.messages}) from None
+    if request.qos not in (0, 1, 2):
+        raise ValidationError({"qos": _("QoS must be 0, 1 or 2.")})
+    payload = encode_payload(request.payload, request.encoding)
+    if len(payload) > broker.max_payload_bytes:
+        raise ValidationError(
+            {
+                "payload": _(
+                    "The payload is %(size)d bytes; this broker takes at most %(max)d."
+                )
+                % {"size": len(payload), "max": broker.max_payload_bytes}
+            }
+        )
+    return OutgoingMessage(
+        topic=request.topic,
+        payload=payload,
+        qos=request.qos,
+        retain=request.retain,
+        properties=_mqtt5_properties(request.properties, broker),
+    )
+
+
+def broker_publish(
+    *,
+    actor: Any,
+    broker: Broker,
+    requests: Iterable[PublishRequest],
+    batch: bool = False,
+) -> int:
+    """Validate every message first (nothing is sent if one is bad), then publish.
+
+    In a batch, errors name the message: `messages[3].topic`.
+    """
+    messages = []
+    for index, request in enumerate(requests):
+        try:
+            messages.append(prepare_message(broker, request))
+        except ValidationError as exc:
+            if not batch:
+                raise
+            raise ValidationError(
+                {f"messages[{index}].{k}": v for k, v in exc.message_dict.items()}
+            ) from None
+    if not messages:
+        raise ValidationError({"messages": _("Nothing to publish.")})
+    published = publish_messages(ConnectionSettings.from_broker(broker), messages)
+    audit_record(
+        actor=actor,
+        action="broker.publish",
+        target=broker,
+        changes={"topics": [None, sorted({m.topic for m in messages})[:20]]},
+    )
+    return published
+
+
+# --- Subscriptions ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def subscription_create(*, actor: Any, broker: Broker, **fields: Any) -> Subscription:
+    """Add a filter to the broker's desired state; the runtime subscribes within ~1s."""
+    subscription = Subscription(broker=broker, **fields)
+    subscription.full_clean()
+    subscription.save()
+    audit_record(
+        actor=actor,
+        action="subscription.create",
+        target=subscription,
+        product=broker.product,
+        changes=diff({}, snapshot(subscription, SUBSCRIPTION_FIELDS)),
+    )
+    runtime_nudge()
+    return subscription
+
+
+@transaction.atomic
+def subscription_update(
+    *, actor: Any, subscription: Subscription, **fields: Any
+) -> Subscription:
+    before = snapshot(subscription, SUBSCRIPTION_FIELDS)
+    for name, value in fields.items():
+        setattr(subscription, name, value)
+    subscription.full_clean()
+    subscription.save()
+    changes = diff(before, snapshot(subscription, SUBSCRIPTION_FIELDS))
+    if changes:
+        audit_record(
+            actor=actor,
+            action="subscription.update",
+            target=subscription,
+            product=subscription.broker.product,
+            changes=changes,
+        )
+        runtime_nudge()
+    return subscription
+
+
+@transaction.atomic
+def subscription_delete(*, actor: Any, subscription: Subscription) -> None:
+    audit_record(
+        actor=actor,
+        action="subscription.delete",
+        target=subscription,
+        product=subscription.broker.product,
+        changes={"topic_filter": [subscription.topic_filter, None]},
+    )
+    subscription.delete()
+    runtime_nudge()
+
+
+# --- Publish templates ---------------------------------------------------------------------
+
+
+TEMPLATE_FIELDS = (
+    "name",
+    "topic",
+    "payload",
+    "encoding",
+    "qos",
+    "retain",
+    "properties",
+)
+
+
+@transaction.atomic
+def publish_template_save(
+    *,
+    actor: Any,
+    broker: Broker,
+    template: PublishTemplate | None = None,
+    **fields: Any,
+) -> PublishTemplate:
+    """Create or change a saved publish template; its payload must encode."""
+    template = template or PublishTemplate(broker=broker)
+    before = snapshot(template, TEMPLATE_FIELDS) if template.pk else {}
+    for name, value in fields.items():
+        setattr(template, name, value)
+    template.full_clean()
+    encode_payload(template.payload, template.encoding)
+    template.save()
+    audit_record(
+        actor=actor,
+        action="publish_template.save",
+        target=template,
+        product=broker.product,
+        changes=diff(before, snapshot(template, TEMPLATE_FIELDS)),
+    )
+    return template
+
+
+@transaction.atomic
+def publish_template_delete(*, actor: Any, template: PublishTemplate) -> None:
+    audit_record(
+        actor=actor,
+        action="publish_template.delete",
+        target=template,
+        product=template.broker.product,
+        changes={"name": [template.name, None]},
+    )
+    template.delete()

@@ -1,0 +1,146 @@
+"""MQTT topic names, topic filters, client ids and usernames, by the protocol's rules.
+
+Topic names and filters are 1 to 65,535 UTF-8 bytes without U+0000. Names (for
+publishing) have no wildcards. In filters `#` is last and alone in its level and `+`
+fills a whole level. `$share/<group>/<filter>` is a shared subscription. Mosquitto
+refuses ACL matches for usernames or client ids containing `+`, `#` or `/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+
+MAX_TOPIC_BYTES = 65535
+SHARE_PREFIX = "$share/"
+
+
+def _check_common(value: str, what: str) -> None:
+    if not isinstance(value, str) or value == "":
+        raise ValidationError(_("%s must not be empty.") % what, code="empty")
+    if "\x00" in value:
+        raise ValidationError(_("%s must not contain NUL (U+0000).") % what, code="nul")
+    if len(value.encode("utf-8")) > MAX_TOPIC_BYTES:
+        raise ValidationError(
+            _("%(what)s is longer than %(max)d UTF-8 bytes.")
+            % {"what": what, "max": MAX_TOPIC_BYTES},
+            code="too_long",
+        )
+
+
+def validate_topic_name(value: str) -> None:
+    """A topic to publish to: no wildcards."""
+    _check_common(value, _("Topic"))
+    if "+" in value or "#" in value:
+        raise ValidationError(
+            _("A topic to publish to must not contain the wildcards + or #."),
+            code="wildcard",
+        )
+
+
+@dataclass(frozen=True)
+class ParsedFilter:
+    filter: str
+    share_group: str | None = None
+
+    @property
+    def subscription(self) -> str:
+        """What to send in SUBSCRIBE."""
+        if self.share_group:
+            return f"{SHARE_PREFIX}{self.share_group}/{self.filter}"
+        return self.filter
+
+
+def _check_filter_levels(value: str) -> None:
+    levels = value.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            raise ValidationError(
+                _("# must be the last level of a filter and stand alone (“a/#”)."),
+                code="hash_position",
+            )
+        if "+" in level and level != "+":
+            raise ValidationError(
+                _("+ must fill a whole level of a filter (“a/+/c”, not “a+”)."),
+                code="plus_position",
+            )
+
+
+def validate_share_group(group: str) -> None:
+    if not group or any(ch in group for ch in "/+#") or "\x00" in group:
+        raise ValidationError(
+            _("A shared subscription group must be non-empty without /, + or #."),
+            code="share_group",
+        )
+
+
+def parse_topic_filter(value: str) -> ParsedFilter:
+    """Validate a filter (maybe `$share/<group>/<filter>`) and split out the group."""
+    _check_common(value, _("Topic filter"))
+    if value.startswith(SHARE_PREFIX):
+        rest = value[len(SHARE_PREFIX) :]
+        group, sep, inner = rest.partition("/")
+        validate_share_group(group)
+        if not sep or not inner:
+            raise ValidationError(
+                _("A shared subscription needs a filter: $share/<group>/<filter>."),
+                code="share_filter",
+            )
+        _check_filter_levels(inner)
+        return ParsedFilter(inner, group)
+    _check_filter_levels(value)
+    return ParsedFilter(value)
+
+
+def validate_topic_filter(value: str) -> None:
+    parse_topic_filter(value)
+
+
+def topic_matches(filter_: str, topic: str) -> bool:
+    """Whether `topic` matches `filter_`, as a broker decides.
+
+    Wildcards at the first level never match topics starting with `$`.
+    """
+    filter_levels = filter_.split("/")
+    topic_levels = topic.split("/")
+    if topic.startswith("$") and filter_levels[0] in ("+", "#"):
+        return False
+    for index, level in enumerate(filter_levels):
+        if level == "#":
+            return True
+        if index >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[index]:
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+def _validate_identity(value: str, what: str, max_bytes: int) -> None:
+    if "\x00" in value:
+        raise ValidationError(_("%s must not contain NUL (U+0000).") % what, code="nul")
+    if any(ch in value for ch in "+#/"):
+        raise ValidationError(
+            _("%s must not contain +, # or / (Mosquitto's ACLs refuse them).") % what,
+            code="acl_chars",
+        )
+    if any(ch.isspace() for ch in value):
+        raise ValidationError(_("%s must not contain spaces.") % what, code="space")
+    if len(value.encode("utf-8")) > max_bytes:
+        raise ValidationError(
+            _("%(what)s is longer than %(max)d UTF-8 bytes.")
+            % {"what": what, "max": max_bytes},
+            code="too_long",
+        )
+
+
+def validate_client_id(value: str) -> None:
+    """Client ids: any ids brokers accept, minus what breaks Mosquitto's ACLs."""
+    if value:
+        _validate_identity(value, _("Client id"), 128)
+
+
+def validate_mqtt_username(value: str) -> None:
+    if value:
+        _validate_identity(value, _("Username"), 256)
