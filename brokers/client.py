@@ -140,7 +140,7 @@ def connect_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
     return kwargs
 
 
-# --- Connection test ----------------------------------------------------------------
+# --- Connection test ----------------------------------------------------------
 
 
 @dataclass
@@ -149,7 +149,9 @@ class ConnectionTestResult:
     reason_code: int | None
     reason: str
     latency_ms: float | None
-    error: str = ""  # dns | refused | timeout | tls | bad_credentials | not_authorized | protocol | network
+    # dns | refused | timeout | tls | bad_credentials | not_authorized | protocol
+    # | network; empty when ok
+    error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -164,7 +166,7 @@ class ConnectionTestResult:
 def describe_connack(
     reason: ReasonCode, settings: ConnectionSettings
 ) -> tuple[int, str, str]:
-    """(code as the protocol numbers it, human reason, error kind) of a refused CONNACK."""
+    """(code as the protocol numbers it, reason, error kind) of a refused CONNACK."""
     value = reason.value
     code = value if settings.is_v5 else V5_TO_V311.get(value, value)
     if value == BAD_CREDENTIALS_V5:
@@ -247,7 +249,8 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
         return ConnectionTestResult(
             False,
             None,
-            f"No answer from {settings.host}:{settings.port} within {settings.connect_timeout:g}s",
+            f"No answer from {settings.host}:{settings.port} "
+            f"within {settings.connect_timeout:g}s",
             elapsed_ms(),
             "timeout",
         )
@@ -269,7 +272,8 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
         return ConnectionTestResult(
             False,
             None,
-            f"No CONNACK from {settings.host}:{settings.port} within {settings.connect_timeout:g}s",
+            f"No CONNACK from {settings.host}:{settings.port} "
+            f"within {settings.connect_timeout:g}s",
             elapsed_ms(),
             "timeout",
         )
@@ -289,7 +293,7 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
     return ConnectionTestResult(True, 0, "Connected", outcome["at"], "")
 
 
-# --- One-shot publishing ---------------------------------------------------------------
+# --- One-shot publishing ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -344,7 +348,8 @@ def publish_messages(
         reason = result["reason"]
         if reason.is_failure:
             raise PublishError(
-                f"the broker refused the connection: {describe_connack(reason, settings)[1]}"
+                "the broker refused the connection: "
+                + describe_connack(reason, settings)[1]
             )
         infos = []
         for message in messages:

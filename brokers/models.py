@@ -222,6 +222,12 @@ class Broker(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A fixed client id is what lets a persistent session survive restarts.
+        if not self.client_id:
+            self.client_id = generate_client_id()
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.tls_insecure and not self.use_tls:
@@ -242,12 +248,6 @@ class Broker(models.Model):
             errors["username"] = _("A password needs a username.")
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # A fixed client id is what lets a persistent session survive restarts.
-        if not self.client_id:
-            self.client_id = generate_client_id()
-        super().save(*args, **kwargs)
 
     @property
     def address(self) -> str:

@@ -77,7 +77,7 @@ def broadcast(group: str, message: dict[str, Any]) -> None:
         logger.warning("live push to %s failed", group, exc_info=True)
 
 
-# --- Brokers -------------------------------------------------------------------------
+# --- Brokers ------------------------------------------------------------------
 
 
 def _save_broker(broker: Broker) -> None:
@@ -172,7 +172,7 @@ def broker_test_connection(settings: ConnectionSettings) -> ConnectionTestResult
     return probe_connection(settings)
 
 
-# --- Publishing ------------------------------------------------------------------------
+# --- Publishing ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ def broker_publish(
     return published
 
 
-# --- Subscriptions ------------------------------------------------------------------------
+# --- Subscriptions ------------------------------------------------------------
 
 
 @transaction.atomic
@@ -359,7 +359,7 @@ def subscription_delete(*, actor: Any, subscription: Subscription) -> None:
     runtime_nudge()
 
 
-# --- Publish templates ---------------------------------------------------------------------
+# --- Publish templates --------------------------------------------------------
 
 
 TEMPLATE_FIELDS = (
