@@ -1,21 +1,28 @@
 """What the runtime does with received messages, one batch at a time.
 
-The runtime's ingest thread drains its queue into batches and calls `store_batch`
-inside one transaction; only after it returns (committed) does the runtime
-acknowledge QoS>0 messages. Nothing here runs on paho's network thread.
+The runtime's ingest thread drains its queue into batches and calls `store_batch`;
+only after it returns (committed) does the runtime acknowledge QoS>0 messages. Per
+batch: history rows in bulk (COPY on PostgreSQL), one upsert per topic, one counter
+update per broker. Nothing here runs on paho's network thread.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
-from brokers.models import BrokerStatus, Subscription
+from brokers.models import BrokerStatus, DeadLetter, StoredMessage, Subscription
+from mqttadmin.lib.topics import topic_matches
+
+logger = logging.getLogger(__name__)
+
+LAST_PAYLOAD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -46,22 +53,161 @@ def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[Subscription
     for broker_id, pk, topic_filter, store in rows.values_list(
         "broker_id", "pk", "topic_filter", "store_messages"
     ):
-        inner = (
-            topic_filter.split("/", 2)[2]
-            if topic_filter.startswith("$share/")
-            else topic_filter
-        )
-        found[broker_id].append(SubscriptionMatch(pk, inner, store))
+        if topic_filter.startswith("$share/"):
+            topic_filter = topic_filter.split("/", 2)[2]
+        found[broker_id].append(SubscriptionMatch(pk, topic_filter, store))
     return found
 
 
-def store_batch(batch: list[ReceivedMessage]) -> None:
-    """Record a batch: per-broker counters now; history and topics come with it."""
-    if not batch:
+def split_payload(payload: bytes) -> tuple[str | None, bytes | None]:
+    """(text, None) for UTF-8 without NUL, else (None, bytes): stored exactly once."""
+    if b"\x00" not in payload:
+        try:
+            return payload.decode("utf-8"), None
+        except UnicodeDecodeError:
+            pass
+    return None, payload
+
+
+def _history_rows(
+    batch: list[ReceivedMessage], matches: dict[int, list[SubscriptionMatch]]
+) -> list[tuple[Any, ...]]:
+    rows = []
+    for message in batch:
+        storing = [m for m in matches.get(message.broker_id, []) if m.store_messages]
+        if not any(topic_matches(m.topic_filter, message.topic) for m in storing):
+            continue
+        text, data = split_payload(message.payload)
+        rows.append(
+            (
+                message.broker_id,
+                message.topic,
+                text,
+                data,
+                message.qos,
+                message.retain,
+                json_safe(message.properties) or None,
+                message.received_at,
+            )
+        )
+    return rows
+
+
+def json_safe(value: Any) -> Any:
+    """MQTT 5 properties as JSON: bytes (correlation data) become text or hex."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        text, _data = split_payload(bytes(value))
+        return text if text is not None else {"hex": bytes(value).hex()}
+    return value
+
+
+HISTORY_COLUMNS = (
+    "broker_id",
+    "topic",
+    "text",
+    "data",
+    "qos",
+    "retain",
+    "properties",
+    "received_at",
+)
+
+
+def _write_history(rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
         return
-    per_broker = Counter(message.broker_id for message in batch)
+    if connection.vendor == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        table = StoredMessage._meta.db_table
+        sql = f"COPY {table} ({', '.join(HISTORY_COLUMNS)}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                props = row[6]
+                copy.write_row((*row[:6], Jsonb(props) if props else None, row[7]))
+        return
+    StoredMessage.objects.bulk_create(
+        [StoredMessage(**dict(zip(HISTORY_COLUMNS, row, strict=True))) for row in rows],
+        batch_size=500,
+    )
+
+
+def _upsert_topics(batch: list[ReceivedMessage]) -> None:
+    latest: dict[tuple[int, str], ReceivedMessage] = {}
+    counts: Counter[tuple[int, str]] = Counter()
+    for message in batch:
+        key = (message.broker_id, message.topic)
+        counts[key] += 1
+        latest[key] = message
+    # Every value is a parameter; the increment needs ON CONFLICT, which the ORM's
+    # bulk_create(update_conflicts=True) cannot express.
+    sql = (
+        "INSERT INTO brokers_topic (broker_id, topic, messages, last_payload, "
+        "last_seen_at,"
+        " retained, description, unit) VALUES (%s, %s, %s, %s, %s, %s, '', '') "
+        "ON CONFLICT (broker_id, topic) DO UPDATE SET "
+        "messages = brokers_topic.messages + excluded.messages, "
+        "last_payload = excluded.last_payload, last_seen_at = excluded.last_seen_at, "
+        "retained = excluded.retained"
+    )
+    params = [
+        (
+            broker_id,
+            topic,
+            counts[(broker_id, topic)],
+            message.payload[:LAST_PAYLOAD_BYTES],
+            message.received_at,
+            message.retain,
+        )
+        # Sorted so concurrent writers take row locks in the same order.
+        for (broker_id, topic), message in sorted(latest.items())
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def _process(batch: list[ReceivedMessage]) -> None:
+    matches = subscriptions_by_broker({m.broker_id for m in batch})
     with transaction.atomic():
-        for broker_id, count in per_broker.items():
+        _write_history(_history_rows(batch, matches))
+        _upsert_topics(batch)
+        for broker_id, count in Counter(m.broker_id for m in batch).items():
             BrokerStatus.objects.filter(broker_id=broker_id).update(
                 messages_received=F("messages_received") + count
             )
+
+
+def store_batch(batch: list[ReceivedMessage]) -> None:
+    """Record a batch in one transaction.
+
+    A database failure propagates (the runtime keeps the batch unacknowledged and
+    retries). Any other failure is a poison message: the batch is retried one
+    message at a time and the ones that still fail go to the dead-letter list.
+    """
+    if not batch:
+        return
+    try:
+        _process(batch)
+    except DatabaseError:
+        raise
+    except Exception:
+        logger.warning("batch of %d failed; isolating the poison", len(batch))
+        for message in batch:
+            try:
+                _process([message])
+            except DatabaseError:
+                raise
+            except Exception as exc:
+                logger.exception("message on %s dead-lettered", message.topic)
+                DeadLetter.objects.create(
+                    broker_id=message.broker_id,
+                    topic=message.topic,
+                    payload=message.payload,
+                    qos=message.qos,
+                    error=f"{exc.__class__.__name__}: {exc}",
+                    received_at=message.received_at,
+                )

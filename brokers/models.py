@@ -182,6 +182,16 @@ class Broker(models.Model):
         default=DEFAULT_MAX_PAYLOAD_BYTES,
         validators=[MinValueValidator(1), MaxValueValidator(268435455)],
     )
+    history_max_age_days = models.PositiveIntegerField(
+        _l("keep history for (days)"),
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+    )
+    history_max_messages = models.PositiveBigIntegerField(
+        _l("keep at most (messages)"),
+        default=1_000_000,
+        validators=[MinValueValidator(1)],
+    )
     reconnect_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -407,3 +417,95 @@ class PublishTemplate(models.Model):
     @property
     def product(self) -> Product:
         return self.broker.product
+
+
+class StoredMessageQuerySet(ProductScopedQuerySet):
+    product_path = "broker__product"
+
+
+class StoredMessage(models.Model):
+    """One message of a broker's history.
+
+    The payload is kept once: as `text` when it is valid UTF-8 without NUL (most
+    payloads; searchable), otherwise as raw bytes in `data`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="+")
+    topic = models.TextField()
+    text = models.TextField(null=True, blank=True)
+    data = models.BinaryField(null=True, blank=True)
+    qos = models.PositiveSmallIntegerField(default=0)
+    retain = models.BooleanField(default=False)
+    properties = models.JSONField(null=True, blank=True)
+    received_at = models.DateTimeField()
+
+    objects = StoredMessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["broker", "-id"], name="message_broker_newest"),
+            models.Index(fields=["broker", "topic", "-id"], name="message_broker_topic"),
+            models.Index(fields=["broker", "received_at"], name="message_broker_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def payload(self) -> bytes:
+        if self.text is not None:
+            return self.text.encode("utf-8")
+        return bytes(self.data or b"")
+
+
+class TopicQuerySet(ProductScopedQuerySet):
+    product_path = "broker__product"
+
+
+class Topic(models.Model):
+    """A topic seen on a broker: counts and last value, kept once per ingest batch,
+    with an operator's description and unit."""
+
+    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="topics")
+    topic = models.TextField()
+    messages = models.PositiveBigIntegerField(default=0)
+    last_payload = models.BinaryField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    retained = models.BooleanField(default=False)
+    description = models.CharField(_l("description"), max_length=500, blank=True)
+    unit = models.CharField(_l("unit"), max_length=32, blank=True)
+
+    objects = TopicQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["broker", "topic"]
+        constraints = [
+            models.UniqueConstraint(fields=["broker", "topic"], name="topic_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.topic
+
+    @property
+    def product(self) -> Product:
+        return self.broker.product
+
+
+class DeadLetter(models.Model):
+    """A message whose processing raised: kept with its error, the stream goes on."""
+
+    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="+")
+    topic = models.TextField()
+    payload = models.BinaryField()
+    qos = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField()
+    received_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.error[:60]}"

@@ -45,6 +45,8 @@ BROKER_FIELDS = (
     "name",
     "enabled",
     "max_payload_bytes",
+    "history_max_age_days",
+    "history_max_messages",
     *Broker.CONNECTION_FIELDS,
 )
 SUBSCRIPTION_FIELDS = ("name", "topic_filter", "qos", "enabled", "store_messages")

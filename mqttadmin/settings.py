@@ -203,6 +203,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+HISTORY_PRUNE_SECONDS: int = _read("HISTORY_PRUNE_SECONDS", env.int, 600)
+# Static entries; django-celery-beat's DatabaseScheduler copies them into its tables.
+CELERY_BEAT_SCHEDULE = {
+    "prune-history": {"task": "brokers.prune_history", "schedule": HISTORY_PRUNE_SECONDS}
+}
 
 # --- Auth -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,312 @@
+"""Reading, exporting and pruning message history.
+
+MQTT filters are translated to SQL: the literal prefix before the first wildcard
+narrows by index, a regular expression does the rest (`+` one level, `#` any rest
+including none), and first-level wildcards never match `$` topics.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from brokers.models import Broker, StoredMessage, Topic
+from mqttadmin.lib.topics import parse_topic_filter
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+PRUNE_CHUNK = 10_000
+
+
+def filter_to_q(topic_filter: str, field: str = "topic") -> Q:
+    """A Q object matching the topics an MQTT filter matches."""
+    parsed = parse_topic_filter(topic_filter)
+    if parsed.share_group:
+        raise ValidationError(_("History filters take no $share prefix."))
+    levels = parsed.filter.split("/")
+    if "+" not in levels and "#" not in levels:
+        return Q(**{field: parsed.filter})
+    literal: list[str] = []
+    for level in levels:
+        if level in ("+", "#"):
+            break
+        literal.append(level)
+    pattern_parts: list[str] = []
+    for index, level in enumerate(levels):
+        if level == "+":
+            pattern_parts.append("[^/]*")
+        elif level == "#":
+            # `a/#` matches `a` itself too: the separator belongs to the optional rest.
+            if pattern_parts:
+                pattern_parts[-1] += "(/.*)?"
+            else:
+                pattern_parts.append(".*")
+            break
+        else:
+            pattern_parts.append(re.escape(level))
+        if index < len(levels) - 1 and levels[index + 1] != "#":
+            pattern_parts[-1] += "/"
+    regex = "^" + "".join(pattern_parts) + "$"
+    condition = Q(**{f"{field}__regex": regex})
+    if literal:
+        prefix = "/".join(literal)
+        condition &= Q(**{f"{field}__startswith": prefix})
+    if levels[0] in ("+", "#"):
+        condition &= ~Q(**{f"{field}__startswith": "$"})
+    return condition
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """What a history request asks for; parsed and validated from query params."""
+
+    topic: str | None = None
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+    search: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Any) -> HistoryQuery:
+        errors: dict[str, str] = {}
+        topic = (params.get("topic") or "").strip() or None
+        if topic:
+            try:
+                filter_to_q(topic)
+            except ValidationError as exc:
+                errors["topic"] = " ".join(exc.messages)
+        since = _parse_time(params.get("since"), "since", errors)
+        until = _parse_time(params.get("until"), "until", errors)
+        if since and until and since > until:
+            errors["until"] = _("until is before since.")
+        if errors:
+            raise ValidationError(errors)
+        return cls(topic, since, until, (params.get("search") or "").strip() or None)
+
+    def apply(self, queryset: QuerySet[StoredMessage]) -> QuerySet[StoredMessage]:
+        if self.topic:
+            queryset = queryset.filter(filter_to_q(self.topic))
+        if self.since:
+            queryset = queryset.filter(received_at__gte=self.since)
+        if self.until:
+            queryset = queryset.filter(received_at__lte=self.until)
+        if self.search:
+            queryset = queryset.filter(
+                Q(text__icontains=self.search) | Q(topic__icontains=self.search)
+            )
+        return queryset
+
+
+def _parse_time(
+    value: str | None, name: str, errors: dict[str, str]
+) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        errors[name] = (
+            _("%s is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z).") % name
+        )
+        return None
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, datetime.UTC)
+    return parsed
+
+
+def messages_for(broker: Broker, query: HistoryQuery) -> QuerySet[StoredMessage]:
+    """Newest first; the id order is the order the runtime stored them in."""
+    return query.apply(StoredMessage.objects.filter(broker=broker)).order_by("-id")
+
+
+def encode_cursor(message_id: int) -> str:
+    return base64.urlsafe_b64encode(f"m{message_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.urlsafe_b64decode(padded.encode()).decode()
+        if not raw.startswith("m"):
+            raise ValueError
+        return int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError(
+            {"cursor": _("The cursor is not one this API gave.")}
+        ) from None
+
+
+def parse_limit(value: str | None) -> int:
+    if value in (None, ""):
+        return DEFAULT_PAGE
+    if not str(value).isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise ValidationError(
+            {"limit": _("limit is a whole number from 1 to %d.") % MAX_PAGE}
+        )
+    return int(value)
+
+
+def page_of(
+    queryset: QuerySet[StoredMessage], limit: int, cursor: str | None
+) -> tuple[list[StoredMessage], str | None]:
+    """One page, newest first, and the cursor of the next (older) page."""
+    if cursor:
+        queryset = queryset.filter(id__lt=decode_cursor(cursor))
+    rows = list(queryset[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if has_more and rows else None
+
+
+def payload_view(payload: bytes | None, text: str | None = None) -> dict[str, Any]:
+    """A payload shown as it fits: JSON, text, or base64 for binary."""
+    if text is None and payload is not None:
+        try:
+            text = payload.decode("utf-8") if b"\x00" not in payload else None
+        except UnicodeDecodeError:
+            text = None
+    if text is not None:
+        stripped = text.strip()
+        if stripped[:1] in ("{", "[") or _is_json_scalar(stripped):
+            try:
+                return {"payload": json.loads(stripped), "payload_encoding": "json"}
+            except ValueError:
+                pass
+        return {"payload": text, "payload_encoding": "text"}
+    return {
+        "payload": base64.b64encode(payload or b"").decode("ascii"),
+        "payload_encoding": "base64",
+    }
+
+
+def _is_json_scalar(text: str) -> bool:
+    return bool(re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null", text))
+
+
+def message_as_dict(message: StoredMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "topic": message.topic,
+        **payload_view(
+            bytes(message.data) if message.data is not None else None, message.text
+        ),
+        "qos": message.qos,
+        "retain": message.retain,
+        "properties": message.properties or {},
+        "received_at": message.received_at.isoformat(),
+    }
+
+
+EXPORT_FIELDS = (
+    "id",
+    "received_at",
+    "topic",
+    "qos",
+    "retain",
+    "payload_encoding",
+    "payload",
+)
+
+
+def export_ndjson(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
+    """One JSON document per line, streamed in chunks (never all in memory)."""
+    for message in queryset.iterator(chunk_size=2000):
+        yield json.dumps(message_as_dict(message), ensure_ascii=False) + "\n"
+
+
+def export_csv(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_FIELDS)
+    for message in queryset.iterator(chunk_size=2000):
+        row = message_as_dict(message)
+        payload = row["payload"]
+        if row["payload_encoding"] == "json":
+            payload = json.dumps(payload, ensure_ascii=False)
+        writer.writerow(
+            [
+                row["id"],
+                row["received_at"],
+                row["topic"],
+                row["qos"],
+                int(row["retain"]),
+                row["payload_encoding"],
+                payload,
+            ]
+        )
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
+
+
+def history_delete(broker: Broker, query: HistoryQuery) -> int:
+    """Delete what the query selects; returns how many rows went."""
+    with transaction.atomic():
+        deleted, _per_model = query.apply(
+            StoredMessage.objects.filter(broker=broker)
+        ).delete()
+    return deleted
+
+
+def history_prune(now: datetime.datetime | None = None) -> dict[int, int]:
+    """Apply every broker's retention (age, then count); returns deletions per broker.
+
+    Deletes in chunks so a large prune never holds long locks against ingest.
+    """
+    now = now or timezone.now()
+    removed: dict[int, int] = {}
+    for broker in Broker.objects.only(
+        "pk", "history_max_age_days", "history_max_messages"
+    ):
+        count = 0
+        cutoff = now - datetime.timedelta(days=broker.history_max_age_days)
+        count += _delete_in_chunks(
+            StoredMessage.objects.filter(broker=broker, received_at__lt=cutoff)
+        )
+        keep = broker.history_max_messages
+        # The newest id past the kept window: it and everything older goes.
+        boundary_rows = list(
+            StoredMessage.objects.filter(broker=broker)
+            .order_by("-id")
+            .values_list("id", flat=True)[keep : keep + 1]
+        )
+        if boundary_rows:
+            boundary = boundary_rows[0]
+            count += _delete_in_chunks(
+                StoredMessage.objects.filter(broker=broker, id__lte=boundary)
+            )
+        if count:
+            removed[broker.pk] = count
+    return removed
+
+
+def _delete_in_chunks(queryset: QuerySet[StoredMessage]) -> int:
+    total = 0
+    while True:
+        ids = list(queryset.order_by("id").values_list("id", flat=True)[:PRUNE_CHUNK])
+        if not ids:
+            return total
+        deleted, _per_model = StoredMessage.objects.filter(id__in=ids).delete()
+        total += deleted
+
+
+def topics_for(broker: Broker, topic_filter: str | None) -> QuerySet[Topic]:
+    queryset = Topic.objects.filter(broker=broker)
+    if topic_filter:
+        queryset = queryset.filter(filter_to_q(topic_filter))
+    return queryset.order_by("topic")
