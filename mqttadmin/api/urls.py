@@ -11,5 +11,6 @@ router.register("audit", views.AuditEntryViewSet, basename="audit")
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("", include("brokers.api.history_urls")),
     path("", include(router.urls)),
 ]

@@ -1,0 +1,282 @@
+"""History, topics and retained messages of a broker (API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from brokers import history
+from brokers.client import ConnectionSettings, PublishError
+from brokers.models import Broker, Topic
+from brokers.retained import retained_clear, retained_list
+from mqttadmin.audit import audit_record
+from mqttadmin.permissions import require_role
+from mqttadmin.roles import Role
+
+
+class BrokerUnreachable(APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "The broker could not be reached."
+    default_code = "broker_unreachable"
+
+
+def _field_error(field: str, exc: ValidationError) -> ApiValidationError:
+    """A Django validation error reported against the query parameter it came from."""
+    return ApiValidationError({field: exc.messages})
+
+
+def _broker(request: Request, pk: int, minimum: Role = Role.VIEWER) -> Broker:
+    broker = get_object_or_404(Broker.objects.for_user(request.user), pk=pk)
+    if minimum != Role.VIEWER:
+        require_role(request.user, broker.product, minimum)
+    return broker
+
+
+HISTORY_PARAMETERS = [
+    OpenApiParameter("topic", str, description="MQTT filter, e.g. sensors/+/temp"),
+    OpenApiParameter("since", OpenApiTypes.DATETIME),
+    OpenApiParameter("until", OpenApiTypes.DATETIME),
+    OpenApiParameter("search", str, description="Text in the payload or topic"),
+]
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    topic = serializers.CharField()
+    payload = serializers.JSONField()
+    payload_encoding = serializers.ChoiceField(["text", "json", "base64"])
+    qos = serializers.IntegerField()
+    retain = serializers.BooleanField()
+    properties = serializers.DictField()
+    received_at = serializers.DateTimeField()
+
+
+class MessagesView(APIView):
+    """A broker's message history, newest first, with cursor paging and export."""
+
+    @extend_schema(
+        parameters=[
+            *HISTORY_PARAMETERS,
+            OpenApiParameter("limit", int, description="1-1000, default 100"),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("format", str, enum=["json", "csv", "ndjson"]),
+        ],
+        responses=inline_serializer(
+            "MessagePage",
+            {
+                "results": MessageSerializer(many=True),
+                "next_cursor": serializers.CharField(allow_null=True),
+            },
+        ),
+    )
+    def get(self, request: Request, pk: int) -> Any:
+        broker = _broker(request, pk)
+        query = history.HistoryQuery.from_params(request.query_params)
+        queryset = history.messages_for(broker, query)
+        export = request.query_params.get("format", "json")
+        if export in ("csv", "ndjson"):
+            stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+            stream = (
+                history.export_csv(queryset)
+                if export == "csv"
+                else history.export_ndjson(queryset)
+            )
+            response = StreamingHttpResponse(
+                stream,
+                content_type="text/csv; charset=utf-8"
+                if export == "csv"
+                else "application/x-ndjson",
+            )
+            response["Content-Disposition"] = (
+                f'attachment; filename="broker-{broker.pk}-messages-{stamp}.{export}"'
+            )
+            return response
+        if export != "json":
+            raise ApiValidationError(
+                {"format": ["format must be json, csv or ndjson."]}
+            )
+        limit = history.parse_limit(request.query_params.get("limit"))
+        rows, next_cursor = history.page_of(
+            queryset, limit, request.query_params.get("cursor")
+        )
+        return Response(
+            {
+                "results": [history.message_as_dict(m) for m in rows],
+                "next_cursor": next_cursor,
+            }
+        )
+
+    @extend_schema(
+        parameters=HISTORY_PARAMETERS,
+        responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        broker = _broker(request, pk, Role.OPERATOR)
+        query = history.HistoryQuery.from_params(request.query_params)
+        deleted = history.history_delete(broker, query)
+        audit_record(
+            actor=request.user,
+            action="broker.history_delete",
+            target=broker,
+            changes={"deleted": [None, deleted], "topic": [None, query.topic]},
+        )
+        return Response({"deleted": deleted})
+
+
+class TopicSerializer(serializers.ModelSerializer):
+    last_payload = serializers.SerializerMethodField()
+    last_payload_encoding = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Topic
+        fields = [
+            "id",
+            "topic",
+            "messages",
+            "last_payload",
+            "last_payload_encoding",
+            "last_seen_at",
+            "retained",
+            "description",
+            "unit",
+        ]
+        read_only_fields = ["topic", "messages", "last_seen_at", "retained"]
+
+    def _view(self, obj: Topic) -> dict[str, Any]:
+        raw = bytes(obj.last_payload) if obj.last_payload is not None else b""
+        return history.payload_view(raw)
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_last_payload(self, obj: Topic) -> Any:
+        return self._view(obj)["payload"]
+
+    def get_last_payload_encoding(self, obj: Topic) -> str:
+        return self._view(obj)["payload_encoding"]
+
+
+class TopicsView(APIView):
+    """Topics seen on a broker, with counts and last values."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("filter", str, description="MQTT filter")],
+        responses=TopicSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        broker = _broker(request, pk)
+        topic_filter = request.query_params.get("filter") or None
+        try:
+            topics = history.topics_for(broker, topic_filter)
+        except ValidationError as exc:
+            raise _field_error("filter", exc) from None
+        return Response(TopicSerializer(topics[:5000], many=True).data)
+
+
+class TopicDetailView(APIView):
+    """An operator annotates a topic with a description and a unit."""
+
+    @extend_schema(request=TopicSerializer, responses=TopicSerializer)
+    def patch(self, request: Request, pk: int, topic_id: int) -> Response:
+        broker = _broker(request, pk, Role.OPERATOR)
+        topic = get_object_or_404(Topic, broker=broker, pk=topic_id)
+        serializer = TopicSerializer(topic, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        before = {"description": topic.description, "unit": topic.unit}
+        serializer.save()
+        audit_record(
+            actor=request.user,
+            action="topic.annotate",
+            target=topic,
+            product=broker.product,
+            changes={
+                k: [before[k], getattr(topic, k)]
+                for k in before
+                if before[k] != getattr(topic, k)
+            },
+        )
+        return Response(serializer.data)
+
+
+class RetainedView(APIView):
+    """Retained messages as the broker holds them now; clear one topic or a subtree."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("topic", str, description="MQTT filter, default #")
+        ],
+        responses=inline_serializer(
+            "Retained",
+            {
+                "topic": serializers.CharField(),
+                "payload": serializers.JSONField(),
+                "payload_encoding": serializers.CharField(),
+                "qos": serializers.IntegerField(),
+            },
+            many=True,
+        ),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        broker = _broker(request, pk)
+        topic_filter = request.query_params.get("topic") or "#"
+        try:
+            found = retained_list(ConnectionSettings.from_broker(broker), topic_filter)
+        except ValidationError as exc:
+            raise _field_error("topic", exc) from None
+        except PublishError as exc:
+            raise BrokerUnreachable(str(exc)) from exc
+        return Response(
+            [
+                {"topic": m.topic, **history.payload_view(m.payload), "qos": m.qos}
+                for m in found
+            ]
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("topic", str, required=True),
+            OpenApiParameter("recursive", bool),
+        ],
+        responses=inline_serializer(
+            "RetainedCleared",
+            {"cleared": serializers.ListField(child=serializers.CharField())},
+        ),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        broker = _broker(request, pk, Role.OPERATOR)
+        topic = request.query_params.get("topic", "")
+        recursive = request.query_params.get("recursive", "").lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+        try:
+            cleared = retained_clear(
+                ConnectionSettings.from_broker(broker), topic, recursive=recursive
+            )
+        except ValidationError as exc:
+            raise _field_error("topic", exc) from None
+        except PublishError as exc:
+            raise BrokerUnreachable(str(exc)) from exc
+        audit_record(
+            actor=request.user,
+            action="broker.retained_clear",
+            target=broker,
+            changes={"cleared": [None, cleared[:50]]},
+        )
+        return Response({"cleared": cleared})
