@@ -17,7 +17,14 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
-from brokers.models import BrokerStatus, DeadLetter, StoredMessage, Subscription
+from brokers.action_runner import enqueue_runs
+from brokers.models import (
+    ActionRun,
+    BrokerStatus,
+    DeadLetter,
+    StoredMessage,
+    Subscription,
+)
 from mqttadmin.lib.topics import topic_matches
 
 logger = logging.getLogger(__name__)
@@ -44,18 +51,21 @@ class SubscriptionMatch:
     id: int
     topic_filter: str
     store_messages: bool
+    has_actions: bool
 
 
 def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
     """The enabled subscriptions of these brokers, one query per batch."""
     found: dict[int, list[SubscriptionMatch]] = {pk: [] for pk in broker_ids}
     rows = Subscription.objects.filter(broker_id__in=broker_ids, enabled=True)
-    for broker_id, pk, topic_filter, store in rows.values_list(
-        "broker_id", "pk", "topic_filter", "store_messages"
+    for broker_id, pk, topic_filter, store, actions in rows.values_list(
+        "broker_id", "pk", "topic_filter", "store_messages", "actions"
     ):
         if topic_filter.startswith("$share/"):
             topic_filter = topic_filter.split("/", 2)[2]
-        found[broker_id].append(SubscriptionMatch(pk, topic_filter, store))
+        found[broker_id].append(
+            SubscriptionMatch(pk, topic_filter, store, bool(actions))
+        )
     return found
 
 
@@ -69,13 +79,32 @@ def split_payload(payload: bytes) -> tuple[str | None, bytes | None]:
     return None, payload
 
 
-def _history_rows(
+def _matching(
     batch: list[ReceivedMessage], matches: dict[int, list[SubscriptionMatch]]
+) -> list[list[SubscriptionMatch]]:
+    """For each message, the subscriptions it matches (cached per topic in a batch)."""
+    cache: dict[tuple[int, str], list[SubscriptionMatch]] = {}
+    result = []
+    for message in batch:
+        key = (message.broker_id, message.topic)
+        found = cache.get(key)
+        if found is None:
+            found = [
+                m
+                for m in matches.get(message.broker_id, [])
+                if topic_matches(m.topic_filter, message.topic)
+            ]
+            cache[key] = found
+        result.append(found)
+    return result
+
+
+def _history_rows(
+    batch: list[ReceivedMessage], matched: list[list[SubscriptionMatch]]
 ) -> list[tuple[Any, ...]]:
     rows = []
-    for message in batch:
-        storing = [m for m in matches.get(message.broker_id, []) if m.store_messages]
-        if not any(topic_matches(m.topic_filter, message.topic) for m in storing):
+    for message, subscriptions in zip(batch, matched, strict=True):
+        if not any(m.store_messages for m in subscriptions):
             continue
         text, data = split_payload(message.payload)
         rows.append(
@@ -170,11 +199,45 @@ def _upsert_topics(batch: list[ReceivedMessage]) -> None:
         cursor.executemany(sql, params)
 
 
+def _subscription_work(
+    batch: list[ReceivedMessage], matched: list[list[SubscriptionMatch]]
+) -> None:
+    """Per-subscription counters, and durable action runs for those with actions."""
+    counts: Counter[int] = Counter()
+    last_at: dict[int, datetime.datetime] = {}
+    runs: list[ActionRun] = []
+    for message, subscriptions in zip(batch, matched, strict=True):
+        for match in subscriptions:
+            counts[match.id] += 1
+            last_at[match.id] = message.received_at
+            if match.has_actions:
+                runs.append(
+                    ActionRun(
+                        subscription_id=match.id,
+                        topic=message.topic,
+                        payload=message.payload,
+                        qos=message.qos,
+                        retain=message.retain,
+                        received_at=message.received_at,
+                    )
+                )
+    for subscription_id, count in sorted(counts.items()):
+        Subscription.objects.filter(pk=subscription_id).update(
+            messages_received=F("messages_received") + count,
+            last_message_at=last_at[subscription_id],
+        )
+    if runs:
+        ActionRun.objects.bulk_create(runs, batch_size=500)
+        enqueue_runs([run.pk for run in runs])
+
+
 def _process(batch: list[ReceivedMessage]) -> None:
     matches = subscriptions_by_broker({m.broker_id for m in batch})
+    matched = _matching(batch, matches)
     with transaction.atomic():
-        _write_history(_history_rows(batch, matches))
+        _write_history(_history_rows(batch, matched))
         _upsert_topics(batch)
+        _subscription_work(batch, matched)
         for broker_id, count in Counter(m.broker_id for m in batch).items():
             BrokerStatus.objects.filter(broker_id=broker_id).update(
                 messages_received=F("messages_received") + count

@@ -17,6 +17,7 @@ from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transpor
 from mqttadmin.lib.crypto import EncryptedTextField
 from mqttadmin.lib.topics import (
     validate_client_id,
+    validate_share_group,
     validate_mqtt_username,
     validate_topic_filter,
     validate_topic_name,
@@ -333,6 +334,17 @@ class RuntimeLease(models.Model):
         return f"{self.broker_id} owned by {self.owner}"
 
 
+def validate_share_group_or_empty(value: str) -> None:
+    if value:
+        validate_share_group(value)
+
+
+def validate_actions_field(value: Any) -> None:
+    from brokers.actions import validate_actions
+
+    validate_actions(value)
+
+
 class SubscriptionQuerySet(ProductScopedQuerySet):
     product_path = "broker__product"
 
@@ -352,6 +364,22 @@ class Subscription(models.Model):
     )
     enabled = models.BooleanField(_l("enabled"), default=True)
     store_messages = models.BooleanField(_l("store messages"), default=True)
+    description = models.TextField(_l("description"), blank=True)
+    shared_group = models.CharField(
+        _l("shared subscription group"),
+        max_length=120,
+        blank=True,
+        validators=[validate_share_group_or_empty],
+        help_text=_l("Subscribe as $share/<group>/<filter> so workers split the load."),
+    )
+    actions = models.JSONField(
+        _l("actions"), default=list, blank=True, validators=[validate_actions_field]
+    )
+    messages_received = models.PositiveBigIntegerField(default=0, editable=False)
+    actions_executed = models.PositiveBigIntegerField(default=0, editable=False)
+    actions_failed = models.PositiveBigIntegerField(default=0, editable=False)
+    last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -368,9 +396,29 @@ class Subscription(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.topic_filter})"
 
+    def clean(self) -> None:
+        if self.shared_group and self.topic_filter.startswith("$share/"):
+            raise ValidationError(
+                {"shared_group": _("The filter already names a $share group.")}
+            )
+
     @property
     def product(self) -> Product:
         return self.broker.product
+
+    @property
+    def subscribe_filter(self) -> str:
+        """What goes into SUBSCRIBE: the filter, shared when a group is set."""
+        if self.shared_group:
+            return f"$share/{self.shared_group}/{self.topic_filter}"
+        return self.topic_filter
+
+    @property
+    def match_filter(self) -> str:
+        """The filter messages are matched against (without any $share prefix)."""
+        if self.topic_filter.startswith("$share/"):
+            return self.topic_filter.split("/", 2)[2]
+        return self.topic_filter
 
 
 class PublishTemplateQuerySet(ProductScopedQuerySet):
@@ -446,7 +494,9 @@ class StoredMessage(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["broker", "-id"], name="message_broker_newest"),
-            models.Index(fields=["broker", "topic", "-id"], name="message_broker_topic"),
+            models.Index(
+                fields=["broker", "topic", "-id"], name="message_broker_topic"
+            ),
             models.Index(fields=["broker", "received_at"], name="message_broker_time"),
         ]
 
@@ -509,3 +559,43 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}: {self.error[:60]}"
+
+
+class ActionRunState(models.TextChoices):
+    PENDING = "pending", _l("Pending")
+    DONE = "done", _l("Done")
+    FAILED = "failed", _l("Failed")
+
+
+class ActionRun(models.Model):
+    """The actions one message owes one subscription, written in the same
+    transaction as ingest (so before the message is acknowledged).
+
+    Workers run the actions and record which indexes are done, so a redelivered
+    task skips them; webhooks carry `Idempotency-Key: <run id>-<action index>`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="action_runs"
+    )
+    topic = models.TextField()
+    payload = models.BinaryField()
+    qos = models.PositiveSmallIntegerField(default=0)
+    retain = models.BooleanField(default=False)
+    received_at = models.DateTimeField()
+    state = models.CharField(
+        max_length=8, choices=ActionRunState.choices, default=ActionRunState.PENDING
+    )
+    done_indexes = models.JSONField(default=list)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.subscription_id} ({self.state})"

@@ -18,3 +18,24 @@ def prune_history() -> dict[int, int]:
     if removed:
         logger.info("pruned history: %s", removed)
     return removed
+
+
+@shared_task(
+    name="brokers.run_actions",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def run_actions(run_ids: list[int]) -> dict[str, int]:
+    """Execute the actions of a batch of ActionRuns (ids only, never secrets)."""
+    from brokers.action_runner import run_action_batch
+
+    return run_action_batch(run_ids)
+
+
+@shared_task(name="brokers.sweep_action_runs", ignore_result=True)
+def sweep_action_runs() -> int:
+    """Re-enqueue action runs a lost task left pending."""
+    from brokers.action_runner import sweep_stale_runs
+
+    return sweep_stale_runs()

@@ -82,3 +82,12 @@ def pytest_report_header(config: Any) -> list[str]:
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2 at full strength costs seconds per test user; the hasher is not under test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def http_sink() -> Iterator[Any]:
+    from tests.http_sink import start_sink
+
+    sink = start_sink()
+    yield sink
+    sink.stop()

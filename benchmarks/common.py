@@ -1,0 +1,96 @@
+"""Shared pieces of the benchmarks: a private Mosquitto, Django set-up, timing."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqttadmin.settings")
+    import django
+
+    django.setup()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Mosquitto:
+    """A private broker; generous queues so the benchmark measures us, not limits."""
+
+    def __init__(self, extra: str = "") -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
+        self.dir = Path(tempfile.mkdtemp(prefix="mqttadmin-bench-"))
+        self.port = free_port()
+        config = self.dir / "mosquitto.conf"
+        config.write_text(
+            f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\nmax_inflight_messages 1000\n"
+            "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+            "persistence false\nlog_dest none\n" + extra
+        )
+        self.process = subprocess.Popen([binary, "-c", str(config)])
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def publish_lines(port: int, topic: str, lines_file: Path, qos: int) -> float:
+    """Publish every line of `lines_file` with mosquitto_pub -l; returns seconds."""
+    started = time.monotonic()
+    with lines_file.open("rb") as handle:
+        subprocess.run(
+            [
+                "mosquitto_pub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-t",
+                topic,
+                "-q",
+                str(qos),
+                "-l",
+            ],
+            stdin=handle,
+            check=True,
+        )
+    return time.monotonic() - started
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM (peak resident set) of a running process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -1,0 +1,308 @@
+"""Ingest benchmark: how fast messages are stored, next to two references.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+        .venv/bin/python benchmarks/ingest.py --messages 100000 --qos 0
+
+Starts its own Mosquitto, publishes N small JSON messages with `mosquitto_pub -l`
+and measures, in the same run:
+  (a) `mosquitto_sub -C N > /dev/null` on the same stream (the ceiling);
+  (b) a naive subscriber that inserts each message in its own transaction;
+  (c) the portal's MQTT runtime storing them (history rows, topic index, counters).
+It prints messages per second for each, the ratios, lost and duplicated messages,
+and the peak memory of the runtime's process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    ROOT,
+    Mosquitto,
+    peak_rss_mib,
+    publish_lines,
+    setup_django,
+)
+
+TOPIC = "bench/data"
+
+
+def write_lines(count: int, path: Path) -> None:
+    with path.open("w") as handle:
+        for seq in range(count):
+            handle.write(json.dumps({"seq": seq, "v": seq % 100, "unit": "C"}) + "\n")
+
+
+def run_mosquitto_sub(port: int, lines: Path, count: int, qos: int) -> dict[str, Any]:
+    sub = subprocess.Popen(
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            "bench/#",
+            "-q",
+            str(qos),
+            "-C",
+            str(count),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # let it subscribe
+    started = time.monotonic()
+    publish_lines(port, TOPIC, lines, qos)
+    try:
+        sub.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        return {"rate": 0.0, "received": "timeout"}
+    elapsed = time.monotonic() - started
+    return {"rate": count / elapsed, "elapsed": elapsed, "stored": count}
+
+
+def run_child(
+    mode: str, port: int, lines: Path, count: int, qos: int
+) -> dict[str, Any]:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--port",
+            str(port),
+            "--messages",
+            str(count),
+            "--qos",
+            str(qos),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert child.stdin and child.stdout
+    ready = child.stdout.readline().strip()
+    if ready != "ready":
+        child.kill()
+        raise SystemExit(f"{mode} child failed to start: {ready!r}")
+    started = time.time()
+    child.stdin.write(f"{started}\n")
+    child.stdin.flush()
+    publish_lines(port, TOPIC, lines, qos)
+    output = child.stdout.read()
+    child.wait(timeout=600)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+# --- children -------------------------------------------------------------------------
+
+
+def child_naive(port: int, count: int, qos: int) -> None:
+    """One INSERT and one COMMIT per message, as a first attempt would do."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    import psycopg
+
+    url = os.environ["DATABASE_URL"]
+    db = psycopg.connect(url, autocommit=True)
+    db.execute("CREATE TABLE IF NOT EXISTS bench_naive (topic text, payload text)")
+    db.execute("TRUNCATE bench_naive")
+    done = threading.Event()
+    state = {"n": 0, "last": time.time()}
+    subscribed = threading.Event()
+
+    def on_connect(
+        client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        client.subscribe("bench/#", qos)
+
+    def on_subscribe(*args: Any) -> None:
+        subscribed.set()
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        with db.transaction():
+            db.execute(
+                "INSERT INTO bench_naive VALUES (%s, %s)",
+                (message.topic, message.payload.decode()),
+            )
+        state["n"] += 1
+        state["last"] = time.time()
+        if state["n"] >= count:
+            done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-naive")
+    client.on_connect, client.on_subscribe, client.on_message = (
+        on_connect,
+        on_subscribe,
+        on_message,
+    )
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    subscribed.wait(10)
+    print("ready", flush=True)
+    started = float(sys.stdin.readline())
+    while not done.wait(1):
+        if time.time() - state["last"] > 30:
+            break
+    client.loop_stop()
+    stored = db.execute("SELECT count(*) FROM bench_naive").fetchone()[0]
+    db.execute("DROP TABLE bench_naive")
+    elapsed = state["last"] - started
+    print(
+        json.dumps(
+            {
+                "rate": stored / elapsed,
+                "elapsed": elapsed,
+                "stored": stored,
+                "peak_rss_mib": peak_rss_mib(os.getpid()),
+            }
+        )
+    )
+
+
+def child_runtime(port: int, count: int, qos: int) -> None:
+    """The portal's runtime, in a process of its own, storing into DATABASE_URL."""
+    setup_django()
+    from brokers.runtime import Runtime
+    from django.db import connection
+
+    from brokers import services
+    from brokers.models import BrokerStatus, StoredMessage
+    from mqttadmin.models import Product
+
+    Product.objects.filter(slug="ingest-benchmark").delete()
+    product = services_product()
+    broker = services.broker_create(
+        actor=None,
+        product=product,
+        name="bench",
+        host="127.0.0.1",
+        port=port,
+        clean_start=True,
+    )
+    services.subscription_create(
+        actor=None, broker=broker, name="bench", topic_filter="bench/#", qos=qos
+    )
+    runtime = Runtime(owner="benchmark", poll_interval=0.2)
+    runtime.start()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        status = BrokerStatus.objects.get(broker=broker)
+        if status.state == "connected" and status.subscribed_topics_count >= 1:
+            break
+        time.sleep(0.1)
+    else:
+        print("runtime did not connect", flush=True)
+        raise SystemExit(1)
+    time.sleep(0.5)
+    print("ready", flush=True)
+    started = float(sys.stdin.readline())
+    stored, last_change, finished = 0, time.time(), time.time()
+    while stored < count and time.time() - last_change < 30:
+        time.sleep(0.05)
+        now_stored = StoredMessage.objects.filter(broker=broker).count()
+        if now_stored != stored:
+            stored, last_change = now_stored, time.time()
+            finished = last_change
+    peak = peak_rss_mib(os.getpid())
+    runtime.stop()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(DISTINCT (text::jsonb->>'seq')) FROM brokers_storedmessage "
+            "WHERE broker_id = %s",
+            [broker.pk],
+        )
+        distinct = cursor.fetchone()[0]
+    product.delete()
+    elapsed = finished - started
+    print(
+        json.dumps(
+            {
+                "rate": stored / elapsed,
+                "elapsed": elapsed,
+                "stored": stored,
+                "distinct": distinct,
+                "peak_rss_mib": peak,
+            }
+        )
+    )
+
+
+def services_product() -> Any:
+    from mqttadmin.models import Product
+
+    return Product.objects.create(name="Ingest benchmark", slug="ingest-benchmark")
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--naive-messages", type=int, default=10_000)
+    parser.add_argument("--qos", type=int, choices=[0, 1], default=0)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--child", choices=["naive", "runtime"])
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        raise SystemExit(
+            "Set DATABASE_URL to a PostgreSQL database (see the docstring)."
+        )
+    if args.child == "naive":
+        return child_naive(args.port, args.messages, args.qos)
+    if args.child == "runtime":
+        return child_runtime(args.port, args.messages, args.qos)
+
+    broker = Mosquitto()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = Path(tmp) / "lines.txt"
+            write_lines(args.messages, lines)
+            naive_lines = Path(tmp) / "naive.txt"
+            write_lines(args.naive_messages, naive_lines)
+            ceiling = run_mosquitto_sub(broker.port, lines, args.messages, args.qos)
+            naive = run_child(
+                "naive", broker.port, naive_lines, args.naive_messages, args.qos
+            )
+            portal = run_child("runtime", broker.port, lines, args.messages, args.qos)
+    finally:
+        broker.stop()
+    lost = args.messages - portal.get("distinct", 0)
+    duplicates = portal["stored"] - portal.get("distinct", 0)
+    report = {
+        "messages": args.messages,
+        "qos": args.qos,
+        "mosquitto_sub_rate": round(ceiling["rate"]),
+        "naive_rate": round(naive["rate"]),
+        "naive_messages": naive["stored"],
+        "runtime_rate": round(portal["rate"]),
+        "runtime_vs_mosquitto_sub": round(portal["rate"] / ceiling["rate"], 3),
+        "runtime_vs_naive": round(portal["rate"] / naive["rate"], 1),
+        "stored": portal["stored"],
+        "lost": lost,
+        "duplicates": duplicates,
+        "runtime_peak_rss_mib": round(portal["peak_rss_mib"], 1),
+    }
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Running subscription actions: durable runs written by ingest, executed by workers.
+
+Ingest writes one ActionRun per (message, subscription with actions) in the same
+transaction as the message, so nothing is acknowledged to the broker before the
+work is durable. Runs are handed to Celery in batches (never one task per message);
+a sweeper re-enqueues runs left pending by a lost task. A run remembers which
+action indexes are done, so a redelivered task does not repeat them; webhooks also
+carry an Idempotency-Key for receivers that de-duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from brokers.actions import (
+    ActionError,
+    MessageContext,
+    plan,
+    webhook_call,
+)
+from brokers.client import (
+    ConnectionSettings,
+    OutgoingMessage,
+    PublishError,
+    publish_messages,
+)
+from brokers.models import ActionRun, ActionRunState, Broker, Subscription
+from dashboard.models import Alert, AlertState
+from mqttadmin.lib.topics import topic_matches, validate_topic_name
+
+logger = logging.getLogger(__name__)
+
+TASK_BATCH = 200
+STALE_AFTER_SECONDS = 60
+
+_local_pool: ThreadPoolExecutor | None = None
+
+
+def enqueue_runs(run_ids: list[int]) -> None:
+    """Hand runs to workers in batches, after the ingest transaction commits."""
+    if not run_ids:
+        return
+
+    def send() -> None:
+        from brokers.tasks import run_actions
+
+        for start in range(0, len(run_ids), TASK_BATCH):
+            chunk = run_ids[start : start + TASK_BATCH]
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                # Embedded mode: off the ingest thread, so slow webhooks never
+                # hold up storing messages.
+                _pool().submit(run_actions.apply, args=[chunk])
+            else:
+                run_actions.apply_async(args=[chunk], queue="actions")
+
+    transaction.on_commit(send)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _local_pool
+    if _local_pool is None:
+        _local_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="actions")
+    return _local_pool
+
+
+def _context(run: ActionRun, subscription: Subscription) -> MessageContext:
+    broker = subscription.broker
+    return MessageContext(
+        topic=run.topic,
+        payload=bytes(run.payload),
+        qos=run.qos,
+        retain=run.retain,
+        received_at=run.received_at,
+        broker={"id": broker.pk, "name": broker.name, "host": broker.host},
+        subscription={
+            "id": subscription.pk,
+            "name": subscription.name,
+            "topic_filter": subscription.topic_filter,
+        },
+    )
+
+
+def _default_message(topic: str, action: dict[str, Any], detail: dict[str, Any]) -> str:
+    return f"{topic}: {detail['value']} {action['op']} {action['threshold']}"
+
+
+def _alert(
+    subscription: Subscription,
+    index: int,
+    action: dict[str, Any],
+    detail: dict[str, Any],
+    topic: str,
+) -> None:
+    rule_key = f"subscription:{subscription.pk}:{index}"
+    open_alerts = Alert.objects.filter(
+        rule_key=rule_key, subject=topic, state=AlertState.OPEN
+    )
+    if detail["crossed"]:
+        if open_alerts.exists():
+            return
+        try:
+            with transaction.atomic():
+                Alert.objects.create(
+                    product=subscription.broker.product,
+                    rule_key=rule_key,
+                    subject=topic,
+                    severity=detail["severity"],
+                    message=detail["message"]
+                    or _default_message(topic, action, detail),
+                    value=detail["value"],
+                    threshold=float(action["threshold"]),
+                )
+        except IntegrityError:
+            pass  # another worker opened it first: still exactly one open alert
+    else:
+        open_alerts.update(
+            state=AlertState.RESOLVED, resolved_at=timezone.now(), value=detail["value"]
+        )
+
+
+def _execute(
+    subscription: Subscription,
+    run: ActionRun,
+    index: int,
+    action: dict[str, Any],
+    context: dict[str, Any],
+    republish: list[tuple[ActionRun, int, OutgoingMessage]],
+) -> bool:
+    """Run one action; returns True when done now, False when deferred (republish)."""
+    detail = plan(action, context)
+    kind = action["type"]
+    if kind == "webhook":
+        webhook_call(action, detail["body"], f"{run.pk}-{index}")
+    elif kind == "republish":
+        topic = detail["topic"]
+        try:
+            validate_topic_name(topic)
+        except ValidationError as exc:
+            raise ActionError(f"rendered topic {topic!r} is invalid: {exc}") from None
+        if topic_matches(subscription.match_filter, topic):
+            # The copy would match this subscription again: an endless loop.
+            raise ActionError(f"republishing to {topic!r} would loop back here")
+        republish.append(
+            (
+                run,
+                index,
+                OutgoingMessage(
+                    topic,
+                    detail["payload"].encode("utf-8"),
+                    qos=int(detail["qos"]),
+                    retain=bool(detail["retain"]),
+                ),
+            )
+        )
+        return False
+    elif kind == "alert":
+        _alert(subscription, index, action, detail, run.topic)
+    elif kind == "email":
+        send_mail(
+            detail["subject"][:200],
+            detail["body"],
+            settings.DEFAULT_FROM_EMAIL,
+            detail["to"],
+        )
+    elif kind == "telemetry":
+        from devices.telemetry import telemetry_from_message
+
+        telemetry_from_message(
+            broker_id=subscription.broker_id,
+            topic=run.topic,
+            payload=bytes(run.payload),
+            received_at=run.received_at,
+        )
+    return True
+
+
+def run_action_batch(run_ids: list[int]) -> dict[str, int]:
+    """Execute the pending actions of these runs; returns executed/failed counts."""
+    runs = list(
+        ActionRun.objects.filter(pk__in=run_ids, state=ActionRunState.PENDING)
+        .select_related("subscription__broker__product")
+        .order_by("id")
+    )
+    totals = {"executed": 0, "failed": 0}
+    per_subscription: dict[int, dict[str, Any]] = defaultdict(
+        lambda: {"executed": 0, "failed": 0, "error": ""}
+    )
+    republish: list[tuple[ActionRun, int, OutgoingMessage]] = []
+    run_errors: dict[int, list[str]] = defaultdict(list)
+    for run in runs:
+        subscription = run.subscription
+        context = _context(run, subscription).as_template_context()
+        done = set(run.done_indexes)
+        for index, action in enumerate(subscription.actions):
+            if index in done:
+                continue
+            stats = per_subscription[subscription.pk]
+            try:
+                if _execute(subscription, run, index, action, context, republish):
+                    done.add(index)
+                    stats["executed"] += 1
+            except Exception as exc:
+                message = f"action {index} ({action.get('type')}): {exc}"
+                logger.warning("subscription %s %s", subscription.pk, message)
+                stats["failed"] += 1
+                stats["error"] = message
+                run_errors[run.pk].append(message)
+                done.add(index)  # failures are final; webhooks retried already
+        run.done_indexes = sorted(done)
+        ActionRun.objects.filter(pk=run.pk).update(
+            done_indexes=run.done_indexes, attempts=F("attempts") + 1
+        )
+    _publish_all(republish, per_subscription, run_errors)
+    now = timezone.now()
+    for run in runs:
+        errors = run_errors.get(run.pk)
+        ActionRun.objects.filter(pk=run.pk).update(
+            state=ActionRunState.FAILED if errors else ActionRunState.DONE,
+            error="\n".join(errors or []),
+            finished_at=now,
+        )
+    for subscription_id, stats in per_subscription.items():
+        updates: dict[str, Any] = {
+            "actions_executed": F("actions_executed") + stats["executed"],
+            "actions_failed": F("actions_failed") + stats["failed"],
+        }
+        if stats["error"]:
+            updates["last_error"] = stats["error"][:2000]
+        Subscription.objects.filter(pk=subscription_id).update(**updates)
+        totals["executed"] += stats["executed"]
+        totals["failed"] += stats["failed"]
+    return totals
+
+
+def _publish_all(
+    republish: list[tuple[ActionRun, int, OutgoingMessage]],
+    per_subscription: dict[int, dict[str, Any]],
+    run_errors: dict[int, list[str]],
+) -> None:
+    """Republish per broker over one connection each, then mark those actions done."""
+    by_broker: dict[int, list[tuple[ActionRun, int, OutgoingMessage]]] = defaultdict(
+        list
+    )
+    for item in republish:
+        by_broker[item[0].subscription.broker_id].append(item)
+    for broker_id, items in by_broker.items():
+        broker = Broker.objects.get(pk=broker_id)
+        try:
+            publish_messages(
+                ConnectionSettings.from_broker(broker), [m for _r, _i, m in items]
+            )
+            error = ""
+        except PublishError as exc:
+            error = f"republish: {exc}"
+        for run, index, _message in items:
+            stats = per_subscription[run.subscription_id]
+            if error:
+                stats["failed"] += 1
+                stats["error"] = error
+                run_errors[run.pk].append(error)
+            else:
+                stats["executed"] += 1
+            run.done_indexes = sorted({*run.done_indexes, index})
+            ActionRun.objects.filter(pk=run.pk).update(done_indexes=run.done_indexes)
+
+
+def sweep_stale_runs(older_than_seconds: int = STALE_AFTER_SECONDS) -> int:
+    """Re-enqueue runs still pending after a while (a task lost with a worker)."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    ids = list(
+        ActionRun.objects.filter(state=ActionRunState.PENDING, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)[:10_000]
+    )
+    if ids:
+        with transaction.atomic():
+            enqueue_runs(ids)
+    return len(ids)

@@ -1,0 +1,322 @@
+"""Subscription actions: what runs for every matching message.
+
+An action is a dict with a `type`: webhook, republish, alert, email or telemetry.
+Text fields are templates in Django's template language, rendered on a context
+built from the message (`topic`, `topic_levels`, `payload`, `payload_text`, `qos`,
+`retain`, `received_at`, `broker`, `subscription`). Rendering never sees secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import operator
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.template import Context, Engine, TemplateSyntaxError
+from django.utils.translation import gettext as _
+
+logger = logging.getLogger(__name__)
+
+ACTION_TYPES = ("webhook", "republish", "alert", "email", "telemetry")
+HTTP_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+SEVERITIES = ("info", "warning", "critical")
+MAX_ACTIONS = 20
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_BACKOFF = (0.5, 1.0, 2.0)
+
+# Autoescape off: templates produce JSON, topics and text, not HTML.
+ENGINE = Engine(autoescape=False, libraries={}, builtins=[])
+
+
+class ActionError(Exception):
+    """An action failed; the message is kept as the subscription's last error."""
+
+
+# --- Validation -----------------------------------------------------------------
+
+
+def _template_error(value: str) -> str | None:
+    try:
+        ENGINE.from_string(value)
+    except TemplateSyntaxError as exc:
+        return str(exc)
+    return None
+
+
+def _check_template(
+    errors: dict[str, str], key: str, value: Any, required: bool
+) -> None:
+    if value in (None, ""):
+        if required:
+            errors[key] = _("This field is required.")
+        return
+    if not isinstance(value, str):
+        errors[key] = _("Must be text (a template).")
+        return
+    problem = _template_error(value)
+    if problem:
+        errors[key] = _("Template error: %s") % problem
+
+
+def _validate_one(prefix: str, action: Any, errors: dict[str, str]) -> None:
+    if not isinstance(action, dict):
+        errors[prefix] = _("Each action is an object with a type.")
+        return
+    kind = action.get("type")
+    if kind not in ACTION_TYPES:
+        errors[f"{prefix}.type"] = _("type must be one of: %s.") % ", ".join(
+            ACTION_TYPES
+        )
+        return
+    if kind == "webhook":
+        url = action.get("url", "")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if not parts or parts.scheme not in ("http", "https") or not parts.netloc:
+            errors[f"{prefix}.url"] = _("url must be an http:// or https:// address.")
+        method = str(action.get("method", "POST")).upper()
+        if method not in HTTP_METHODS:
+            errors[f"{prefix}.method"] = _("method must be one of: %s.") % ", ".join(
+                HTTP_METHODS
+            )
+        headers = action.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            errors[f"{prefix}.headers"] = _("headers map names to text values.")
+        _check_template(errors, f"{prefix}.body", action.get("body"), False)
+        timeout = action.get("timeout_s", 10)
+        if not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
+            errors[f"{prefix}.timeout_s"] = _("timeout_s is from 0.1 to 60 seconds.")
+    elif kind == "republish":
+        _check_template(errors, f"{prefix}.topic", action.get("topic"), True)
+        _check_template(errors, f"{prefix}.payload", action.get("payload"), False)
+        if action.get("qos", 0) not in (0, 1, 2):
+            errors[f"{prefix}.qos"] = _("QoS must be 0, 1 or 2.")
+        if not isinstance(action.get("retain", False), bool):
+            errors[f"{prefix}.retain"] = _("retain is true or false.")
+    elif kind == "alert":
+        _check_template(errors, f"{prefix}.value", action.get("value"), True)
+        if action.get("op") not in OPERATORS:
+            errors[f"{prefix}.op"] = _("op must be one of: %s.") % " ".join(OPERATORS)
+        threshold = action.get("threshold")
+        if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+            errors[f"{prefix}.threshold"] = _("threshold is a number.")
+        if action.get("severity", "warning") not in SEVERITIES:
+            errors[f"{prefix}.severity"] = _(
+                "severity must be one of: %s."
+            ) % ", ".join(SEVERITIES)
+        _check_template(errors, f"{prefix}.message", action.get("message"), False)
+    elif kind == "email":
+        recipients = action.get("to")
+        if isinstance(recipients, str):
+            recipients = [r.strip() for r in recipients.split(",") if r.strip()]
+        if not recipients or not isinstance(recipients, list):
+            errors[f"{prefix}.to"] = _("to lists one or more e-mail addresses.")
+        else:
+            for address in recipients:
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    errors[f"{prefix}.to"] = (
+                        _("“%s” is not an e-mail address.") % address
+                    )
+                    break
+        _check_template(errors, f"{prefix}.subject", action.get("subject"), True)
+        _check_template(errors, f"{prefix}.body", action.get("body"), False)
+
+
+def validate_actions(actions: Any) -> None:
+    """Raise ValidationError naming `actions[i].field` for every broken rule."""
+    if not isinstance(actions, list):
+        raise ValidationError(_("actions is a list of action objects."))
+    if len(actions) > MAX_ACTIONS:
+        raise ValidationError(_("At most %d actions per subscription.") % MAX_ACTIONS)
+    errors: dict[str, str] = {}
+    for index, action in enumerate(actions):
+        _validate_one(f"actions[{index}]", action, errors)
+    if errors:
+        raise ValidationError([f"{key}: {message}" for key, message in errors.items()])
+
+
+# --- Rendering ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """The message as templates see it (built in the worker from an ActionRun)."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: Any
+    broker: dict[str, Any]
+    subscription: dict[str, Any]
+
+    def as_template_context(self) -> dict[str, Any]:
+        text = self.payload.decode("utf-8", errors="replace")
+        try:
+            parsed: Any = json.loads(text)
+        except ValueError:
+            parsed = text
+        return {
+            "topic": self.topic,
+            "topic_levels": self.topic.split("/"),
+            "payload": parsed,
+            "payload_text": text,
+            "qos": self.qos,
+            "retain": self.retain,
+            "received_at": self.received_at,
+            "broker": self.broker,
+            "subscription": self.subscription,
+        }
+
+
+def render(template: str | None, context: dict[str, Any]) -> str:
+    """Render one template; a broken template is an ActionError, never a crash."""
+    if not template:
+        return ""
+    try:
+        return ENGINE.from_string(template).render(Context(context))
+    except Exception as exc:
+        raise ActionError(f"template error: {exc}") from exc
+
+
+def extract_number(template: str, context: dict[str, Any]) -> float:
+    raw = render(template, context).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ActionError(f"value {raw!r} is not a number") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ActionError(f"value {raw!r} is not a finite number")
+    return value
+
+
+# --- Planning (dry run) and execution ------------------------------------------
+
+
+@dataclass
+class Outcome:
+    index: int
+    type: str
+    ok: bool
+    detail: dict[str, Any]
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "type": self.type,
+            "ok": self.ok,
+            "error": self.error,
+            **self.detail,
+        }
+
+
+def plan(action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """What the action would do with this message, rendered but not done."""
+    kind = action["type"]
+    if kind == "webhook":
+        return {
+            "method": str(action.get("method", "POST")).upper(),
+            "url": action["url"],
+            "headers": sorted(action.get("headers", {})),
+            "body": render(action.get("body") or "{{ payload_text }}", context),
+        }
+    if kind == "republish":
+        return {
+            "topic": render(action["topic"], context).strip(),
+            "payload": render(action.get("payload") or "{{ payload_text }}", context),
+            "qos": action.get("qos", 0),
+            "retain": action.get("retain", False),
+        }
+    if kind == "alert":
+        value = extract_number(action["value"], context)
+        crossed = OPERATORS[action["op"]](value, float(action["threshold"]))
+        return {
+            "value": value,
+            "crossed": crossed,
+            "would": "open" if crossed else "resolve",
+            "severity": action.get("severity", "warning"),
+            "message": render(action.get("message") or "", context),
+        }
+    if kind == "email":
+        recipients = action["to"]
+        if isinstance(recipients, str):
+            recipients = [r.strip() for r in recipients.split(",") if r.strip()]
+        return {
+            "to": recipients,
+            "subject": render(action["subject"], context).strip(),
+            "body": render(action.get("body") or "{{ payload_text }}", context),
+        }
+    return {"would": "hand the message to device telemetry"}
+
+
+def dry_run(
+    actions: list[dict[str, Any]], message: MessageContext
+) -> list[dict[str, Any]]:
+    """Render every action for a sample message and report, without side effects."""
+    context = message.as_template_context()
+    outcomes = []
+    for index, action in enumerate(actions):
+        try:
+            outcomes.append(Outcome(index, action["type"], True, plan(action, context)))
+        except ActionError as exc:
+            outcomes.append(Outcome(index, action["type"], False, {}, str(exc)))
+    return [o.as_dict() for o in outcomes]
+
+
+def webhook_call(
+    action: dict[str, Any],
+    body: str,
+    idempotency_key: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Call a webhook; retry connection errors and 5xx with backoff, not 4xx."""
+    import httpx
+
+    method = str(action.get("method", "POST")).upper()
+    headers = {"Idempotency-Key": idempotency_key, **action.get("headers", {})}
+    if "content-type" not in {k.lower() for k in headers}:
+        headers["Content-Type"] = "application/json"
+    timeout = float(action.get("timeout_s", 10))
+    last_error = ""
+    for attempt in range(WEBHOOK_ATTEMPTS):
+        if attempt:
+            sleep(WEBHOOK_BACKOFF[min(attempt - 1, len(WEBHOOK_BACKOFF) - 1)])
+        try:
+            response = httpx.request(
+                method,
+                action["url"],
+                content=body.encode("utf-8") if method != "GET" else None,
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=False,
+            )
+        except httpx.HTTPError as exc:
+            last_error = f"{exc.__class__.__name__}: {exc}"
+            continue
+        if response.status_code >= 500:
+            last_error = f"HTTP {response.status_code}"
+            continue
+        if response.status_code >= 400:
+            raise ActionError(f"webhook answered HTTP {response.status_code}")
+        return response.status_code
+    raise ActionError(f"webhook failed after {WEBHOOK_ATTEMPTS} attempts: {last_error}")

@@ -1,0 +1,68 @@
+"""A real HTTP server on loopback that records requests, for webhook tests."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class HttpSink:
+    """Answers with the queued status codes (then 200) and records every request."""
+
+    server: ThreadingHTTPServer
+    requests: list[Recorded] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    seen_keys: set[str] = field(default_factory=set)
+    effects: int = 0
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_sink() -> HttpSink:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with lock:
+                sink.requests.append(
+                    Recorded(self.command, self.path, dict(self.headers), body)
+                )
+                status = sink.statuses.pop(0) if sink.statuses else 200
+                key = self.headers.get("Idempotency-Key")
+                # Like a receiver that de-duplicates: the effect happens once per key.
+                if status < 300 and key and key not in sink.seen_keys:
+                    sink.seen_keys.add(key)
+                    sink.effects += 1
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_PUT = do_PATCH = do_GET = do_DELETE = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    sink = HttpSink(server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return sink
