@@ -172,6 +172,14 @@ def describe_connack(
     if value == BAD_CREDENTIALS_V5:
         return code, "Bad username or password", "bad_credentials"
     if value == NOT_AUTHORIZED_V5:
+        if settings.username:
+            # Mosquitto answers a wrong password this way (not with 4 / 134).
+            return (
+                code,
+                "Not authorised: wrong username or password, or this user may not "
+                "connect",
+                "not_authorized",
+            )
         return code, "Not authorised", "not_authorized"
     return code, str(reason), "protocol"
 

@@ -599,3 +599,58 @@ class ActionRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.subscription_id} ({self.state})"
+
+
+class ProductMqttConfig(models.Model):
+    """A product's MQTT settings for services that run their own listener: which
+    broker is primary and how its topics are laid out."""
+
+    product = models.OneToOneField(
+        Product, on_delete=models.CASCADE, primary_key=True, related_name="mqtt_config"
+    )
+    primary_broker = models.ForeignKey(
+        Broker, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    topic_prefix = models.CharField(_l("topic prefix"), max_length=500, blank=True)
+    topic_pattern = models.CharField(_l("topic pattern"), max_length=500, blank=True)
+    use_shared = models.BooleanField(_l("use shared subscriptions"), default=False)
+    shared_group = models.CharField(
+        _l("shared group"),
+        max_length=120,
+        blank=True,
+        validators=[validate_share_group_or_empty],
+    )
+    qos = models.PositiveSmallIntegerField(
+        _l("QoS"), default=1, choices=[(0, "0"), (1, "1"), (2, "2")]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"MQTT settings of {self.product}"
+
+    def clean(self) -> None:
+        if self.use_shared and not self.shared_group:
+            raise ValidationError(
+                {"shared_group": _("Shared subscriptions need a group name.")}
+            )
+
+
+class ServiceStatusReport(models.Model):
+    """The connection state a product's own MQTT service reports about itself."""
+
+    product = models.OneToOneField(
+        Product, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    connected = models.BooleanField(default=False)
+    last_connected_at = models.DateTimeField(null=True, blank=True)
+    last_disconnected_at = models.DateTimeField(null=True, blank=True)
+    messages_received = models.PositiveBigIntegerField(default=0)
+    subscribed_topics_count = models.PositiveIntegerField(default=0)
+    client_id = models.CharField(max_length=128, blank=True)
+    broker_info = models.JSONField(default=dict, blank=True)
+    connection_error = models.TextField(blank=True)
+    reported_by = models.CharField(max_length=150, blank=True)
+    reported_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.product}: {'connected' if self.connected else 'disconnected'}"

@@ -8,6 +8,9 @@ class Role(models.TextChoices):
     VIEWER = "viewer", _("Viewer")
     OPERATOR = "operator", _("Operator")
     ADMIN = "admin", _("Admin")
+    # A machine account of a product's own MQTT service: token only, reads like a
+    # viewer, and is the only role that receives broker passwords.
+    SERVICE = "service", _("Service account")
 
     @property
     def rank(self) -> int:
@@ -18,7 +21,12 @@ class Role(models.TextChoices):
         return ROLE_RANK[self.value] >= ROLE_RANK[str(minimum)]
 
 
-ROLE_RANK: dict[str, int] = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+ROLE_RANK: dict[str, int] = {
+    Role.SERVICE: 1,
+    Role.VIEWER: 1,
+    Role.OPERATOR: 2,
+    Role.ADMIN: 3,
+}
 
 
 def roles_at_least(minimum: Role | str) -> list[str]:

@@ -86,10 +86,20 @@ def _user_by_username(username: str) -> AbstractBaseUser:
         ) from None
 
 
-def _check_role(role: str) -> None:
+def _check_role(role: str, user: Any = None) -> None:
     if role not in Role.values:
         raise ValidationError(
             {"role": _("Role must be one of: %s.") % ", ".join(Role.values)}
+        )
+    # Service accounts receive broker passwords: never give that role to a person.
+    if role == Role.SERVICE and user is not None and user.has_usable_password():
+        raise ValidationError(
+            {
+                "role": _(
+                    "The service role is for token-only accounts without a password "
+                    "(manage.py create_service_account)."
+                )
+            }
         )
 
 
@@ -98,8 +108,8 @@ def membership_add(
     *, actor: Any, product: Product, username: str, role: str
 ) -> Membership:
     """Give a user a role in a product."""
-    _check_role(role)
     user = _user_by_username(username)
+    _check_role(role, user)
     if Membership.objects.filter(product=product, user=user).exists():
         raise ValidationError(
             {"username": _("%(name)s is already a member.") % {"name": username}}
@@ -132,7 +142,7 @@ def _ensure_admin_remains(membership: Membership, new_role: str | None) -> None:
 def membership_change_role(
     *, actor: Any, membership: Membership, role: str
 ) -> Membership:
-    _check_role(role)
+    _check_role(role, membership.user)
     _ensure_admin_remains(membership, role)
     old = membership.role
     if old != role:

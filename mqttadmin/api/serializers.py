@@ -30,7 +30,7 @@ class MemberCreateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(
         choices=Role.choices,
         error_messages={
-            "invalid_choice": _("Role must be one of: viewer, operator, admin.")
+            "invalid_choice": _("Role must be one of: viewer, operator, admin, service.")
         },
     )
 
@@ -39,7 +39,7 @@ class MemberUpdateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(
         choices=Role.choices,
         error_messages={
-            "invalid_choice": _("Role must be one of: viewer, operator, admin.")
+            "invalid_choice": _("Role must be one of: viewer, operator, admin, service.")
         },
     )
 
