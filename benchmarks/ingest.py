@@ -1,6 +1,7 @@
 """Ingest benchmark: how fast messages are stored, next to two references.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+    createdb -h 127.0.0.1 -U postgres mqttadmin_bench   # once
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/mqttadmin_bench \\
         .venv/bin/python benchmarks/ingest.py --messages 100000 --qos 0
 
 Starts its own Mosquitto, publishes N small JSON messages with `mosquitto_pub -l`

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,27 @@ class SubscriptionMatch:
     topic_filter: str
     store_messages: bool
     has_actions: bool
+
+
+class SubscriptionCache:
+    """Subscriptions per broker, re-read at most every `ttl` seconds.
+
+    The runtime keeps one so a busy stream costs one query per second, not one per
+    batch; a subscription change reaches matching within `ttl` (the runtime's own
+    subscribe/unsubscribe takes about as long).
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._loaded_at = -1e9
+        self._matches: dict[int, list[SubscriptionMatch]] = {}
+
+    def get(self, broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
+        now = time.monotonic()
+        if now - self._loaded_at > self.ttl or not broker_ids <= self._matches.keys():
+            self._matches = subscriptions_by_broker(broker_ids | self._matches.keys())
+            self._loaded_at = now
+        return self._matches
 
 
 def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
@@ -231,8 +253,9 @@ def _subscription_work(
         enqueue_runs([run.pk for run in runs])
 
 
-def _process(batch: list[ReceivedMessage]) -> None:
-    matches = subscriptions_by_broker({m.broker_id for m in batch})
+def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> None:
+    broker_ids = {m.broker_id for m in batch}
+    matches = cache.get(broker_ids) if cache else subscriptions_by_broker(broker_ids)
     matched = _matching(batch, matches)
     with transaction.atomic():
         _write_history(_history_rows(batch, matched))
@@ -244,7 +267,9 @@ def _process(batch: list[ReceivedMessage]) -> None:
             )
 
 
-def store_batch(batch: list[ReceivedMessage]) -> None:
+def store_batch(
+    batch: list[ReceivedMessage], cache: SubscriptionCache | None = None
+) -> None:
     """Record a batch in one transaction.
 
     A database failure propagates (the runtime keeps the batch unacknowledged and
@@ -254,14 +279,14 @@ def store_batch(batch: list[ReceivedMessage]) -> None:
     if not batch:
         return
     try:
-        _process(batch)
+        _process(batch, cache)
     except DatabaseError:
         raise
     except Exception:
         logger.warning("batch of %d failed; isolating the poison", len(batch))
         for message in batch:
             try:
-                _process([message])
+                _process([message], None)
             except DatabaseError:
                 raise
             except Exception as exc:

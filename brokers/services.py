@@ -231,7 +231,11 @@ def _mqtt5_properties(
     if values.get("message_expiry_interval") is not None:
         properties.MessageExpiryInterval = int(values["message_expiry_interval"])
     if values.get("response_topic"):
-        validate_topic_name(values["response_topic"])
+        try:
+            validate_topic_name(values["response_topic"])
+        except ValidationError as exc:
+            # Keyed, so the error names the field (and batch errors can prefix it).
+            raise ValidationError({"properties.response_topic": exc.messages}) from None
         properties.ResponseTopic = values["response_topic"]
     if values.get("correlation_data"):
         properties.CorrelationData = str(values["correlation_data"]).encode("utf-8")

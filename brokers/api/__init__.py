@@ -1,0 +1,1 @@
+"""REST API of the brokers app (connections, subscriptions, publish templates)."""
