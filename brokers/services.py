@@ -34,7 +34,7 @@ from brokers.client import (
 )
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
 from mqttadmin.audit import audit_record, diff, snapshot
-from mqttadmin.lib.topics import validate_topic_name
+from mqttadmin.lib.topics import topic_matches, validate_topic_name
 from mqttadmin.models import Product
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,16 @@ BROKER_FIELDS = (
     "history_max_messages",
     *Broker.CONNECTION_FIELDS,
 )
-SUBSCRIPTION_FIELDS = ("name", "topic_filter", "qos", "enabled", "store_messages")
+SUBSCRIPTION_FIELDS = (
+    "name",
+    "description",
+    "topic_filter",
+    "shared_group",
+    "qos",
+    "enabled",
+    "store_messages",
+    "actions",
+)
 
 
 def runtime_nudge() -> None:
@@ -363,6 +372,32 @@ def subscription_delete(*, actor: Any, subscription: Subscription) -> None:
     )
     subscription.delete()
     runtime_nudge()
+
+
+def subscription_dry_run(
+    *, subscription: Subscription, topic: str, payload: bytes
+) -> dict[str, Any]:
+    """What the subscription's actions would do with a sample message (no effects)."""
+    from brokers.actions import MessageContext, dry_run
+
+    broker = subscription.broker
+    message = MessageContext(
+        topic=topic,
+        payload=payload,
+        qos=subscription.qos,
+        retain=False,
+        received_at=timezone.now(),
+        broker={"id": broker.pk, "name": broker.name, "host": broker.host},
+        subscription={
+            "id": subscription.pk,
+            "name": subscription.name,
+            "topic_filter": subscription.topic_filter,
+        },
+    )
+    return {
+        "matches": topic_matches(subscription.match_filter, topic),
+        "actions": dry_run(subscription.actions, message),
+    }
 
 
 # --- Publish templates --------------------------------------------------------

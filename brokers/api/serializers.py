@@ -7,6 +7,7 @@ to answer early with errors that name the field; services check again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -480,14 +481,31 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "id",
             "broker",
             "name",
+            "description",
             "topic_filter",
+            "shared_group",
             "qos",
             "enabled",
             "store_messages",
+            "actions",
+            "messages_received",
+            "actions_executed",
+            "actions_failed",
+            "last_message_at",
+            "last_error",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "messages_received",
+            "actions_executed",
+            "actions_failed",
+            "last_message_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
         validators: list[Any] = []
 
     def validate_broker(self, broker: Broker) -> Broker:
@@ -559,3 +577,18 @@ class PublishTemplateSerializer(serializers.ModelSerializer):
         # only for MQTT 5.
         services.prepare_message(broker, publish_request(values))
         return attrs
+
+
+class SubscriptionTestSerializer(serializers.Serializer):
+    """A sample message for a subscription's dry run."""
+
+    topic = TopicNameField()
+    payload = serializers.JSONField(
+        help_text="Text, or any JSON value (sent as its JSON text)."
+    )
+
+    def payload_bytes(self) -> bytes:
+        payload = self.validated_data["payload"]
+        if isinstance(payload, str):
+            return payload.encode("utf-8")
+        return json.dumps(payload).encode("utf-8")

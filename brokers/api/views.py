@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    inline_serializer,
 )
 from rest_framework import serializers, viewsets
 from rest_framework import status as http
@@ -40,6 +41,7 @@ from brokers.api.serializers import (
     PublishResultSerializer,
     PublishTemplateSerializer,
     SubscriptionSerializer,
+    SubscriptionTestSerializer,
     publish_request,
 )
 from brokers.client import PublishError
@@ -273,6 +275,31 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: Subscription) -> None:
         services.subscription_delete(actor=self.request.user, subscription=instance)
+
+    @extend_schema(
+        request=SubscriptionTestSerializer,
+        responses=inline_serializer(
+            "SubscriptionDryRun",
+            {
+                "matches": serializers.BooleanField(),
+                "actions": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"], url_path="test", url_name="test")
+    def dry_run(self, request: Request, pk: str) -> Response:
+        """Render every action for a sample message and say what it would do,
+        without doing it."""
+        subscription = self.get_object()
+        sample = SubscriptionTestSerializer(data=request.data)
+        sample.is_valid(raise_exception=True)
+        return Response(
+            services.subscription_dry_run(
+                subscription=subscription,
+                topic=sample.validated_data["topic"],
+                payload=sample.payload_bytes(),
+            )
+        )
 
 
 class PublishTemplateViewSet(viewsets.ModelViewSet):
