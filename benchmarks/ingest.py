@@ -178,11 +178,11 @@ def child_naive(port: int, count: int, qos: int) -> None:
 def child_runtime(port: int, count: int, qos: int) -> None:
     """The portal's runtime, in a process of its own, storing into DATABASE_URL."""
     setup_django()
-    from brokers.runtime import Runtime
     from django.db import connection
 
     from brokers import services
     from brokers.models import BrokerStatus, StoredMessage
+    from brokers.runtime import Runtime
     from mqttadmin.models import Product
 
     Product.objects.filter(slug="ingest-benchmark").delete()

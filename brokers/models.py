@@ -17,8 +17,8 @@ from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transpor
 from mqttadmin.lib.crypto import EncryptedTextField
 from mqttadmin.lib.topics import (
     validate_client_id,
-    validate_share_group,
     validate_mqtt_username,
+    validate_share_group,
     validate_topic_filter,
     validate_topic_name,
 )
@@ -481,7 +481,8 @@ class StoredMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
     broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="+")
     topic = models.TextField()
-    text = models.TextField(null=True, blank=True)
+    # NULL (not "") marks a binary payload kept in `data`.
+    text = models.TextField(null=True, blank=True)  # noqa: DJ001
     data = models.BinaryField(null=True, blank=True)
     qos = models.PositiveSmallIntegerField(default=0)
     retain = models.BooleanField(default=False)

@@ -32,7 +32,9 @@ class Alert(models.Model):
     of subscription 4); there is at most one open alert per rule and subject.
     """
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="alerts")
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="alerts"
+    )
     rule_key = models.CharField(max_length=120)
     subject = models.CharField(
         max_length=500, help_text=_("The topic, device or broker the alert is about.")

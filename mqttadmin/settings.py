@@ -206,7 +206,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 HISTORY_PRUNE_SECONDS: int = _read("HISTORY_PRUNE_SECONDS", env.int, 600)
 # Static entries; django-celery-beat's DatabaseScheduler copies them into its tables.
 CELERY_BEAT_SCHEDULE = {
-    "prune-history": {"task": "brokers.prune_history", "schedule": HISTORY_PRUNE_SECONDS},
+    "prune-history": {
+        "task": "brokers.prune_history",
+        "schedule": HISTORY_PRUNE_SECONDS,
+    },
     "sweep-action-runs": {"task": "brokers.sweep_action_runs", "schedule": 60.0},
 }
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": "actions"}}

@@ -30,7 +30,9 @@ class MemberCreateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(
         choices=Role.choices,
         error_messages={
-            "invalid_choice": _("Role must be one of: viewer, operator, admin, service.")
+            "invalid_choice": _(
+                "Role must be one of: viewer, operator, admin, service."
+            )
         },
     )
 
@@ -39,7 +41,9 @@ class MemberUpdateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(
         choices=Role.choices,
         error_messages={
-            "invalid_choice": _("Role must be one of: viewer, operator, admin, service.")
+            "invalid_choice": _(
+                "Role must be one of: viewer, operator, admin, service."
+            )
         },
     )
 

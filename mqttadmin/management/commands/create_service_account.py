@@ -21,14 +21,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("product", help="the product's slug")
-        parser.add_argument("name", help="username of the account, e.g. orders-listener")
+        parser.add_argument(
+            "name", help="username of the account, e.g. orders-listener"
+        )
 
     @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             product = Product.objects.get(slug=options["product"])
         except Product.DoesNotExist:
-            raise CommandError(f"No product with slug {options['product']!r}.") from None
+            raise CommandError(
+                f"No product with slug {options['product']!r}."
+            ) from None
         user_model = get_user_model()
         if user_model.objects.filter(username=options["name"]).exists():
             raise CommandError(f"A user named {options['name']!r} exists already.")
