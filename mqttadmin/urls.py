@@ -24,6 +24,7 @@ urlpatterns = [
         name="member-update",
     ),
     path("audit/", views.audit_list, name="audit"),
+    path("brokers/", include("brokers.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("mqttadmin.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

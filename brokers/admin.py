@@ -1,0 +1,240 @@
+"""Admin for broker connections, their subscriptions and publish templates.
+
+Changes are audited (secrets masked) and nudge the MQTT runtime like the pages do.
+Status rows and runtime leases belong to the runtime: the admin only shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from brokers import services
+from brokers.forms import SecretTextarea
+from brokers.models import (
+    Broker,
+    BrokerStatus,
+    PublishTemplate,
+    RuntimeLease,
+    Subscription,
+)
+from mqttadmin.admin_audit import AuditedModelAdmin
+
+
+class BrokerAdminForm(forms.ModelForm):
+    """Secrets are write-only: empty keeps the stored value, "clear" removes it."""
+
+    password = forms.CharField(
+        label=_("password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "new-password"}
+        ),
+        help_text=_("Leave empty to keep the stored password."),
+    )
+    clear_password = forms.BooleanField(
+        label=_("clear the stored password"), required=False
+    )
+    client_key = forms.CharField(
+        label=_("client key (PEM)"),
+        required=False,
+        widget=SecretTextarea(attrs={"rows": 4, "autocomplete": "off"}),
+        help_text=_("Leave empty to keep the stored key."),
+    )
+    clear_client_key = forms.BooleanField(
+        label=_("clear the stored client key"), required=False
+    )
+
+    class Meta:
+        model = Broker
+        # The admin passes the fieldsets' fields; these are the ones shaped here.
+        fields = ["password", "client_key"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial.pop("password", None)
+        self.initial.pop("client_key", None)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in Broker.SECRET_FIELDS:
+            if cleaned.get(f"clear_{name}"):
+                cleaned[name] = ""
+            elif not cleaned.get(name):
+                cleaned[name] = getattr(self.instance, name, "") or ""
+        return cleaned
+
+
+class NudgingAdmin(AuditedModelAdmin):
+    """Saves and deletes tell the runtime to reconcile now rather than on its timer."""
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        services.runtime_nudge()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        services.runtime_nudge()
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset)
+        services.runtime_nudge()
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the runtime: looked at, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ["name", "topic_filter", "qos", "enabled", "store_messages"]
+
+
+@admin.register(Broker)
+class BrokerAdmin(NudgingAdmin):
+    form = BrokerAdminForm
+    audit_secret_fields = Broker.SECRET_FIELDS
+    list_display = [
+        "name",
+        "product",
+        "address",
+        "protocol",
+        "enabled",
+        "state",
+        "updated_at",
+    ]
+    list_filter = ["enabled", "product", "protocol", "transport", "use_tls"]
+    search_fields = ["name", "host", "client_id", "username", "product__name"]
+    list_select_related = ["product", "status"]
+    readonly_fields = ["created_at", "updated_at", "reconnect_requested_at"]
+    inlines = [SubscriptionInline]
+    fieldsets = [
+        (None, {"fields": ["product", "name", "enabled"]}),
+        (
+            _("Connection"),
+            {"fields": ["host", "port", "transport", "ws_path", "protocol"]},
+        ),
+        (
+            _("Authentication"),
+            {"fields": ["username", "password", "clear_password"]},
+        ),
+        (
+            _("TLS"),
+            {
+                "fields": [
+                    "use_tls",
+                    "tls_insecure",
+                    "ca_cert",
+                    "client_cert",
+                    "client_key",
+                    "clear_client_key",
+                ]
+            },
+        ),
+        (
+            _("Session"),
+            {
+                "fields": [
+                    "client_id",
+                    "clean_start",
+                    "keepalive",
+                    "session_expiry_interval",
+                    "connect_timeout",
+                    "fallback_hosts",
+                    "max_payload_bytes",
+                ]
+            },
+        ),
+        (
+            _("Times"),
+            {
+                "fields": ["created_at", "updated_at", "reconnect_requested_at"],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Fields added to the model later (history limits, ...) still show up.
+        fieldsets = list(super().get_fieldsets(request, obj))
+        listed = {name for _n, opts in fieldsets for name in opts["fields"]}
+        rest = [
+            f.name
+            for f in Broker._meta.concrete_fields
+            if f.editable and not f.primary_key and f.name not in listed
+        ]
+        if rest:
+            fieldsets.insert(-1, (_("More"), {"fields": rest}))
+        return fieldsets
+
+    @admin.display(description=_("state"))
+    def state(self, obj: Broker) -> str:
+        try:
+            return obj.status.get_state_display()
+        except BrokerStatus.DoesNotExist:
+            return "—"
+
+
+@admin.register(BrokerStatus)
+class BrokerStatusAdmin(ReadOnlyAdmin):
+    list_display = [
+        "broker",
+        "state",
+        "messages_received",
+        "subscribed_topics_count",
+        "connected_host",
+        "owner",
+        "updated_at",
+    ]
+    list_filter = ["state", "broker__product"]
+    search_fields = ["broker__name", "client_id", "connection_error", "owner"]
+    list_select_related = ["broker"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(NudgingAdmin):
+    list_display = [
+        "name",
+        "topic_filter",
+        "broker",
+        "qos",
+        "enabled",
+        "store_messages",
+    ]
+    list_filter = ["enabled", "store_messages", "qos", "broker__product"]
+    search_fields = ["name", "topic_filter", "broker__name"]
+    list_select_related = ["broker"]
+    autocomplete_fields = ["broker"]
+
+
+@admin.register(PublishTemplate)
+class PublishTemplateAdmin(AuditedModelAdmin):
+    list_display = ["name", "topic", "broker", "encoding", "qos", "retain"]
+    list_filter = ["encoding", "qos", "retain", "broker__product"]
+    search_fields = ["name", "topic", "broker__name"]
+    list_select_related = ["broker"]
+    autocomplete_fields = ["broker"]
+
+
+@admin.register(RuntimeLease)
+class RuntimeLeaseAdmin(ReadOnlyAdmin):
+    list_display = ["broker", "owner", "acquired_at", "expires_at"]
+    search_fields = ["broker__name", "owner"]
+    list_select_related = ["broker"]

@@ -1,0 +1,360 @@
+"""Forms of the broker pages. They validate and shape input; services do the writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
+
+from brokers.choices import PayloadEncoding, Protocol
+from brokers.client import ConnectionSettings
+from brokers.models import Broker, Subscription, parse_host_port
+from mqttadmin.lib.topics import validate_topic_name
+from mqttadmin.models import Product
+
+QOS_CHOICES = [(0, "0"), (1, "1"), (2, "2")]
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never writes its value back into the page."""
+
+    def format_value(self, value: Any) -> str | None:
+        return None
+
+
+def apply_errors(form: forms.BaseForm, exc: ValidationError) -> None:
+    """Put a service's ValidationError next to the fields it names (else on top)."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+class BrokerForm(forms.ModelForm):
+    """Create or change a broker.
+
+    Secrets are never rendered back: an empty password or client key keeps the
+    stored one, unless its "clear" box is ticked.
+    """
+
+    password = forms.CharField(
+        label=_l("password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "new-password"}
+        ),
+    )
+    clear_password = forms.BooleanField(
+        label=_l("Clear the stored password"), required=False
+    )
+    client_key = forms.CharField(
+        label=_l("client key (PEM)"),
+        required=False,
+        widget=SecretTextarea(attrs={"rows": 3, "autocomplete": "off"}),
+    )
+    clear_client_key = forms.BooleanField(
+        label=_l("Clear the stored client key"), required=False
+    )
+    fallback_hosts = forms.CharField(
+        label=_l("fallback hosts"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_l("One host:port a line, tried in order when the primary fails."),
+    )
+    subscribe_all = forms.BooleanField(
+        label=_l("Subscribe to # and store every message (as MQTT Explorer does)"),
+        required=False,
+        initial=True,
+    )
+
+    # The page shows these groups as fieldsets, in this order.
+    SECTIONS = (
+        (
+            _l("Connection"),
+            ("name", "host", "port", "transport", "ws_path", "protocol", "enabled"),
+        ),
+        (_l("Authentication"), ("username", "password", "clear_password")),
+        (
+            _l("TLS"),
+            (
+                "use_tls",
+                "tls_insecure",
+                "ca_cert",
+                "client_cert",
+                "client_key",
+                "clear_client_key",
+            ),
+        ),
+        (
+            _l("Session"),
+            (
+                "client_id",
+                "clean_start",
+                "keepalive",
+                "session_expiry_interval",
+                "connect_timeout",
+                "fallback_hosts",
+                "max_payload_bytes",
+            ),
+        ),
+        (_l("Subscriptions"), ("subscribe_all",)),
+    )
+
+    class Meta:
+        model = Broker
+        fields = [
+            "name",
+            "host",
+            "port",
+            "transport",
+            "ws_path",
+            "protocol",
+            "enabled",
+            "username",
+            "password",
+            "use_tls",
+            "tls_insecure",
+            "ca_cert",
+            "client_cert",
+            "client_key",
+            "client_id",
+            "clean_start",
+            "keepalive",
+            "session_expiry_interval",
+            "connect_timeout",
+            "fallback_hosts",
+            "max_payload_bytes",
+        ]
+        widgets = {
+            "ca_cert": forms.Textarea(attrs={"rows": 3}),
+            "client_cert": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args: Any, product: Product, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.product = product
+        stored = self.instance.pk is not None
+        # Never put secrets into the page, not even as initial values.
+        self.initial.pop("password", None)
+        self.initial.pop("client_key", None)
+        self.initial["fallback_hosts"] = "\n".join(self.instance.fallback_hosts or ())
+        if stored:
+            del self.fields["subscribe_all"]
+        keep = _l("A value is stored: leave empty to keep it.")
+        for name in ("password", "client_key"):
+            if stored and getattr(self.instance, name):
+                self.fields[name].help_text = keep
+            else:
+                del self.fields[f"clear_{name}"]
+
+    @property
+    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """(legend, bound fields) per fieldset, leaving out fields not on this form."""
+        return [
+            (legend, [self[name] for name in names if name in self.fields])
+            for legend, names in self.SECTIONS
+            if any(name in self.fields for name in names)
+        ]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        # The model's unique constraint involves `product`, which the form lacks.
+        clash = Broker.objects.filter(product=self.product, name=name).exclude(
+            pk=self.instance.pk
+        )
+        if clash.exists():
+            raise ValidationError(
+                _("This product already has a broker named “%s”.") % name
+            )
+        return name
+
+    def _clean_pem(self, name: str) -> str:
+        # Browsers post textareas with CRLF; unchanged PEM must not count as a
+        # change (it would be audited and make the runtime reconnect).
+        value = (self.cleaned_data.get(name) or "").replace("\r\n", "\n").strip()
+        stored = getattr(self.instance, name, "") or ""
+        if value and value == stored.replace("\r\n", "\n").strip():
+            return stored
+        return f"{value}\n" if value else ""
+
+    def clean_ca_cert(self) -> str:
+        return self._clean_pem("ca_cert")
+
+    def clean_client_cert(self) -> str:
+        return self._clean_pem("client_cert")
+
+    def clean_client_key(self) -> str:
+        return self._clean_pem("client_key")
+
+    def clean_fallback_hosts(self) -> list[str]:
+        raw = self.cleaned_data.get("fallback_hosts") or ""
+        hosts = [line.strip() for line in raw.splitlines() if line.strip()]
+        for host in hosts:
+            parse_host_port(host)
+        return hosts
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in ("password", "client_key"):
+            if cleaned.get(f"clear_{name}"):
+                cleaned[name] = ""
+            elif not cleaned.get(name):
+                cleaned[name] = getattr(self.instance, name, "") or ""
+        return cleaned
+
+    def service_fields(self) -> dict[str, Any]:
+        """The cleaned values the broker services take."""
+        return {
+            name: self.cleaned_data[name]
+            for name in self.Meta.fields
+            if name in self.cleaned_data
+        }
+
+    def connection_errors(self) -> dict[str, list[str]]:
+        """Errors that stop a connection test (a missing name does not)."""
+        relevant = set(Broker.CONNECTION_FIELDS) | {"__all__"}
+        return {
+            (self[name].label if name in self.fields else ""): list(errors)
+            for name, errors in self.errors.items()
+            if name in relevant
+        }
+
+    def connection_settings(self) -> ConnectionSettings:
+        """Settings to test, from the form's (possibly unsaved) values."""
+        values: dict[str, Any] = {
+            name: self.cleaned_data[name]
+            for name in ConnectionSettings.__dataclass_fields__
+            if name in self.cleaned_data
+        }
+        values["fallback_hosts"] = tuple(values.get("fallback_hosts") or ())
+        return ConnectionSettings(**values)
+
+
+class SubscriptionForm(forms.ModelForm):
+    class Meta:
+        model = Subscription
+        fields = ["name", "topic_filter", "qos", "store_messages"]
+        widgets = {"topic_filter": forms.TextInput()}
+
+
+class PublishForm(forms.Form):
+    """One message to publish; MQTT 5 property fields only for MQTT 5 brokers."""
+
+    topic = forms.CharField(label=_l("Topic"), max_length=65535, strip=False)
+    payload = forms.CharField(
+        label=_l("Payload"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+    encoding = forms.ChoiceField(
+        label=_l("Encoding"),
+        choices=PayloadEncoding.choices,
+        initial=PayloadEncoding.UTF8,
+    )
+    qos = forms.TypedChoiceField(
+        label=_l("QoS"), choices=QOS_CHOICES, coerce=int, initial=0
+    )
+    retain = forms.BooleanField(label=_l("Retain"), required=False)
+    content_type = forms.CharField(label=_l("Content type"), required=False)
+    message_expiry_interval = forms.IntegerField(
+        label=_l("Message expiry (s)"), required=False, min_value=0
+    )
+    response_topic = forms.CharField(label=_l("Response topic"), required=False)
+    correlation_data = forms.CharField(label=_l("Correlation data"), required=False)
+    user_properties = forms.CharField(
+        label=_l("User properties"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_l("One key=value a line."),
+    )
+    template_name = forms.CharField(
+        label=_l("Template name"),
+        required=False,
+        max_length=120,
+        help_text=_l("Needed to save the message as a template."),
+    )
+
+    V5_FIELDS = (
+        "content_type",
+        "message_expiry_interval",
+        "response_topic",
+        "correlation_data",
+        "user_properties",
+    )
+
+    def __init__(self, *args: Any, broker: Broker, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.broker = broker
+        if broker.protocol != Protocol.MQTT_5:
+            for name in self.V5_FIELDS:
+                del self.fields[name]
+
+    @property
+    def v5_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.V5_FIELDS if name in self.fields]
+
+    def clean_topic(self) -> str:
+        topic = self.cleaned_data["topic"]
+        validate_topic_name(topic)
+        return topic
+
+    def clean_user_properties(self) -> list[list[str]]:
+        pairs = []
+        for line in (self.cleaned_data.get("user_properties") or "").splitlines():
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise ValidationError(_("Write each property as key=value."))
+            pairs.append([key.strip(), value.strip()])
+        return pairs
+
+    def properties(self) -> dict[str, Any]:
+        """MQTT 5 properties as the services and templates store them."""
+        data = self.cleaned_data
+        values: dict[str, Any] = {
+            "content_type": data.get("content_type") or "",
+            "message_expiry_interval": data.get("message_expiry_interval"),
+            "response_topic": data.get("response_topic") or "",
+            "correlation_data": data.get("correlation_data") or "",
+            "user_properties": data.get("user_properties") or [],
+        }
+        return {k: v for k, v in values.items() if v not in ("", None, [])}
+
+    def message_fields(self) -> dict[str, Any]:
+        """Fields shared by PublishRequest and PublishTemplate."""
+        data = self.cleaned_data
+        return {
+            "topic": data["topic"],
+            "payload": data["payload"],
+            "encoding": data["encoding"],
+            "qos": data["qos"],
+            "retain": data["retain"],
+            "properties": self.properties(),
+        }
+
+    @classmethod
+    def initial_from_template(cls, template: Any) -> dict[str, Any]:
+        properties = template.properties or {}
+        user_properties = properties.get("user_properties") or []
+        if isinstance(user_properties, dict):
+            user_properties = list(user_properties.items())
+        return {
+            "topic": template.topic,
+            "payload": template.payload,
+            "encoding": template.encoding,
+            "qos": template.qos,
+            "retain": template.retain,
+            "template_name": template.name,
+            "content_type": properties.get("content_type", ""),
+            "message_expiry_interval": properties.get("message_expiry_interval"),
+            "response_topic": properties.get("response_topic", ""),
+            "correlation_data": properties.get("correlation_data", ""),
+            "user_properties": "\n".join(f"{k}={v}" for k, v in user_properties),
+        }

@@ -1,0 +1,55 @@
+"""Reads that span the brokers app's models, always scoped to what a user may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+
+from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
+from mqttadmin.models import Product
+
+
+@dataclass(frozen=True)
+class BrokerWithStatus:
+    """A broker and its live status, as the list, the cards and the detail show it."""
+
+    broker: Broker
+    status: BrokerStatus
+
+
+def status_of(broker: Broker) -> BrokerStatus:
+    """The broker's status row, or an unsaved "disconnected" one when the runtime has
+    not written it yet (reads must not create rows)."""
+    try:
+        return broker.status
+    except BrokerStatus.DoesNotExist:
+        return BrokerStatus(broker=broker, client_id=broker.client_id)
+
+
+def brokers_for(user: Any, product: Product | None) -> models.QuerySet[Broker]:
+    """Brokers of `product` that `user` can see, with status and product loaded."""
+    if product is None:
+        return Broker.objects.none()
+    return (
+        Broker.objects.for_user(user)
+        .filter(product=product)
+        .select_related("status", "product")
+        .order_by("name")
+    )
+
+
+def brokers_with_status(user: Any, product: Product | None) -> list[BrokerWithStatus]:
+    return [
+        BrokerWithStatus(broker, status_of(broker))
+        for broker in brokers_for(user, product)
+    ]
+
+
+def subscriptions_of(broker: Broker) -> models.QuerySet[Subscription]:
+    return broker.subscriptions.order_by("name")
+
+
+def publish_templates_of(broker: Broker) -> models.QuerySet[PublishTemplate]:
+    return broker.publish_templates.order_by("name")
