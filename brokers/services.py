@@ -32,7 +32,14 @@ from brokers.client import (
     probe_connection,
     publish_messages,
 )
-from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
+from brokers.models import (
+    Broker,
+    BrokerStatus,
+    PublishTemplate,
+    Subscription,
+    Topic,
+)
+from brokers.retained import retained_clear
 from mqttadmin.audit import audit_record, diff, snapshot
 from mqttadmin.lib.topics import topic_matches, validate_topic_name
 from mqttadmin.models import Product
@@ -450,3 +457,58 @@ def publish_template_delete(*, actor: Any, template: PublishTemplate) -> None:
         changes={"name": [template.name, None]},
     )
     template.delete()
+
+
+# --- Topics and retained messages ---------------------------------------------
+
+TOPIC_NOTE_FIELDS = ("description", "unit")
+
+
+@transaction.atomic
+def topic_annotate(*, actor: Any, topic: Topic, description: str, unit: str) -> Topic:
+    """Set an operator's description and unit on a topic; audited when changed."""
+    before = snapshot(topic, TOPIC_NOTE_FIELDS)
+    topic.description = description
+    topic.unit = unit
+    topic.clean_fields(
+        exclude=[f.name for f in Topic._meta.fields if f.name not in TOPIC_NOTE_FIELDS]
+    )
+    changes = diff(before, snapshot(topic, TOPIC_NOTE_FIELDS))
+    if changes:
+        # Only these columns: ingest updates the counters and last value of the same
+        # row concurrently, and a full save would write stale ones back.
+        topic.save(update_fields=list(TOPIC_NOTE_FIELDS))
+        audit_record(
+            actor=actor,
+            action="topic.annotate",
+            target=topic,
+            product=topic.broker.product,
+            changes=changes,
+        )
+    return topic
+
+
+def broker_retained_clear(
+    *, actor: Any, broker: Broker, topic: str, recursive: bool
+) -> list[str]:
+    """Clear the retained message of `topic` on the live broker (with its whole
+    subtree when `recursive`); returns the topics cleared.
+
+    Raises ValidationError for a bad topic and PublishError when the broker cannot
+    be reached; nothing is audited then, since nothing changed.
+    """
+    cleared = retained_clear(
+        ConnectionSettings.from_broker(broker), topic, recursive=recursive
+    )
+    audit_record(
+        actor=actor,
+        action="broker.retained_clear",
+        target=broker,
+        changes={
+            "topic": [None, topic],
+            "recursive": [None, recursive],
+            # Bounded: a subtree may hold thousands of topics.
+            "cleared": [None, cleared[:50]],
+        },
+    )
+    return cleared

@@ -22,10 +22,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import history
+from brokers import history, services
 from brokers.client import ConnectionSettings, PublishError
 from brokers.models import Broker, Topic
-from brokers.retained import retained_clear, retained_list
+from brokers.retained import retained_list
 from mqttadmin.audit import audit_record
 from mqttadmin.permissions import require_role
 from mqttadmin.roles import Role
@@ -197,20 +197,14 @@ class TopicDetailView(APIView):
         topic = get_object_or_404(Topic, broker=broker, pk=topic_id)
         serializer = TopicSerializer(topic, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        before = {"description": topic.description, "unit": topic.unit}
-        serializer.save()
-        audit_record(
+        data = serializer.validated_data
+        services.topic_annotate(
             actor=request.user,
-            action="topic.annotate",
-            target=topic,
-            product=broker.product,
-            changes={
-                k: [before[k], getattr(topic, k)]
-                for k in before
-                if before[k] != getattr(topic, k)
-            },
+            topic=topic,
+            description=data.get("description", topic.description),
+            unit=data.get("unit", topic.unit),
         )
-        return Response(serializer.data)
+        return Response(TopicSerializer(topic).data)
 
 
 class RetainedView(APIView):
@@ -266,17 +260,11 @@ class RetainedView(APIView):
             "yes",
         )
         try:
-            cleared = retained_clear(
-                ConnectionSettings.from_broker(broker), topic, recursive=recursive
+            cleared = services.broker_retained_clear(
+                actor=request.user, broker=broker, topic=topic, recursive=recursive
             )
         except ValidationError as exc:
             raise _field_error("topic", exc) from None
         except PublishError as exc:
             raise BrokerUnreachable(str(exc)) from exc
-        audit_record(
-            actor=request.user,
-            action="broker.retained_clear",
-            target=broker,
-            changes={"cleared": [None, cleared[:50]]},
-        )
         return Response({"cleared": cleared})

@@ -1,0 +1,68 @@
+// Draws the Topics tab's chart with the vendored uPlot. The panel renders its data
+// as <script type="application/json"> (data, not code, so the CSP allows it) next to
+// a <div data-topic-chart="<id of that script>">; panels arrive by HTMX, so every
+// swap is scanned, and a div is drawn once.
+(function () {
+  "use strict";
+
+  var COLORS = ["#1f6feb", "#d0312d", "#1a9c4b", "#e0a000", "#8250df", "#0a9396", "#bc4c00", "#6e7781"];
+  var HEIGHT = 240;
+
+  function widthOf(el) {
+    return Math.max(280, Math.floor(el.getBoundingClientRect().width) || 600);
+  }
+
+  function draw(el) {
+    if (el.dataset.drawn || typeof window.uPlot !== "function") {
+      return;
+    }
+    var source = document.getElementById(el.dataset.topicChart);
+    if (!source) {
+      return;
+    }
+    var chart;
+    try {
+      chart = JSON.parse(source.textContent);
+    } catch (error) {
+      return;
+    }
+    var unit = chart.unit ? " " + chart.unit : "";
+    var series = [{}].concat(chart.series.map(function (name, index) {
+      return {
+        label: name,
+        stroke: COLORS[index % COLORS.length],
+        width: 2,
+        spanGaps: true,
+        points: { show: chart.x.length <= 60 },
+        value: function (u, v) { return v == null ? "—" : v + unit; },
+      };
+    }));
+    var plot = new window.uPlot({
+      width: widthOf(el),
+      height: HEIGHT,
+      series: series,
+      scales: { x: { time: true } },
+      axes: [{}, { values: function (u, ticks) { return ticks.map(function (v) { return v + unit; }); }, size: 70 }],
+    }, [chart.x].concat(chart.y), el);
+    el.dataset.drawn = "1";
+    // Follow the panel's width (the layout reflows when the window changes).
+    if ("ResizeObserver" in window) {
+      new ResizeObserver(function () {
+        plot.setSize({ width: widthOf(el), height: HEIGHT });
+      }).observe(el);
+    }
+  }
+
+  function drawAll(root) {
+    if (!root || !root.querySelectorAll) {
+      return;
+    }
+    if (root.matches && root.matches("[data-topic-chart]")) {
+      draw(root);
+    }
+    root.querySelectorAll("[data-topic-chart]").forEach(draw);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
+  document.addEventListener("htmx:load", function (event) { drawAll(event.detail.elt); });
+})();
