@@ -5,7 +5,9 @@ channel layer and Celery tasks executed eagerly in-process. DATABASE_URL switche
 PostgreSQL, REDIS_URL to channels-redis and a Celery broker on Redis.
 """
 
+import os
 import secrets
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -161,6 +163,15 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "mqttadmin.sqlite3",
+            # A file, not pytest's shared in-memory database: the runtime's threads
+            # write while tests read, which the in-memory shared cache refuses.
+            # One per process, so parallel test runs never share it.
+            "TEST": {
+                "NAME": str(
+                    Path(tempfile.gettempdir())
+                    / f"mqttadmin-test-{os.getpid()}.sqlite3"
+                )
+            },
             # WAL lets the runtime thread write while pages read.
             "OPTIONS": {
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -184,7 +195,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 10},
+            "CONFIG": {
+                # channels-redis blocks up to 5 s on a receive; redis-py's own 5 s
+                # socket timeout would cut idle receives short.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": 1000,
+                "expiry": 10,
+            },
         }
     }
 else:
@@ -292,6 +309,8 @@ SPECTACULAR_SETTINGS = {
 MQTTADMIN_REQUIRE_SERVICES: bool = _bool("MQTTADMIN_REQUIRE_SERVICES", False)
 # Fernet keys for broker secrets, newest first (see mqttadmin.lib.crypto).
 MQTTADMIN_SECRET_KEYS: list[str] = _read("MQTTADMIN_SECRET_KEYS", env.list, [])
+# Decided at start-up: test runners turn DEBUG off later, which must not change it.
+MQTTADMIN_GENERATE_SECRET_KEYS: bool = EMBEDDED or DEBUG
 
 LOGGING = {
     "version": 1,

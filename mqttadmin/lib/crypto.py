@@ -28,7 +28,7 @@ def _configured_keys() -> list[str]:
     keys = [k.strip() for k in settings.MQTTADMIN_SECRET_KEYS if k.strip()]
     if keys:
         return keys
-    if not (settings.EMBEDDED or settings.DEBUG):
+    if not settings.MQTTADMIN_GENERATE_SECRET_KEYS:
         raise ImproperlyConfigured(
             "MQTTADMIN_SECRET_KEYS must be set (generate one with: python -c "
             '"from cryptography.fernet import Fernet; print(Fernet.generate_key()'

@@ -1,0 +1,459 @@
+"""One live connection to one broker: a paho-mqtt 2.x client and its callbacks.
+
+Callbacks run on paho's network thread and only enqueue: received messages go on
+the runtime's bounded message queue, connection events on its status-event queue.
+The reconcile thread owns everything that touches the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import queue
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from django.utils import timezone
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from brokers.choices import ConnectionState
+from brokers.client import (
+    ConnectionSettings,
+    build_client,
+    connect_kwargs,
+    describe_connack,
+)
+from brokers.ingest import ReceivedMessage
+from brokers.models import Broker
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_MIN_DELAY = 1
+RECONNECT_MAX_DELAY = 30
+# How long on_message waits for room in a full queue before checking whether the
+# session is closing; it keeps waiting after that (backpressure on the broker).
+PUT_WAIT = 0.5
+
+
+def fingerprint(broker: Broker) -> str:
+    """A hash of the fields whose change needs a new connection (memory only)."""
+    values = [getattr(broker, name) for name in Broker.CONNECTION_FIELDS]
+    blob = json.dumps(values, default=str, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A change of a session's status, applied to BrokerStatus by the reconcile
+    thread (callbacks never touch the database)."""
+
+    session: BrokerSession
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A received message with what it takes to acknowledge it later."""
+
+    message: ReceivedMessage
+    session: BrokerSession
+    generation: int
+
+
+@dataclass
+class _Subscriptions:
+    """What the session wants, what it sent on this connection, what was granted."""
+
+    desired: dict[str, int] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)
+    granted: set[str] = field(default_factory=set)
+    pending: dict[int, list[str]] = field(default_factory=dict)
+    # Filters a persistent session on the broker may still hold across reconnects.
+    remembered: set[str] = field(default_factory=set)
+
+
+def _failure_reason(host: str, port: int) -> tuple[str, str]:
+    """(state, text) for a failed connection attempt.
+
+    on_connect_fail runs inside paho's `except OSError:` block, so the exception
+    being handled is the reason; paho passes nothing else.
+    """
+    exc = sys.exc_info()[1]
+    where = f"{host}:{port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # A configuration problem that retrying will not fix: an error, not a blip.
+        return ConnectionState.ERROR, (
+            f"TLS certificate verification failed for {where}: {exc.verify_message}"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return ConnectionState.ERROR, f"TLS handshake with {where} failed: {exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionState.DISCONNECTED, f"Connection refused by {where}"
+    if isinstance(exc, socket.gaierror):
+        return ConnectionState.DISCONNECTED, f"Host name {host!r} not resolved"
+    if isinstance(exc, TimeoutError):
+        return ConnectionState.DISCONNECTED, f"No answer from {where}"
+    if isinstance(exc, OSError):
+        return ConnectionState.DISCONNECTED, (
+            f"Cannot connect to {where}: {exc.strerror or exc}"
+        )
+    return ConnectionState.DISCONNECTED, f"Cannot connect to {where}"
+
+
+def _properties_dict(properties: Properties | None) -> dict[str, Any]:
+    if properties is None or properties.isEmpty():
+        return {}
+    return dict(properties.json())
+
+
+class BrokerSession:
+    """A broker's live connection, owned by one Runtime while it holds the lease.
+
+    Reconnects by itself (paho's loop with backoff), walks the broker's hosts in
+    order when an attempt fails, and keeps its subscriptions in step with the
+    desired ones without reconnecting.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        subscriptions: dict[str, int],
+        *,
+        owner: str,
+        messages: queue.Queue[Delivery],
+        events: queue.Queue[StatusEvent],
+        wake: Callable[[], None],
+    ) -> None:
+        self.broker_id: int = broker.pk
+        self.client_id = broker.client_id
+        self.fingerprint = fingerprint(broker)
+        # Compared by value, not with the session's start time: the request is
+        # stamped by another process whose clock may differ from ours.
+        self.reconnect_marker: datetime.datetime | None = broker.reconnect_requested_at
+        self.settings = ConnectionSettings.from_broker(broker)
+        self.hosts = broker.hosts
+        self.owner = owner
+        self.client: mqtt.Client | None = None
+        self.failed = False
+        self.generation = 0
+        self._messages = messages
+        self._events = events
+        self._wake = wake
+        self._host_index = 0
+        self._lock = threading.RLock()
+        self._subs = _Subscriptions(desired=dict(subscriptions))
+        self._connected = False
+        self._refused = False
+        self._closing = threading.Event()
+        self._full_warned_at = 0.0
+
+    # --- lifecycle (reconcile thread) ---------------------------------------------
+
+    def start(self) -> None:
+        """Build the client and let paho connect in its own thread."""
+        try:
+            client = build_client(self.settings)
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            # Bad PEM material and the like: nothing to retry until the row changes.
+            self.failed = True
+            self._emit(
+                state=ConnectionState.ERROR,
+                connection_error=f"Cannot set up the connection: {exc}",
+            )
+            return
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(
+            min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY
+        )
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.client = client
+        client.connect_async(**self._connect_kwargs())
+        client.loop_start()
+
+    def begin_close(self) -> None:
+        """Ask the client to disconnect; `wait_closed` joins its thread."""
+        self._closing.set()
+        if self.client is not None:
+            self.client.disconnect()
+
+    def wait_closed(self) -> None:
+        if self.client is not None:
+            self.client.loop_stop()
+
+    def close(self) -> None:
+        self.begin_close()
+        self.wait_closed()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    @property
+    def subscribed(self) -> frozenset[str]:
+        """The filters the broker granted on the current connection."""
+        with self._lock:
+            return frozenset(self._subs.granted)
+
+    @property
+    def current_host(self) -> str:
+        host, port = self.hosts[self._host_index]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def set_subscriptions(self, desired: dict[str, int]) -> None:
+        """Subscribe/unsubscribe the difference on the live connection.
+
+        While disconnected only the desired set changes: on_connect subscribes it.
+        """
+        with self._lock:
+            subs = self._subs
+            if desired == subs.desired and (
+                not self._connected or desired == subs.applied
+            ):
+                return
+            subs.desired = dict(desired)
+            if not self._connected or self.client is None:
+                return
+            removed = [topic for topic in subs.applied if topic not in desired]
+            added = [
+                (topic, qos)
+                for topic, qos in desired.items()
+                if subs.applied.get(topic) != qos
+            ]
+            if removed:
+                rc, _mid = self.client.unsubscribe(removed)
+                for topic in removed:
+                    subs.applied.pop(topic, None)
+                    subs.granted.discard(topic)
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    subs.remembered.difference_update(removed)
+            if added:
+                self._subscribe(added)
+            count = len(subs.granted)
+        if removed:
+            self._emit(subscribed_topics_count=count)
+
+    def ack(self, mid: int, qos: int, generation: int) -> None:
+        """Acknowledge a stored QoS>0 message, if it came on the current connection
+        (message ids mean nothing on another one)."""
+        client = self.client
+        if client is None or qos == 0 or self._closing.is_set():
+            return
+        with self._lock:
+            if generation != self.generation or not self._connected:
+                return
+        client.ack(mid, qos)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        host, port = self.hosts[self._host_index]
+        return {**connect_kwargs(self.settings), "host": host, "port": port}
+
+    def _next_host(self) -> None:
+        """Point paho's own reconnect at the next host (called on its thread)."""
+        if len(self.hosts) < 2 or self.client is None or self._closing.is_set():
+            return
+        self._host_index = (self._host_index + 1) % len(self.hosts)
+        logger.info("broker %s: trying %s next", self.broker_id, self.current_host)
+        self.client.connect_async(**self._connect_kwargs())
+
+    def _subscribe(self, items: list[tuple[str, int]]) -> None:
+        assert self.client is not None
+        subs = self._subs
+        try:
+            rc, mid = self.client.subscribe(items)
+        except ValueError:
+            # One bad filter must not keep the others out: send them one by one.
+            if len(items) > 1:
+                for item in items:
+                    self._subscribe([item])
+                return
+            logger.warning(
+                "broker %s: the broker library refuses filter %r",
+                self.broker_id,
+                items[0][0],
+            )
+            return
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+            subs.pending[mid] = [topic for topic, _qos in items]
+            subs.applied.update(dict(items))
+            subs.remembered.update(subs.pending[mid])
+
+    def _emit(self, **fields: Any) -> None:
+        try:
+            # Never block paho's thread on status: a stuck database must not
+            # stall the connection too.
+            self._events.put_nowait(StatusEvent(self, fields))
+        except queue.Full:
+            logger.warning("status queue full; broker %s event lost", self.broker_id)
+        self._wake()
+
+    # --- paho callbacks (network thread: enqueue only, never raise) -------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if self._closing.is_set():
+                return
+            if reason.is_failure:
+                _code, text, _kind = describe_connack(reason, self.settings)
+                with self._lock:
+                    self._refused = True
+                self._emit(
+                    state=ConnectionState.ERROR,
+                    connection_error=f"{self.current_host} refused the connection: "
+                    f"{text}",
+                )
+                return
+            with self._lock:
+                self._refused = False
+                self._connected = True
+                self.generation += 1
+                subs = self._subs
+                stale = (
+                    [t for t in subs.remembered if t not in subs.desired]
+                    if flags.session_present
+                    else []
+                )
+                subs.applied, subs.granted, subs.pending = {}, set(), {}
+                subs.remembered = set()
+                if stale:
+                    # A kept session still has filters dropped while we were away.
+                    client.unsubscribe(stale)
+                if subs.desired:
+                    self._subscribe(list(subs.desired.items()))
+            self._emit(
+                state=ConnectionState.CONNECTED,
+                last_connected_at=timezone.now(),
+                connection_error="",
+                connected_host=self.current_host,
+                client_id=self.client_id,
+                owner=self.owner,
+                subscribed_topics_count=0,
+            )
+        except Exception:
+            logger.exception("broker %s: on_connect failed", self.broker_id)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        try:
+            if self._closing.is_set():
+                return
+            host, port = self.hosts[self._host_index]
+            state, text = _failure_reason(host, port)
+            self._emit(state=state, connection_error=text, connected_host="")
+            self._next_host()
+        except Exception:
+            logger.exception("broker %s: on_connect_fail failed", self.broker_id)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            with self._lock:
+                was_connected, refused = self._connected, self._refused
+                self._connected = False
+                self._subs.applied, self._subs.granted = {}, set()
+                self._subs.pending = {}
+            if self._closing.is_set():
+                return
+            if refused:
+                # The refusal (state "error") says more than the close that follows.
+                self._next_host()
+                return
+            if not was_connected:
+                return
+            self._emit(
+                state=ConnectionState.DISCONNECTED,
+                last_disconnected_at=timezone.now(),
+                connection_error="" if not reason.is_failure else str(reason),
+                subscribed_topics_count=0,
+            )
+        except Exception:
+            logger.exception("broker %s: on_disconnect failed", self.broker_id)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        try:
+            with self._lock:
+                subs = self._subs
+                topics = subs.pending.pop(mid, [])
+                for topic, code in zip(topics, reason_codes, strict=False):
+                    if code.is_failure:
+                        subs.granted.discard(topic)
+                        logger.warning(
+                            "broker %s refused subscription %r: %s",
+                            self.broker_id,
+                            topic,
+                            code,
+                        )
+                    elif topic in subs.desired:
+                        subs.granted.add(topic)
+                count = len(subs.granted)
+            self._emit(subscribed_topics_count=count)
+        except Exception:
+            logger.exception("broker %s: on_subscribe failed", self.broker_id)
+
+    def _on_message(
+        self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        try:
+            received = ReceivedMessage(
+                broker_id=self.broker_id,
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                retain=bool(message.retain),
+                received_at=timezone.now(),
+                mid=message.mid,
+                properties=_properties_dict(getattr(message, "properties", None)),
+            )
+        except Exception:
+            logger.exception("broker %s: unreadable message dropped", self.broker_id)
+            return
+        delivery = Delivery(received, self, self.generation)
+        # Blocking here is the backpressure: paho stops reading, the broker holds
+        # further QoS>0 messages back (in-flight window) or TCP fills up.
+        while not self._closing.is_set():
+            try:
+                self._messages.put(delivery, timeout=PUT_WAIT)
+                return
+            except queue.Full:
+                now = time.monotonic()
+                if now - self._full_warned_at > 10:
+                    self._full_warned_at = now
+                    logger.warning(
+                        "message queue full: broker %s waits for storage",
+                        self.broker_id,
+                    )

@@ -1,0 +1,600 @@
+"""The MQTT runtime against real Mosquitto brokers and the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from cryptography.fernet import Fernet
+from django.db import OperationalError, connection
+from django.db.backends.signals import connection_created
+from rest_framework.test import APIClient
+
+from brokers import ingest
+from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
+from brokers.models import Broker, BrokerStatus, RuntimeLease, StoredMessage
+from brokers.runtime import Runtime
+from brokers.services import (
+    broker_control,
+    broker_create,
+    broker_update,
+    subscription_create,
+    subscription_delete,
+    subscription_update,
+)
+from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
+from tests.factories import make_product, make_superuser
+from tests.services import free_port
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
+
+RUNTIME_THREADS = ("paho-mqtt-client-", "mqtt-runtime-")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, message: str = "") -> Any:
+    """Poll until `predicate()` is truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {message or predicate}")
+        time.sleep(0.05)
+
+
+def retrying(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a service from the test thread, again while the in-memory SQLite test
+    database says another thread holds its write lock (see the fixture below)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            return function(*args, **kwargs)
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def status_of(broker: Broker) -> BrokerStatus:
+    return BrokerStatus.objects.get(broker_id=broker.pk)
+
+
+def state_is(broker: Broker, state: str, **extra: Any) -> Callable[[], bool]:
+    def check() -> bool:
+        status = status_of(broker)
+        return status.state == state and all(
+            getattr(status, name) == value for name, value in extra.items()
+        )
+
+    return check
+
+
+def publish(port: int, topic: str, payload: bytes = b"x", qos: int = 0) -> None:
+    """Publish with a real paho client of its own (waits for the broker's ack)."""
+    publish_messages(
+        ConnectionSettings(host="127.0.0.1", port=port),
+        [OutgoingMessage(topic=topic, payload=payload, qos=qos)],
+    )
+
+
+def runtime_threads() -> list[str]:
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.is_alive() and t.name.startswith(RUNTIME_THREADS)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_readers_do_not_wait(transactional_db: Any) -> Iterator[None]:
+    """SQLite test databases live in memory with a shared cache, where a writer in
+    one thread makes readers in others fail at once ("table is locked"; busy
+    timeouts do not apply). Production SQLite is a WAL file without this problem.
+    Uncommitted reads keep the test's polling out of the runtime's way."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+
+    def uncommitted_reads(sender: Any, connection: Any, **kwargs: Any) -> None:
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA read_uncommitted = 1")
+
+    connection_created.connect(uncommitted_reads)
+    uncommitted_reads(None, connection)
+    try:
+        yield
+    finally:
+        connection_created.disconnect(uncommitted_reads)
+
+
+@pytest.fixture
+def start_runtime() -> Iterator[Callable[..., Runtime]]:
+    """Start runtimes (fast polling); stop them all afterwards and check that no
+    thread of theirs (or of their paho clients) outlives them."""
+    started: list[Runtime] = []
+
+    def start(owner: str = "test-runtime", **options: Any) -> Runtime:
+        options.setdefault("poll_interval", 0.2)
+        runtime = Runtime(owner, **options)
+        started.append(runtime)
+        runtime.start()
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()
+    wait_until(lambda: not runtime_threads(), 5, "runtime threads to end")
+
+
+@pytest.fixture
+def actor(db: Any) -> Any:
+    return make_superuser()
+
+
+def make_broker(actor: Any, port: int, **fields: Any) -> Broker:
+    fields.setdefault("name", f"broker-{port}")
+    product = retrying(make_product)
+    return retrying(
+        broker_create,
+        actor=actor,
+        product=product,
+        host="127.0.0.1",
+        port=port,
+        **fields,
+    )
+
+
+def test_done_when_api_broker_connects_and_survives_a_broker_restart(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime("w-api")
+    api = APIClient()
+    api.force_authenticate(user=actor)
+    product = retrying(make_product)
+    created = time.monotonic()
+    response = retrying(
+        api.post,
+        "/api/v1/brokers/",
+        {
+            "product": product.pk,
+            "name": "Plant",
+            "host": "127.0.0.1",
+            "port": plain_broker.port,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    broker = Broker.objects.get(pk=response.json()["id"])
+
+    wait_until(state_is(broker, "connected"), 10, "connected")
+    assert time.monotonic() - created < 10
+    plain_broker.stop()
+    wait_until(state_is(broker, "disconnected"), 5, "disconnected")
+    plain_broker.start()
+    wait_until(state_is(broker, "connected"), 20, "connected again by itself")
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_created_broker_is_connected_within_10s(
+    plain_broker: Any, actor: Any, start_runtime: Any, protocol: str
+) -> None:
+    start_runtime("w-create")
+    broker = make_broker(actor, plain_broker.port, protocol=protocol)
+
+    wait_until(state_is(broker, "connected"), 10, "connected")
+    status = status_of(broker)
+    assert status.owner == "w-create"
+    assert status.last_connected_at is not None
+    assert status.client_id == broker.client_id
+    assert status.connected_host == f"127.0.0.1:{plain_broker.port}"
+    assert status.connection_error == ""
+    assert RuntimeLease.objects.get(broker=broker).owner == "w-create"
+
+
+def test_tls_broker_is_connected_with_its_ca(
+    tls_broker: Any, tls_material: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime()
+    broker = make_broker(
+        actor, tls_broker.port, use_tls=True, ca_cert=tls_material.ca_pem
+    )
+
+    wait_until(state_is(broker, "connected"), 10, "connected over TLS")
+
+
+def test_tls_with_the_wrong_ca_is_an_error(
+    tls_broker: Any, tls_material: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime()
+    broker = make_broker(
+        actor, tls_broker.port, use_tls=True, ca_cert=tls_material.other_ca_pem
+    )
+
+    wait_until(state_is(broker, "error"), 10, "TLS error")
+    assert "certificate" in status_of(broker).connection_error.lower()
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_wrong_password_is_an_error_naming_the_credentials(
+    password_broker: Any, actor: Any, start_runtime: Any, protocol: str
+) -> None:
+    start_runtime()
+    broker = make_broker(
+        actor,
+        password_broker.port,
+        protocol=protocol,
+        username=MQTT_USER,
+        password="not-the-Pa55word",
+    )
+
+    wait_until(state_is(broker, "error"), 10, "error state")
+    error = status_of(broker).connection_error
+    assert "username or password" in error.lower()
+    assert "not-the-Pa55word" not in error
+
+    # Fixing the password restarts the session, which then connects.
+    retrying(broker_update, actor=actor, broker=broker, password=MQTT_PASSWORD)
+    wait_until(state_is(broker, "connected", connection_error=""), 10, "connected")
+
+
+def test_broker_restart_goes_disconnected_then_connected_by_itself(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime()
+    broker = make_broker(actor, plain_broker.port)
+    wait_until(state_is(broker, "connected"), 10, "connected")
+    first_connected = status_of(broker).last_connected_at
+
+    plain_broker.stop()
+    wait_until(state_is(broker, "disconnected"), 5, "disconnected")
+    assert status_of(broker).last_disconnected_at is not None
+
+    plain_broker.start()
+    wait_until(state_is(broker, "connected"), 20, "connected again")
+    assert status_of(broker).last_connected_at > first_connected
+
+
+def test_subscriptions_follow_without_reconnecting(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    runtime = start_runtime()
+    broker = make_broker(actor, plain_broker.port)
+    wait_until(state_is(broker, "connected"), 10, "connected")
+    connected_at = status_of(broker).last_connected_at
+
+    started = time.monotonic()
+    subscription = retrying(
+        subscription_create,
+        actor=actor,
+        broker=broker,
+        name="all",
+        topic_filter="plant/#",
+        qos=1,
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 2, "sub")
+    assert time.monotonic() - started < 2
+
+    publish(plain_broker.port, "plant/line1/temp", b"21.5", qos=1)
+    wait_until(lambda: status_of(broker).messages_received == 1, 2, "counted")
+    stored = StoredMessage.objects.get(broker=broker)
+    assert (stored.topic, stored.text, stored.qos) == ("plant/line1/temp", "21.5", 1)
+
+    # A changed filter is unsubscribed/subscribed on the live connection.
+    retrying(
+        subscription_update, actor=actor, subscription=subscription, topic_filter="x/#"
+    )
+    session = runtime.sessions[broker.pk]
+    wait_until(lambda: session.subscribed == {"x/#"}, 2, "new filter granted")
+    publish(plain_broker.port, "x/1")
+    wait_until(lambda: status_of(broker).messages_received == 2, 2, "new filter")
+    publish(plain_broker.port, "plant/line1/temp")
+
+    retrying(subscription_delete, actor=actor, subscription=subscription)
+    wait_until(state_is(broker, "connected", subscribed_topics_count=0), 2, "unsub")
+    publish(plain_broker.port, "x/2")
+    time.sleep(1.0)
+    assert status_of(broker).messages_received == 2
+    assert status_of(broker).last_connected_at == connected_at
+
+
+def test_shared_subscription_filter_is_sent_as_is(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime()
+    broker = make_broker(actor, plain_broker.port, protocol="5")
+    retrying(
+        subscription_create,
+        actor=actor,
+        broker=broker,
+        name="shared",
+        topic_filter="$share/g1/s/#",
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+
+    publish(plain_broker.port, "s/1")
+    wait_until(lambda: status_of(broker).messages_received == 1, 2, "counted")
+    assert StoredMessage.objects.filter(broker=broker, topic="s/1").exists()
+
+
+def test_control_connect_disconnect_reconnect(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime()
+    broker = make_broker(actor, plain_broker.port)
+    wait_until(state_is(broker, "connected"), 10, "connected")
+
+    retrying(broker_control, actor=actor, broker=broker, action="disconnect")
+    wait_until(state_is(broker, "disconnected"), 2, "disconnected")
+    broker.refresh_from_db()
+    assert broker.enabled is False
+    status = status_of(broker)
+    assert status.last_disconnected_at is not None and status.owner == ""
+    assert not RuntimeLease.objects.filter(broker=broker).exists()
+
+    retrying(broker_control, actor=actor, broker=broker, action="connect")
+    wait_until(state_is(broker, "connected"), 5, "connected again")
+    before = status_of(broker).last_connected_at
+
+    retrying(broker_control, actor=actor, broker=broker, action="reconnect")
+    wait_until(
+        lambda: (
+            status_of(broker).state == "connected"
+            and status_of(broker).last_connected_at > before
+        ),
+        5,
+        "reconnected",
+    )
+
+
+def test_fallback_host_is_used_when_the_primary_is_down(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime()
+    broker = make_broker(
+        actor, free_port(), fallback_hosts=[f"127.0.0.1:{plain_broker.port}"]
+    )
+
+    wait_until(state_is(broker, "connected"), 10, "connected via the fallback")
+    assert status_of(broker).connected_host == f"127.0.0.1:{plain_broker.port}"
+
+
+def test_nudge_reaches_the_runtime_without_polling(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    runtime = start_runtime(poll_interval=60)
+    assert runtime.nudges_joined.wait(5)
+    wait_until(lambda: runtime.ticks >= 1, 5, "first tick")
+
+    broker = make_broker(actor, plain_broker.port)
+    wait_until(state_is(broker, "connected"), 5, "connected after a nudge")
+    retrying(
+        subscription_create, actor=actor, broker=broker, name="a", topic_filter="n/#"
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 2, "sub")
+
+
+def test_status_frames_go_to_the_brokers_group_without_secrets(
+    password_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    start_runtime("w-frames")
+    broker = make_broker(
+        actor, password_broker.port, username=MQTT_USER, password=MQTT_PASSWORD
+    )
+    wait_until(state_is(broker, "connected"), 10, "connected")
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(broker.group_name, channel)
+
+    retrying(broker_control, actor=actor, broker=broker, action="disconnect")
+    wait_until(state_is(broker, "disconnected"), 2, "disconnected")
+    retrying(broker_control, actor=actor, broker=broker, action="connect")
+    wait_until(state_is(broker, "connected"), 5, "connected again")
+
+    async def drain() -> list[dict[str, Any]]:
+        frames = []
+        while True:
+            try:
+                frames.append(await asyncio.wait_for(layer.receive(channel), 0.3))
+            except TimeoutError:
+                return frames
+
+    frames = async_to_sync(drain)()
+    states = [frame["state"] for frame in frames]
+    assert states[0] == "disconnected" and states[-1] == "connected"
+    assert "connecting" in states
+    last = frames[-1]
+    assert last["type"] == "broker.status" and last["broker_id"] == broker.pk
+    assert last["owner"] == "w-frames" and last["last_connected_at"]
+    assert MQTT_PASSWORD not in repr(frames) and "password" not in last
+
+
+def test_a_broker_whose_secret_does_not_decrypt_does_not_stop_the_others(
+    password_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    good = make_broker(
+        actor, password_broker.port, username=MQTT_USER, password=MQTT_PASSWORD
+    )
+    bad = make_broker(
+        actor,
+        password_broker.port,
+        name="bad",
+        username=MQTT_USER,
+        password=MQTT_PASSWORD,
+    )
+    # As if the key it was encrypted with had been removed from the settings.
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"x").decode()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE brokers_broker SET password = %s WHERE id = %s",
+            [foreign, bad.pk],
+        )
+
+    start_runtime()
+    wait_until(state_is(good, "connected"), 10, "the good one connected")
+    wait_until(state_is(bad, "error"), 5, "the bad one reported")
+    assert "decrypt" in status_of(bad).connection_error
+
+
+def test_stopping_releases_leases_and_says_disconnected(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    runtime = start_runtime("w-stop")
+    broker = make_broker(actor, plain_broker.port)
+    wait_until(state_is(broker, "connected"), 10, "connected")
+
+    runtime.stop()
+    assert not RuntimeLease.objects.exists()
+    assert state_is(broker, "disconnected", owner="")()
+    assert not runtime_threads()
+
+
+def test_qos1_message_is_acked_only_after_it_is_stored(
+    mosquitto: Any, actor: Any, start_runtime: Any, monkeypatch: Any
+) -> None:
+    # With one message in flight per client the broker sends the next one only
+    # after the PUBACK of the first: its delivery shows when the ack went out.
+    broker_process = mosquitto("max_inflight_messages 1\n")
+    real_store = ingest.store_batch
+    entered, gate = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def gated_store(batch: list[ingest.ReceivedMessage], cache: Any = None) -> None:
+        batches.append([message.topic for message in batch])
+        entered.set()
+        assert gate.wait(10)
+        real_store(batch, cache)
+
+    monkeypatch.setattr(ingest, "store_batch", gated_store)
+    runtime = start_runtime()
+    broker = make_broker(actor, broker_process.port)
+    retrying(
+        subscription_create,
+        actor=actor,
+        broker=broker,
+        name="q",
+        topic_filter="q/#",
+        qos=1,
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+
+    publish(broker_process.port, "q/1", b"first", qos=1)
+    assert entered.wait(5)
+    publish(broker_process.port, "q/2", b"second", qos=1)
+    time.sleep(0.5)
+    # q/1 is neither stored nor acknowledged, so the broker holds q/2 back.
+    assert runtime.messages.qsize() == 0
+    assert batches == [["q/1"]]
+    assert status_of(broker).messages_received == 0
+
+    gate.set()
+    wait_until(lambda: status_of(broker).messages_received == 2, 5, "both stored")
+    # A batch whose write failed (database busy) is written again before acking.
+    assert [batch for batch in batches if batch != ["q/1"]] == [["q/2"]]
+    assert batches[-1] == ["q/2"]
+    texts = StoredMessage.objects.filter(broker=broker).order_by("id")
+    assert [m.text for m in texts] == ["first", "second"]
+
+
+def test_a_full_queue_holds_the_broker_back_without_losing_messages(
+    plain_broker: Any, actor: Any, start_runtime: Any, monkeypatch: Any
+) -> None:
+    real_store = ingest.store_batch
+    entered, gate = threading.Event(), threading.Event()
+
+    def slow_store(batch: list[ingest.ReceivedMessage], cache: Any = None) -> None:
+        entered.set()
+        gate.wait(10)
+        real_store(batch, cache)
+
+    monkeypatch.setattr(ingest, "store_batch", slow_store)
+    runtime = start_runtime(queue_size=2)
+    broker = make_broker(actor, plain_broker.port)
+    retrying(
+        subscription_create, actor=actor, broker=broker, name="f", topic_filter="f/#"
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+    publish(plain_broker.port, "f/first")
+    assert entered.wait(5)
+
+    # QoS 0: only the full queue (a blocked on_message) holds these back.
+    publish_messages(
+        ConnectionSettings(host="127.0.0.1", port=plain_broker.port),
+        [OutgoingMessage(topic=f"f/{n}", payload=b"v") for n in range(30)],
+    )
+    wait_until(lambda: runtime.messages.full(), 5, "queue full")
+    time.sleep(0.3)
+    assert runtime.messages.full()
+    gate.set()
+    wait_until(lambda: status_of(broker).messages_received == 31, 10, "all stored")
+    assert status_of(broker).state == "connected"
+
+
+def test_unstored_qos1_message_is_delivered_again_to_the_next_owner(
+    plain_broker: Any, actor: Any, start_runtime: Any, monkeypatch: Any
+) -> None:
+    real_store = ingest.store_batch
+    entered, gate = threading.Event(), threading.Event()
+    failing = {"on": True}
+
+    def flaky_store(batch: list[ingest.ReceivedMessage], cache: Any = None) -> None:
+        if failing["on"]:
+            entered.set()
+            gate.wait(10)
+            raise OperationalError("database is down (simulated)")
+        real_store(batch, cache)
+
+    monkeypatch.setattr(ingest, "store_batch", flaky_store)
+    monkeypatch.setattr("brokers.runtime.batcher.RETRIES_WHEN_STOPPING", 1)
+    first = start_runtime("w1", lease_ttl=3, lease_renew=1)
+    # A persistent session keeps unacknowledged messages for the next connection.
+    broker = make_broker(actor, plain_broker.port, clean_start=False)
+    retrying(
+        subscription_create,
+        actor=actor,
+        broker=broker,
+        name="q",
+        topic_filter="q/#",
+        qos=1,
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+
+    publish(plain_broker.port, "q/1", b"important", qos=1)
+    assert entered.wait(5)
+    stopper = threading.Thread(target=first.stop, kwargs={"release": False})
+    stopper.start()
+    wait_until(lambda: not first.sessions, 5, "w1 closed its session")
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert status_of(broker).messages_received == 0
+
+    failing["on"] = False
+    start_runtime("w2", lease_ttl=3, lease_renew=1)
+    wait_until(lambda: status_of(broker).messages_received == 1, 15, "redelivered")
+    assert StoredMessage.objects.get(broker=broker).text == "important"
+
+
+def test_serve_starter_runs_the_runtime(
+    plain_broker: Any, actor: Any, monkeypatch: Any
+) -> None:
+    from brokers.apps import start_runtime as serve_starter
+    from mqttadmin.embedded import EmbeddedOptions
+
+    assert serve_starter(EmbeddedOptions(runtime=False)) is None
+    stop = serve_starter(EmbeddedOptions(runtime=True))
+    assert stop is not None
+    try:
+        broker = make_broker(actor, plain_broker.port)
+        wait_until(state_is(broker, "connected"), 10, "connected")
+        assert status_of(broker).owner.endswith(":serve")
+    finally:
+        stop()
+    wait_until(lambda: not runtime_threads(), 5, "runtime threads to end")
