@@ -57,6 +57,7 @@ TABS: list[tuple[str, Any]] = [
     ("topics", _l("Topics")),
     ("publish", _l("Publish")),
     ("advanced", _l("Advanced")),
+    ("acl", _l("Users & ACL")),
 ]
 
 # What to check after a failed connection test, by the kind of failure.

@@ -6,4 +6,6 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("alerts/<int:pk>/ack/", views.alert_ack, name="alert-ack"),
 ]

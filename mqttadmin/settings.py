@@ -228,7 +228,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": HISTORY_PRUNE_SECONDS,
     },
     "sweep-action-runs": {"task": "brokers.sweep_action_runs", "schedule": 60.0},
+    "devices-check-health": {"task": "devices.check_health", "schedule": 30.0},
+    "devices-prune-telemetry": {
+        "task": "devices.prune_telemetry",
+        "schedule": HISTORY_PRUNE_SECONDS,
+    },
 }
+# Alert when an enabled broker stays disconnected longer than this (seconds).
+DEVICES_BROKER_DOWN_ALERT_S: int = _read("DEVICES_BROKER_DOWN_ALERT_S", env.int, 300)
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": "actions"}}
 
 # --- Auth -----------------------------------------------------------------------

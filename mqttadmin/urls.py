@@ -25,6 +25,8 @@ urlpatterns = [
     ),
     path("audit/", views.audit_list, name="audit"),
     path("brokers/", include("brokers.urls")),
+    path("brokers/<int:pk>/acl/", include("acl.urls")),
+    path("devices/", include("devices.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("mqttadmin.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -4,16 +4,21 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from brokers.api.urls import register as register_broker_routes
+from dashboard.api.urls import register as register_alert_routes
+from devices.api.urls import register as register_device_routes
 from mqttadmin.api import views
 
 router = DefaultRouter()
 router.register("products", views.ProductViewSet, basename="product")
 router.register("audit", views.AuditEntryViewSet, basename="audit")
 register_broker_routes(router)
+register_device_routes(router)
+register_alert_routes(router)
 
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
     path("", include("brokers.api.history_urls")),
     path("", include("brokers.api.mqtt_config_urls")),
+    path("", include("acl.api.urls")),
     path("", include(router.urls)),
 ]

@@ -82,17 +82,20 @@ def test_retrieve(world: dict, who: str, status: int) -> None:
     response = as_user(world["users"][who]).get(detail(subscription))
     assert response.status_code == status
     if status == 200:
-        assert response.json().items() >= {
-            "id": subscription.pk,
-            "broker": subscription.broker_id,
-            "name": "All",
-            "topic_filter": "plant/#",
-            "qos": 0,
-            "enabled": True,
-            "store_messages": True,
-            "created_at": response.json()["created_at"],
-            "updated_at": response.json()["updated_at"],
-        }.items()
+        assert (
+            response.json().items()
+            >= {
+                "id": subscription.pk,
+                "broker": subscription.broker_id,
+                "name": "All",
+                "topic_filter": "plant/#",
+                "qos": 0,
+                "enabled": True,
+                "store_messages": True,
+                "created_at": response.json()["created_at"],
+                "updated_at": response.json()["updated_at"],
+            }.items()
+        )
 
 
 @pytest.mark.parametrize(

@@ -251,3 +251,26 @@ def test_retention_prunes_by_age_and_by_count() -> None:
     assert removed == {broker.pk: 6}
     kept = list(messages_for(broker, HistoryQuery()).values_list("text", flat=True))
     assert kept == ["7", "6", "5", "4", "3"]
+
+
+def test_awkward_payloads_survive_storage_exactly() -> None:
+    broker = make_broker()
+    payloads = [
+        b"tab\there\nnew line\r\\back\\slash",
+        b"\x00\x01binary\xff",
+        "unicode ✓ \\N".encode(),
+        b"",
+    ]
+    store_batch(
+        [
+            received(
+                broker, f"odd/{i}\\t", p, properties={"UserProperty": [("k", "v\t")]}
+            )
+            for i, p in enumerate(payloads)
+        ]
+    )
+    stored = {m.topic: m for m in StoredMessage.objects.filter(broker=broker)}
+    for i, payload in enumerate(payloads):
+        message = stored[f"odd/{i}\\t"]
+        assert message.payload == payload
+        assert message.properties == {"UserProperty": [["k", "v\t"]]}

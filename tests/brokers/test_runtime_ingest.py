@@ -79,10 +79,10 @@ def test_batches_are_bounded_and_every_qos1_message_is_acked_once() -> None:
     deliveries = [
         _delivery(broker.pk, mid, session, qos=mid % 2) for mid in range(1, 1201)
     ]
-    worker = _run(deliveries, store=store, batch_window=1.0)
+    worker = _run(deliveries, store=store, batch_window=1.0, batch_size=500)
 
     assert worker.stored == 1200
-    assert max(sizes) <= 500 and sum(sizes) == 1200
+    assert max(sizes) <= 500 and sum(sizes) == 1200 and len(sizes) == 3
     assert sorted(session.acked) == [(mid, 1) for mid in range(1, 1201, 2)]
     assert BrokerStatus.objects.get(broker=broker).messages_received == 1200
     assert StoredMessage.objects.filter(broker=broker).count() == 1200

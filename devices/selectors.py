@@ -1,0 +1,325 @@
+"""Reads of devices, telemetry series, alert rules and alerts, scoped to a user.
+
+Time buckets are computed in SQL (epoch seconds divided by the bucket size), so a
+month of points becomes a few hundred rows before it leaves the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import (
+    Avg,
+    Count,
+    ExpressionWrapper,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Value,
+)
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from dashboard.models import Alert, AlertState
+from devices.models import AlertRule, Device, TelemetryPoint
+from mqttadmin.models import Product
+
+MAX_POINTS = 10_000
+MAX_BUCKETS = 5_000
+DEFAULT_SPAN = datetime.timedelta(hours=24)
+BUCKET_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SPARKLINE_SPAN = datetime.timedelta(hours=1)
+SPARKLINE_BUCKETS = 60
+STATUS_FILTERS = ("online", "offline", "unknown", "stale")
+
+
+class EpochSeconds(Func):
+    """Whole seconds since 1970 of a datetime column (SQLite and PostgreSQL)."""
+
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            # %%%% survives the template (%%) and the SQLite cursor's %% to %.
+            template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)",
+            **extra,
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="FLOOR(EXTRACT(EPOCH FROM %(expressions)s))::bigint",
+            **extra,
+        )
+
+
+# --- Devices ------------------------------------------------------------------
+
+
+def devices_for(
+    user: Any,
+    product: Product | None = None,
+    *,
+    broker: int | None = None,
+    status: str | None = None,
+) -> QuerySet[Device]:
+    """The devices a user sees, optionally of one product, broker or status
+    (online, offline, unknown or stale)."""
+    devices = Device.objects.for_user(user).select_related("broker", "product")
+    if product is not None:
+        devices = devices.filter(product=product)
+    if broker is not None:
+        devices = devices.filter(broker_id=broker)
+    if status == "stale":
+        devices = devices.stale()
+    elif status:
+        devices = devices.filter(status=status)
+    return devices.order_by("name", "device_id")
+
+
+# --- Telemetry series ---------------------------------------------------------
+
+
+def parse_bucket(value: str | None) -> int | None:
+    """`30s`, `1m`, `15m`, `1h`, `1d` as seconds; None for no bucketing."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d{1,6})([smhd])", value.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValidationError(
+            {"bucket": _("A bucket is a number and a unit: 30s, 1m, 15m, 1h, 1d.")}
+        )
+    return int(match.group(1)) * BUCKET_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    """A telemetry request: which key, which time range, which bucket size."""
+
+    since: datetime.datetime
+    until: datetime.datetime
+    key: str | None = None
+    bucket: int | None = None
+
+    @classmethod
+    def from_params(
+        cls, params: Any, now: datetime.datetime | None = None
+    ) -> SeriesQuery:
+        now = now or timezone.now()
+        errors: dict[str, str] = {}
+        until = _parse_time(params.get("until"), "until", errors) or now
+        since = _parse_time(params.get("since"), "since", errors) or (
+            until - DEFAULT_SPAN
+        )
+        if since > until:
+            errors["until"] = _("until is before since.")
+        try:
+            bucket = parse_bucket(params.get("bucket"))
+        except ValidationError as exc:
+            errors.update({k: v[0] for k, v in exc.message_dict.items()})
+            bucket = None
+        if bucket and not errors:
+            buckets = (until - since).total_seconds() / bucket
+            if buckets > MAX_BUCKETS:
+                errors["bucket"] = _(
+                    "That makes %(count)d buckets; at most %(max)d: choose a larger "
+                    "bucket or a shorter range."
+                ) % {"count": buckets, "max": MAX_BUCKETS}
+        if errors:
+            raise ValidationError(errors)
+        key = (params.get("key") or "").strip() or None
+        return cls(since=since, until=until, key=key, bucket=bucket)
+
+
+def _parse_time(
+    value: str | None, name: str, errors: dict[str, str]
+) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        errors[name] = (
+            _("%s is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z).") % name
+        )
+        return None
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, datetime.UTC)
+    return parsed
+
+
+def _points(device_ids: list[int], query: SeriesQuery) -> QuerySet[TelemetryPoint]:
+    points = TelemetryPoint.objects.filter(
+        device_id__in=device_ids, ts__gte=query.since, ts__lte=query.until
+    )
+    if query.key:
+        points = points.filter(key=query.key)
+    return points
+
+
+def _bucket_expression(bucket: int) -> ExpressionWrapper:
+    # Integer division on both databases: the bucket's number since 1970.
+    return ExpressionWrapper(
+        EpochSeconds(F("ts")) / Value(bucket), output_field=IntegerField()
+    )
+
+
+def _epoch(bucket_number: int, bucket: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(bucket_number * bucket, tz=datetime.UTC)
+
+
+def telemetry_series(device: Device, query: SeriesQuery) -> dict[str, Any]:
+    """Raw points (oldest first, at most MAX_POINTS) or per-bucket averages."""
+    points = _points([device.pk], query)
+    if not query.bucket:
+        rows = list(
+            points.order_by("ts", "id").values_list("key", "ts", "value")[
+                : MAX_POINTS + 1
+            ]
+        )
+        truncated = len(rows) > MAX_POINTS
+        return {
+            "points": [
+                {"key": key, "ts": ts, "value": value}
+                for key, ts, value in rows[:MAX_POINTS]
+            ],
+            "truncated": truncated,
+        }
+    rows = (
+        points.annotate(bucket=_bucket_expression(query.bucket))
+        .values("key", "bucket")
+        .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("id"))
+        .order_by("key", "bucket")
+    )
+    return {
+        "points": [
+            {
+                "key": row["key"],
+                "ts": _epoch(row["bucket"], query.bucket),
+                "value": row["avg"],
+                "min": row["low"],
+                "max": row["high"],
+                "count": row["n"],
+            }
+            for row in rows
+        ],
+        "truncated": False,
+    }
+
+
+@dataclass(frozen=True)
+class Bucketed:
+    """Per-bucket statistics of one key, indexed from the range's start."""
+
+    start: datetime.datetime
+    bucket: int
+    count: int
+    avg: list[float | None]
+    low: list[float | None]
+    high: list[float | None]
+
+
+def bucketed_series(
+    device_ids: list[int], query: SeriesQuery
+) -> dict[int, dict[str, Bucketed]]:
+    """Bucketed series per device and key over the query's range, in one query:
+    slot i covers [since + i*bucket, since + (i+1)*bucket); empty slots are None."""
+    assert query.bucket
+    bucket = query.bucket
+    first = int(query.since.timestamp()) // bucket
+    count = int(query.until.timestamp()) // bucket - first + 1
+    rows = (
+        _points(device_ids, query)
+        .annotate(slot=_bucket_expression(bucket))
+        .values("device_id", "key", "slot")
+        .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"))
+    )
+    found: dict[int, dict[str, Bucketed]] = defaultdict(dict)
+    for row in rows:
+        index = row["slot"] - first
+        if not 0 <= index < count:
+            continue
+        series = found[row["device_id"]].get(row["key"])
+        if series is None:
+            series = Bucketed(
+                start=_epoch(first, bucket),
+                bucket=bucket,
+                count=count,
+                avg=[None] * count,
+                low=[None] * count,
+                high=[None] * count,
+            )
+            found[row["device_id"]][row["key"]] = series
+        series.avg[index] = row["avg"]
+        series.low[index] = row["low"]
+        series.high[index] = row["high"]
+    return found
+
+
+def sparklines_for(
+    devices: list[Device], now: datetime.datetime | None = None
+) -> dict[int, dict[str, list[float | None]]]:
+    """The last hour per device and key in one-minute averages, for the tiles."""
+    if not devices:
+        return {}
+    now = now or timezone.now()
+    bucket = int(SPARKLINE_SPAN.total_seconds()) // SPARKLINE_BUCKETS
+    query = SeriesQuery(since=now - SPARKLINE_SPAN, until=now, bucket=bucket)
+    series = bucketed_series([d.pk for d in devices], query)
+    return {
+        pk: {key: values.avg for key, values in keys.items()}
+        for pk, keys in series.items()
+    }
+
+
+def recent_points(
+    device: Device, query: SeriesQuery, limit: int = 100
+) -> QuerySet[TelemetryPoint]:
+    """The newest raw points in the range, for the detail page's table."""
+    return _points([device.pk], query).order_by("-ts", "-id")[:limit]
+
+
+# --- Alert rules and alerts -------------------------------------------------------
+
+
+def alert_rules_for(user: Any) -> QuerySet[AlertRule]:
+    return AlertRule.objects.for_user(user).select_related("device", "product")
+
+
+def rules_of_device(device: Device) -> QuerySet[AlertRule]:
+    """Rules that watch this device: its own and the product-wide ones."""
+    return (
+        AlertRule.objects.filter(product_id=device.product_id)
+        .filter(Q(device=device) | Q(device__isnull=True))
+        .order_by("key", "id")
+    )
+
+
+def alerts_for(
+    user: Any,
+    *,
+    product: int | None = None,
+    state: str | None = None,
+    severity: str | None = None,
+) -> QuerySet[Alert]:
+    """Alerts of the user's products, newest first, optionally filtered."""
+    alerts = Alert.objects.for_user(user).select_related("product", "acknowledged_by")
+    if product is not None:
+        alerts = alerts.filter(product_id=product)
+    if state in AlertState.values:
+        alerts = alerts.filter(state=state)
+    if severity:
+        alerts = alerts.filter(severity=severity)
+    return alerts.order_by("-opened_at", "-id")

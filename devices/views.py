@@ -1,0 +1,435 @@
+"""Device pages: tiles with sparklines, detail with charts and raw telemetry, the
+command box, create/edit/delete, alert rules of a device and the CSV import.
+
+Every view finds objects through `for_user` (outside the user's products: 404),
+checks the role (operator for writes: 403), calls one service or selector and
+renders. One view serves a page and the partial its HTMX poll asks for.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseLocation
+
+from brokers.client import PublishError
+from brokers.forms import apply_errors
+from brokers.models import Broker
+from dashboard.models import Alert, AlertState
+from devices import csv_import, selectors, services
+from devices.choices import DeviceStatus
+from devices.forms import (
+    DEFAULT_RANGE,
+    RANGES,
+    AlertRuleForm,
+    CommandForm,
+    DeviceForm,
+    ImportForm,
+)
+from devices.models import AlertRule, Device, DeviceImport
+from devices.sparklines import line_chart_svg, sparkline_svg
+from mqttadmin.models import Product
+from mqttadmin.permissions import get_for_user_or_404, require_role
+from mqttadmin.roles import Role
+
+TILES_PER_PAGE = 48
+KEYS_PER_TILE = 6
+RAW_ROWS = 100
+# The id of the detail page's live block: HTMX names it in HX-Target.
+STATUS_TARGET = "device-live"
+
+
+def _can_operate(user: Any, product: Product | None) -> bool:
+    return product is not None and product.allows(user, Role.OPERATOR)
+
+
+def _current_product(request: HttpRequest, minimum: Role = Role.VIEWER) -> Product:
+    product = getattr(request, "product", None)
+    if product is None:
+        raise Http404
+    if minimum != Role.VIEWER:
+        require_role(request.user, product, minimum)
+    return product
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+# --- Tiles --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TileValue:
+    key: str
+    value: Any
+    sparkline: SafeString
+
+
+@dataclass(frozen=True)
+class Tile:
+    device: Device
+    values: list[TileValue]
+    more: int
+
+
+def _tiles(devices: list[Device]) -> list[Tile]:
+    lines = selectors.sparklines_for(devices)
+    tiles = []
+    for device in devices:
+        items = device.value_items
+        series = lines.get(device.pk, {})
+        values = [
+            TileValue(key, value, sparkline_svg(series.get(key, []), label=key))
+            for key, value in items[:KEYS_PER_TILE]
+        ]
+        tiles.append(Tile(device, values, max(0, len(items) - KEYS_PER_TILE)))
+    return tiles
+
+
+@login_required
+def device_list(request: HttpRequest) -> HttpResponse:
+    """The current product's devices as tiles; an HTMX poll gets only the tiles."""
+    product = getattr(request, "product", None)
+    broker = _int_param(request, "broker")
+    status = request.GET.get("status") or None
+    if status not in (None, *selectors.STATUS_FILTERS):
+        status = None
+    devices = (
+        selectors.devices_for(request.user, product, broker=broker, status=status)
+        if product is not None
+        else Device.objects.none()
+    )
+    page = Paginator(devices, TILES_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "product": product,
+        "page": page,
+        "tiles": _tiles(list(page.object_list)),
+        "brokers": Broker.objects.filter(product=product).order_by("name")
+        if product
+        else [],
+        "broker_filter": broker,
+        "status_filter": status or "",
+        "status_choices": [
+            *DeviceStatus.choices,
+            ("stale", _("Stale")),
+        ],
+        "can_operate": _can_operate(request.user, product),
+        "query": request.GET.urlencode(),
+    }
+    template = "devices/partials/tiles.html" if request.htmx else "devices/list.html"
+    return render(request, template, context)
+
+
+# --- Detail -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    svg: SafeString
+    last: Any
+
+
+def _charts(device: Device, range_key: str, now: datetime.datetime) -> list[Chart]:
+    _label, span, bucket = RANGES[range_key]
+    query = selectors.SeriesQuery(
+        since=now - datetime.timedelta(seconds=span), until=now, bucket=bucket
+    )
+    series = selectors.bucketed_series([device.pk], query).get(device.pk, {})
+    last = dict(device.value_items)
+    keys = sorted(set(series) | set(last))
+    charts = []
+    for key in keys:
+        values = series.get(key)
+        svg = (
+            line_chart_svg(
+                avg=values.avg,
+                low=values.low,
+                high=values.high,
+                start=values.start,
+                bucket=values.bucket,
+                label=key,
+            )
+            if values is not None
+            else line_chart_svg(
+                avg=[None],
+                low=[None],
+                high=[None],
+                start=query.since,
+                bucket=span,
+                label=key,
+            )
+        )
+        charts.append(Chart(key, svg, last.get(key)))
+    return charts
+
+
+def _live_context(device: Device) -> dict[str, Any]:
+    return {
+        "device": device,
+        "open_alerts": Alert.objects.filter(
+            product_id=device.product_id,
+            subject=device.device_id,
+            state=AlertState.OPEN,
+            rule_key__startswith="rule:",
+        ).order_by("-opened_at"),
+    }
+
+
+@login_required
+def device_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Status, latest values, charts over a chosen range (?range=), raw telemetry
+    (?key=), alert rules and the command box; the HTMX poll gets the live block."""
+    device = get_for_user_or_404(Device, request.user, pk=pk)
+    if request.htmx and request.htmx.target == STATUS_TARGET:
+        return render(request, "devices/partials/live.html", _live_context(device))
+    range_key = request.GET.get("range", DEFAULT_RANGE)
+    if range_key not in RANGES:
+        range_key = DEFAULT_RANGE
+    key = request.GET.get("key") or None
+    now = timezone.now()
+    span = datetime.timedelta(seconds=RANGES[range_key][1])
+    can_operate = _can_operate(request.user, device.product)
+    context = {
+        **_live_context(device),
+        "can_operate": can_operate,
+        "ranges": [(k, v[0]) for k, v in RANGES.items()],
+        "range": range_key,
+        "key": key or "",
+        "charts": _charts(device, range_key, now),
+        "points": selectors.recent_points(
+            device,
+            selectors.SeriesQuery(since=now - span, until=now, key=key),
+            RAW_ROWS,
+        ),
+        "rules": selectors.rules_of_device(device),
+        "rule_form": AlertRuleForm() if can_operate else None,
+        "command_form": CommandForm() if can_operate else None,
+    }
+    return render(request, "devices/detail.html", context)
+
+
+# --- Create / edit / delete ---------------------------------------------------
+
+
+def _detail_url(device: Device) -> str:
+    return reverse("devices:detail", args=[device.pk])
+
+
+def _saved(request: HttpRequest, device: Device, message: str) -> HttpResponse:
+    messages.success(request, message)
+    if request.htmx:
+        return HttpResponseLocation(_detail_url(device))
+    return redirect(_detail_url(device))
+
+
+@login_required
+def device_create(request: HttpRequest) -> HttpResponse:
+    product = _current_product(request, Role.OPERATOR)
+    form = DeviceForm(request.POST or None, product=product)
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = services.device_create(
+                actor=request.user, product=product, **form.service_fields()
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            return _saved(request, device, _("Device %s created.") % device.name)
+    return render(
+        request, "devices/form.html", {"form": form, "product": product, "device": None}
+    )
+
+
+@login_required
+def device_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    stored = Device.objects.get(pk=device.pk)  # the form writes onto its instance
+    form = DeviceForm(request.POST or None, instance=device, product=device.product)
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = services.device_update(
+                actor=request.user, device=stored, **form.service_fields()
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            return _saved(request, device, _("Device %s saved.") % device.name)
+    return render(
+        request,
+        "devices/form.html",
+        {"form": form, "product": device.product, "device": stored},
+    )
+
+
+@login_required
+def device_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    if request.method == "POST":
+        name = device.name
+        services.device_delete(actor=request.user, device=device)
+        messages.success(request, _("Device %s deleted.") % name)
+        if request.htmx:
+            return HttpResponseLocation(reverse("devices:list"))
+        return redirect("devices:list")
+    return render(request, "devices/confirm_delete.html", {"device": device})
+
+
+# --- Command ------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def device_command(request: HttpRequest, pk: int) -> HttpResponse:
+    """Publish the command box's payload; HTMX gets the box back with the outcome."""
+    device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    form = CommandForm(request.POST)
+    notice = ""
+    if form.is_valid():
+        try:
+            services.device_command(
+                actor=request.user,
+                device=device,
+                payload=form.cleaned_data["payload"],
+                qos=form.cleaned_data["qos"],
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        except PublishError as exc:
+            form.add_error(None, _("Publishing failed: %s") % exc)
+        else:
+            notice = _("Sent to %s.") % device.command_topic
+            form = CommandForm(initial={"qos": form.cleaned_data["qos"]})
+    if request.htmx:
+        return render(
+            request,
+            "devices/partials/command.html",
+            {"device": device, "command_form": form, "notice": notice},
+        )
+    if notice:
+        messages.success(request, notice)
+    for errors in form.errors.values():
+        messages.error(request, " ".join(errors))
+    return redirect(_detail_url(device))
+
+
+# --- Alert rules of a device ----------------------------------------------------
+
+
+def _rules_response(
+    request: HttpRequest, device: Device, form: AlertRuleForm | None = None
+) -> HttpResponse:
+    if request.htmx:
+        return render(
+            request,
+            "devices/partials/rules.html",
+            {
+                "device": device,
+                "rules": selectors.rules_of_device(device),
+                "rule_form": form or AlertRuleForm(),
+                "can_operate": True,
+            },
+        )
+    if form is not None:
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+    return redirect(_detail_url(device))
+
+
+@login_required
+@require_POST
+def rule_create(request: HttpRequest, pk: int) -> HttpResponse:
+    device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    form = AlertRuleForm(request.POST)
+    if form.is_valid():
+        try:
+            services.alert_rule_create(
+                actor=request.user,
+                product=device.product,
+                device=device,
+                **form.cleaned_data,
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            form = None
+    return _rules_response(request, device, form)
+
+
+@login_required
+@require_POST
+def rule_delete(request: HttpRequest, pk: int, rid: int) -> HttpResponse:
+    device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    rule = get_for_user_or_404(AlertRule, request.user, Role.OPERATOR, pk=rid)
+    if rule.product_id != device.product_id:
+        raise Http404
+    services.alert_rule_delete(actor=request.user, rule=rule)
+    return _rules_response(request, device)
+
+
+# --- CSV import ---------------------------------------------------------------
+
+
+@login_required
+def device_import(request: HttpRequest) -> HttpResponse:
+    """Upload a CSV file; it is checked and imported in the background while the
+    import page shows the progress."""
+    product = _current_product(request, Role.OPERATOR)
+    form = ImportForm(request.POST or None, request.FILES or None, product=product)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            text = csv_import.decode_csv(upload.read())
+        except csv_import.ImportFailed as exc:
+            form.add_error("file", exc.errors[0].reason)
+        else:
+            job = csv_import.import_start(
+                actor=request.user,
+                product=product,
+                broker=form.cleaned_data["broker"],
+                text=text,
+                filename=upload.name or "",
+            )
+            url = reverse("devices:import-detail", args=[job.pk])
+            if request.htmx:
+                return HttpResponseLocation(url)
+            return redirect(url)
+    return render(
+        request,
+        "devices/import.html",
+        {"form": form, "product": product, "recent": _recent_imports(request)},
+    )
+
+
+def _recent_imports(request: HttpRequest) -> list[DeviceImport]:
+    return list(
+        DeviceImport.objects.for_user(request.user, Role.OPERATOR)
+        .filter(product=request.product)  # type: ignore[attr-defined]
+        .select_related("broker")
+        .defer("text")[:10]
+    )
+
+
+@login_required
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """An import's progress; its HTMX poll gets the progress block until done."""
+    job = get_for_user_or_404(DeviceImport, request.user, Role.OPERATOR, pk=pk)
+    context = {"job": job}
+    if request.htmx:
+        return render(request, "devices/partials/import_progress.html", context)
+    return render(request, "devices/import_detail.html", context)

@@ -1,0 +1,257 @@
+"""Device pages: tiles with server-drawn sparklines, the detail page's charts, raw
+table and command box, create/edit/delete with the role matrix."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from brokers.ingest import ReceivedMessage, store_batch
+from brokers.models import Broker, Subscription
+from devices.models import AlertRule, Device
+from mqttadmin.models import AuditEntry
+from tests.devices.support import HTMX, logged_in, make_broker, make_device
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def plant(world: dict[str, Any]) -> dict[str, Any]:
+    product = world["product"]
+    broker = make_broker(product)
+    device = make_device(
+        product, broker, "d1", name="Boiler", availability_topic="plant/d1/status"
+    )
+    return {
+        "product": product,
+        "broker": broker,
+        "device": device,
+        "users": world["users"],
+        "other": world["other"],
+    }
+
+
+def feed(broker: Broker, minutes_ago: list[int], topic: str = "plant/d1/t") -> None:
+    """Readings through the ingest path, one per given minute in the past hour."""
+    now = timezone.now()
+    store_batch(
+        [ReceivedMessage(broker.pk, "plant/d1/status", b"online", 1, False, now)]
+        + [
+            ReceivedMessage(
+                broker.pk,
+                topic,
+                f'{{"temperature": {20 + i}, "env": {{"hum": {40 - i}}}}}'.encode(),
+                0,
+                False,
+                now - datetime.timedelta(minutes=m),
+            )
+            for i, m in enumerate(sorted(minutes_ago, reverse=True))
+        ]
+    )
+
+
+def page(plant: dict[str, Any], url: str, who: str = "viewer", **extra: Any) -> Any:
+    return logged_in(plant["users"][who], plant["product"]).get(url, **extra)
+
+
+def test_tiles_show_status_values_and_inline_svg_sparklines(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], [50, 40, 30, 20, 10, 1])
+
+    response = page(plant, "/devices/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    tile = html[html.index('id="device-tile-') :]
+    assert "Boiler" in tile and "Online" in tile
+    assert "temperature" in tile and "env.hum" in tile
+    sparks = re.findall(r'<svg class="sparkline"[^>]*>.*?</svg>', tile, re.S)
+    assert len(sparks) == 2
+    points = re.search(r'points="([^"]+)"', sparks[1]).group(1)  # temperature
+    assert len(points.split()) == 6
+    assert "<script" not in html.split("</head>")[1]  # no inline scripts
+
+
+def test_a_device_without_recent_data_gets_an_empty_sparkline(
+    plant: dict[str, Any],
+) -> None:
+    Device.objects.filter(pk=plant["device"].pk).update(
+        last_values={"t": {"value": 1.5, "ts": "2020-01-01T00:00:00+00:00"}}
+    )
+    html = page(plant, "/devices/").content.decode()
+    assert 'class="sparkline empty"' in html
+
+
+def test_the_tiles_poll_returns_only_the_tiles(plant: dict[str, Any]) -> None:
+    feed(plant["broker"], [5])
+    response = page(plant, "/devices/?status=online", **HTMX)
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="device-tiles"')
+    assert "<html" not in html
+    assert 'hx-get="/devices/?status=online"' in html
+    assert "Boiler" in html
+    assert (
+        "Boiler" not in page(plant, "/devices/?status=offline", **HTMX).content.decode()
+    )
+
+
+def test_tiles_show_the_current_products_devices_only(plant: dict[str, Any]) -> None:
+    outsider = plant["users"]["outsider"]
+    html = logged_in(outsider, plant["other"]).get("/devices/").content.decode()
+    assert "Boiler" not in html
+
+
+def test_the_detail_page_draws_charts_and_the_raw_table(plant: dict[str, Any]) -> None:
+    feed(plant["broker"], [30, 20, 10])
+
+    html = page(plant, f"/devices/{plant['device'].pk}/?range=6h").content.decode()
+
+    assert html.count('<svg class="chart"') == 2  # env.hum and temperature
+    assert 'aria-current="page">6 hours' in html
+    assert html.count("<td>temperature</td>") == 3
+    assert "Sending commands needs the operator role" in html
+    raw = page(plant, f"/devices/{plant['device'].pk}/?key=env.hum").content.decode()
+    assert raw.count("<td>env.hum</td>") == 3 and "<td>temperature</td>" not in raw
+
+
+def test_the_detail_poll_returns_the_live_block(plant: dict[str, Any]) -> None:
+    feed(plant["broker"], [1])
+    html = page(
+        plant,
+        f"/devices/{plant['device'].pk}/",
+        HTTP_HX_TARGET="device-live",
+        **HTMX,
+    ).content.decode()
+    assert html.lstrip().startswith('<section id="device-live"')
+    assert "Online" in html and "temperature" in html
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("viewer", 200), ("operator", 200), ("outsider", 404)],
+)
+def test_the_detail_page_role_matrix(
+    plant: dict[str, Any], who: str, status: int
+) -> None:
+    response = page(plant, f"/devices/{plant['device'].pk}/", who=who)
+    assert response.status_code == status
+    if who == "operator":
+        html = response.content.decode()
+        assert "Send command" in html and "Add rule" in html
+
+
+FORM = {
+    "device_id": "d2",
+    "name": "Pump",
+    "type": "actuator",
+    "topic": "plant/d2",
+    "telemetry_topic": "",
+    "command_topic": "",
+    "availability_topic": "",
+    "payload_online": "online",
+    "payload_offline": "offline",
+    "stale_after_s": "300",
+    "telemetry_retention_days": "",
+}
+
+
+@pytest.mark.parametrize(("who", "status"), [("operator", 302), ("viewer", 403)])
+def test_operators_create_devices_on_the_page(
+    plant: dict[str, Any], who: str, status: int
+) -> None:
+    client = logged_in(plant["users"][who], plant["product"])
+    response = client.post("/devices/new/", {**FORM, "broker": plant["broker"].pk})
+    assert response.status_code == status
+    if status == 302:
+        device = Device.objects.get(device_id="d2")
+        assert response["Location"] == f"/devices/{device.pk}/"
+        assert device.telemetry_topic == "plant/d2/#"
+        assert Subscription.objects.filter(topic_filter="plant/d2/#").exists()
+
+
+def test_the_form_names_bad_fields(plant: dict[str, Any]) -> None:
+    client = logged_in(plant["users"]["operator"], plant["product"])
+    response = client.post(
+        "/devices/new/",
+        {**FORM, "device_id": "d1", "topic": "a/#", "broker": plant["broker"].pk},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="id_device_id-error"' in html and 'id="id_topic-error"' in html
+
+
+def test_operators_edit_and_delete_devices(plant: dict[str, Any]) -> None:
+    device = plant["device"]
+    client = logged_in(plant["users"]["operator"], plant["product"])
+    data = {
+        **FORM,
+        "device_id": "d1",
+        "name": "Boiler 2",
+        "type": "",
+        "topic": "plant/d1",
+        "availability_topic": "plant/d1/status",
+        "telemetry_topic": "plant/d1/#",
+        "command_topic": "plant/d1/cmd",
+        "broker": plant["broker"].pk,
+    }
+    assert client.post(f"/devices/{device.pk}/edit/", data).status_code == 302
+    device.refresh_from_db()
+    assert device.name == "Boiler 2"
+    entry = AuditEntry.objects.filter(action="device.update").get()
+    assert entry.changes == {"name": ["Boiler", "Boiler 2"]}
+
+    viewer = logged_in(plant["users"]["viewer"], plant["product"])
+    assert viewer.post(f"/devices/{device.pk}/delete/").status_code == 403
+    assert client.post(f"/devices/{device.pk}/delete/").status_code == 302
+    assert not Device.objects.filter(pk=device.pk).exists()
+
+
+def test_rules_are_added_and_removed_on_the_detail_page(plant: dict[str, Any]) -> None:
+    device = plant["device"]
+    client = logged_in(plant["users"]["operator"], plant["product"])
+    response = client.post(
+        f"/devices/{device.pk}/rules/",
+        {"key": "temperature", "op": ">", "threshold": "80", "severity": "warning"},
+        **HTMX,
+    )
+    assert response.status_code == 200
+    rule = AlertRule.objects.get()
+    assert (rule.device, rule.product) == (device, plant["product"])
+    assert "temperature &gt; 80.0" in response.content.decode()
+
+    viewer = logged_in(plant["users"]["viewer"], plant["product"])
+    assert (
+        viewer.post(f"/devices/{device.pk}/rules/{rule.pk}/delete/").status_code == 403
+    )
+    client.post(f"/devices/{device.pk}/rules/{rule.pk}/delete/", **HTMX)
+    assert not AlertRule.objects.exists()
+
+
+@pytest.mark.mosquitto
+def test_the_command_box_publishes(plant: dict[str, Any], plain_broker: Any) -> None:
+    from tests.devices.support import Capture
+
+    Broker.objects.filter(pk=plant["broker"].pk).update(port=plain_broker.port)
+    capture = Capture(plain_broker.port, plant["broker"].pk, "plant/d1/cmd")
+    try:
+        client = logged_in(plant["users"]["operator"], plant["product"])
+        response = client.post(
+            f"/devices/{plant['device'].pk}/command/",
+            {"payload": '{"on": true}', "qos": "1"},
+            **HTMX,
+        )
+        (message,) = capture.take(1)
+    finally:
+        capture.stop()
+    assert "Sent to plant/d1/cmd" in response.content.decode()
+    assert message.payload == b'{"on": true}'
+
+
+def test_the_nav_shows_devices_and_alerts(plant: dict[str, Any]) -> None:
+    html = page(plant, "/").content.decode()
+    assert 'href="/devices/"' in html and 'href="/alerts/"' in html
