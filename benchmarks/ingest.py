@@ -295,7 +295,9 @@ def main() -> None:
         "naive_rate": round(naive["rate"]),
         "naive_messages": naive["stored"],
         "runtime_rate": round(portal["rate"]),
-        "runtime_vs_mosquitto_sub": round(portal["rate"] / ceiling["rate"], 3),
+        "runtime_vs_mosquitto_sub": round(portal["rate"] / ceiling["rate"], 3)
+        if ceiling["rate"]
+        else "mosquitto_sub timed out",
         "runtime_vs_naive": round(portal["rate"] / naive["rate"], 1),
         "stored": portal["stored"],
         "lost": lost,
