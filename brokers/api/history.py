@@ -14,27 +14,21 @@ from drf_spectacular.utils import (
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers, status
-from rest_framework.exceptions import APIException
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import history, services
+from brokers import history
+from brokers.api.views import BrokerUnreachable, services
 from brokers.client import ConnectionSettings, PublishError
 from brokers.models import Broker, Topic
 from brokers.retained import retained_list
 from mqttadmin.audit import audit_record
 from mqttadmin.permissions import require_role
 from mqttadmin.roles import Role
-
-
-class BrokerUnreachable(APIException):
-    status_code = status.HTTP_502_BAD_GATEWAY
-    default_detail = "The broker could not be reached."
-    default_code = "broker_unreachable"
 
 
 def _field_error(field: str, exc: ValidationError) -> ApiValidationError:

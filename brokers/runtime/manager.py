@@ -160,9 +160,12 @@ class Runtime:
         brokers = self._load_brokers(held)
         desired: dict[int, dict[str, int]] = defaultdict(dict)
         rows = Subscription.objects.filter(broker_id__in=held, enabled=True)
-        for broker_id, topic_filter, qos in rows.values_list(
-            "broker_id", "topic_filter", "qos"
+        for broker_id, topic_filter, shared_group, qos in rows.values_list(
+            "broker_id", "topic_filter", "shared_group", "qos"
         ):
+            if shared_group:
+                # Workers of a group split the messages (Subscription.subscribe_filter).
+                topic_filter = f"$share/{shared_group}/{topic_filter}"
             # Two rows with one filter are one subscription, at the higher QoS.
             desired[broker_id][topic_filter] = max(
                 qos, desired[broker_id].get(topic_filter, 0)

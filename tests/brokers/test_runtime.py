@@ -324,6 +324,46 @@ def test_shared_subscription_filter_is_sent_as_is(
     assert StoredMessage.objects.filter(broker=broker, topic="s/1").exists()
 
 
+def test_shared_group_splits_messages_with_another_member(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    start_runtime()
+    broker = make_broker(actor, plain_broker.port, protocol="5")
+    retrying(
+        subscription_create,
+        actor=actor,
+        broker=broker,
+        name="split",
+        topic_filter="work/#",
+        shared_group="g2",
+    )
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+    other: list[str] = []
+    member = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="member2")
+    member.on_message = lambda c, u, m: other.append(m.topic)
+    member.connect("127.0.0.1", plain_broker.port)
+    member.subscribe("$share/g2/work/#", 1)
+    member.loop_start()
+    try:
+        time.sleep(0.5)
+        for n in range(20):
+            publish(plain_broker.port, f"work/{n}")
+        wait_until(
+            lambda: status_of(broker).messages_received + len(other) == 20, 5, "split"
+        )
+    finally:
+        member.loop_stop()
+        member.disconnect()
+    stored = set(
+        StoredMessage.objects.filter(broker=broker).values_list("topic", flat=True)
+    )
+    # Each message went to exactly one member of the group: none lost, none twice.
+    assert stored and other and stored.isdisjoint(other)
+    assert stored | set(other) == {f"work/{n}" for n in range(20)}
+
+
 def test_control_connect_disconnect_reconnect(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
