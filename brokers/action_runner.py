@@ -61,7 +61,9 @@ def enqueue_runs(run_ids: list[int]) -> None:
                 # hold up storing messages.
                 _pool().submit(run_actions.apply, args=[chunk])
             else:
-                run_actions.apply_async(args=[chunk], queue="actions")
+                run_actions.apply_async(
+                    args=[chunk], queue=settings.MQTTADMIN_ACTIONS_QUEUE
+                )
 
     transaction.on_commit(send)
 

@@ -236,7 +236,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Alert when an enabled broker stays disconnected longer than this (seconds).
 DEVICES_BROKER_DOWN_ALERT_S: int = _read("DEVICES_BROKER_DOWN_ALERT_S", env.int, 300)
-CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": "actions"}}
+# The queue subscription actions run on (workers: `-Q celery,actions`).
+MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
+CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
 
 # --- Auth -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,120 @@
+"""Subscription actions end to end in a real Celery worker on Redis: a message
+published by a real client reaches a webhook and a republished topic, and the
+counters say so exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from django.conf import settings
+
+from brokers.models import Subscription
+from brokers.services import subscription_create
+from tests.brokers import test_runtime as runtime_tests
+from tests.brokers.test_runtime import make_broker, retrying, state_is, wait_until
+from tests.brokers.test_runtime_celery import PROJECT, _database_url
+from tests.services import missing
+
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+]
+
+actor = runtime_tests.actor
+
+
+def test_a_message_runs_webhook_and_republish_in_a_worker(
+    plain_broker: Any, actor: Any, http_sink: Any, tmp_path: Path
+) -> None:
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        missing("DATABASE_URL does not name PostgreSQL")
+    if not os.environ.get("REDIS_URL"):
+        missing("REDIS_URL is not set")
+    queue = f"actions-test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "celery", "-A", "mqttadmin", "worker"]
+    command += ["--mqtt-runtime", "-P", "threads", "--concurrency", "2", "-Q", queue]
+    command += ["-n", f"{queue}@%h", "--without-heartbeat", "--without-mingle"]
+    command += ["--without-gossip", "-l", "INFO"]
+    worker = subprocess.Popen(
+        command,
+        cwd=PROJECT,
+        env={
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "MQTTADMIN_ACTIONS_QUEUE": queue,
+            "MQTTADMIN_RUNTIME_POLL_INTERVAL": "0.5",
+        },
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    received: list[mqtt.MQTTMessage] = []
+    arrived = threading.Event()
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="out-listener")
+    listener.on_message = lambda c, u, m: (received.append(m), arrived.set())
+    listener.connect("127.0.0.1", plain_broker.port)
+    listener.subscribe("out/#", 1)
+    listener.loop_start()
+    try:
+        wait_until(lambda: "MQTT runtime" in log.read_text(), 30, "worker started")
+        broker = make_broker(actor, plain_broker.port)
+        subscription = retrying(
+            subscription_create,
+            actor=actor,
+            broker=broker,
+            name="pipeline",
+            topic_filter="plant/#",
+            qos=1,
+            actions=[
+                {
+                    "type": "webhook",
+                    "url": f"{http_sink.url}/hook",
+                    "body": '{"t": "{{ topic }}", "v": {{ payload.value }}}',
+                },
+                {
+                    "type": "republish",
+                    "topic": "out/{{ topic_levels.1 }}",
+                    "payload": "{{ payload.value }}",
+                    "qos": 1,
+                },
+            ],
+        )
+        wait_until(
+            state_is(broker, "connected", subscribed_topics_count=1), 15, "subscribed"
+        )
+        started = time.monotonic()
+        runtime_tests.publish(plain_broker.port, "plant/boiler", b'{"value": 42}', 1)
+        wait_until(lambda: http_sink.requests and arrived.is_set(), 10, "actions ran")
+        elapsed = time.monotonic() - started
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    assert elapsed < 2.0, f"actions took {elapsed:.2f}s"
+    assert json.loads(http_sink.requests[0].body) == {"t": "plant/boiler", "v": 42}
+    assert received[0].topic == "out/boiler" and received[0].payload == b"42"
+    wait_until(
+        lambda: Subscription.objects.get(pk=subscription.pk).actions_executed == 2,
+        5,
+        "counted",
+    )
+    subscription.refresh_from_db()
+    assert subscription.messages_received == 1
+    assert (subscription.actions_executed, subscription.actions_failed) == (2, 0)
