@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import operator
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -283,6 +284,21 @@ def dry_run(
     return [o.as_dict() for o in outcomes]
 
 
+_client: Any = None
+_client_lock = threading.Lock()
+
+
+def _http_client() -> Any:
+    """One pooled client for all webhooks: connections are kept alive and reused."""
+    global _client
+    import httpx
+
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(follow_redirects=False)
+        return _client
+
+
 def webhook_call(
     action: dict[str, Any],
     body: str,
@@ -302,7 +318,7 @@ def webhook_call(
         if attempt:
             sleep(WEBHOOK_BACKOFF[min(attempt - 1, len(WEBHOOK_BACKOFF) - 1)])
         try:
-            response = httpx.request(
+            response = _http_client().request(
                 method,
                 action["url"],
                 content=body.encode("utf-8") if method != "GET" else None,

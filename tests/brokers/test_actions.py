@@ -298,14 +298,14 @@ def test_counters_are_exact_after_many_messages(http_sink) -> None:
             ReceivedMessage(
                 subscription.broker_id, f"plant/{i}", b"1", 0, False, timezone.now()
             )
-            for i in range(300)
+            for i in range(1000)
         ]
     )
     runs = list(ActionRun.objects.values_list("id", flat=True))
-    assert len(runs) == 300
-    for start in range(0, 300, 100):
-        run_action_batch(runs[start : start + 100])
+    assert len(runs) == 1000
+    for start in range(0, 1000, 200):
+        run_action_batch(runs[start : start + 200])
     subscription.refresh_from_db()
-    assert subscription.messages_received == 300
-    assert subscription.actions_executed == 300 and subscription.actions_failed == 0
-    assert http_sink.effects == 300
+    assert subscription.messages_received == 1000
+    assert subscription.actions_executed == 1000 and subscription.actions_failed == 0
+    assert http_sink.effects == 1000
