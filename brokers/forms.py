@@ -464,3 +464,191 @@ class TopicAnnotationForm(forms.ModelForm):
         model = Topic
         fields = ["description", "unit"]
         widgets = {"unit": forms.TextInput(attrs={"placeholder": "°C"})}
+
+
+# --- Subscriptions tab: the subscription with its actions, without JSON ----------
+
+
+class SubscriptionEditForm(forms.ModelForm):
+    """A subscription's own fields; its actions come from ActionFormSet."""
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "name",
+            "description",
+            "topic_filter",
+            "shared_group",
+            "qos",
+            "enabled",
+            "store_messages",
+        ]
+        widgets = {
+            "topic_filter": forms.TextInput(),
+            "description": forms.Textarea(attrs={"rows": 2}),
+        }
+
+
+def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    return [(value, value) for value in values]
+
+
+# Which fields of ActionForm each action type stores, in order.
+ACTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "webhook": ("url", "method", "headers", "body", "timeout_s"),
+    "republish": ("topic", "payload", "qos", "retain"),
+    "alert": ("value", "op", "threshold", "severity", "message"),
+    "email": ("to", "subject", "body"),
+    "telemetry": (),
+}
+
+
+class ActionForm(forms.Form):
+    """One action: a type and the union of every type's fields. Only the chosen
+    type's fields are stored; the model validates them (`actions[i].field`)."""
+
+    type = forms.ChoiceField(label=_l("Action"), choices=[])
+    url = forms.CharField(label=_l("URL"), required=False)
+    method = forms.ChoiceField(label=_l("Method"), choices=[], required=False)
+    headers = forms.CharField(
+        label=_l("Headers"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_l("One “Name: value” a line."),
+    )
+    body = forms.CharField(
+        label=_l("Body"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_l("A template; empty sends the payload as received."),
+    )
+    timeout_s = forms.FloatField(
+        label=_l("Timeout (s)"), required=False, min_value=0.1, max_value=60
+    )
+    topic = forms.CharField(label=_l("Topic"), required=False)
+    payload = forms.CharField(
+        label=_l("Payload"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    qos = forms.TypedChoiceField(
+        label=_l("QoS"), choices=QOS_CHOICES, coerce=int, required=False
+    )
+    retain = forms.BooleanField(label=_l("Retain"), required=False)
+    value = forms.CharField(
+        label=_l("Value"), required=False, help_text=_l("e.g. {{ payload.temp }}")
+    )
+    op = forms.ChoiceField(label=_l("Operator"), choices=[], required=False)
+    threshold = forms.FloatField(label=_l("Threshold"), required=False)
+    severity = forms.ChoiceField(label=_l("Severity"), choices=[], required=False)
+    message = forms.CharField(label=_l("Message"), required=False)
+    to = forms.CharField(
+        label=_l("To"), required=False, help_text=_l("Addresses, comma-separated.")
+    )
+    subject = forms.CharField(label=_l("Subject"), required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from brokers.actions import ACTION_TYPES, HTTP_METHODS, OPERATORS, SEVERITIES
+
+        super().__init__(*args, **kwargs)
+        fields = self.fields
+        fields["type"].choices = _choices(ACTION_TYPES)  # type: ignore[attr-defined]
+        fields["method"].choices = _choices(HTTP_METHODS)  # type: ignore[attr-defined]
+        fields["op"].choices = _choices(list(OPERATORS))  # type: ignore[attr-defined]
+        fields["severity"].choices = _choices(SEVERITIES)  # type: ignore[attr-defined]
+
+    def clean_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for line in self.cleaned_data.get("headers", "").splitlines():
+            if not line.strip():
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not name.strip():
+                raise ValidationError(_("Write each header as “Name: value”."))
+            headers[name.strip()] = value.strip()
+        return headers
+
+    def clean_to(self) -> list[str]:
+        return [a.strip() for a in self.cleaned_data.get("to", "").split(",") if a]
+
+    def field_names_of_type(self) -> tuple[str, ...]:
+        kind = self["type"].value() or "webhook"
+        return ACTION_FIELDS.get(str(kind), ())
+
+    def to_action(self) -> dict[str, Any]:
+        """The action dict with only the chosen type's fields."""
+        data = self.cleaned_data
+        kind = data["type"]
+        action: dict[str, Any] = {"type": kind}
+        for name in ACTION_FIELDS[kind]:
+            value = data.get(name)
+            if name == "method":
+                value = value or "POST"
+            elif name == "timeout_s":
+                value = 10 if value is None else value
+                value = int(value) if float(value).is_integer() else value
+            elif name == "qos":
+                value = value or 0
+            elif name == "severity":
+                value = value or "warning"
+            elif name == "headers":
+                value = value or {}
+            elif name == "to":
+                value = [v.strip() for v in value or [] if v.strip()]
+            elif value is None:
+                continue  # e.g. a missing threshold: the model says so
+            action[name] = value
+        return action
+
+    @staticmethod
+    def initial_from_action(action: dict[str, Any]) -> dict[str, Any]:
+        """A stored action as the form's initial values."""
+        initial = dict(action)
+        headers = action.get("headers")
+        if isinstance(headers, dict):
+            initial["headers"] = "\n".join(f"{k}: {v}" for k, v in headers.items())
+        recipients = action.get("to")
+        if isinstance(recipients, list):
+            initial["to"] = ", ".join(recipients)
+        return initial
+
+
+# Defaults of an action form added with "Add action".
+ACTION_DEFAULTS: dict[str, Any] = {
+    "type": "webhook",
+    "method": "POST",
+    "timeout_s": 10,
+    "qos": 0,
+    "op": ">",
+    "severity": "warning",
+}
+
+ActionFormSet = forms.formset_factory(
+    ActionForm, extra=0, can_delete=True, max_num=20, validate_max=True
+)
+
+
+class DryRunForm(forms.Form):
+    """A sample message to try a subscription's actions on."""
+
+    topic = forms.CharField(label=_l("Topic"), max_length=65535, strip=False)
+    payload = forms.CharField(
+        label=_l("Payload"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+def action_field_classes(form: ActionForm) -> list[tuple[forms.BoundField, str]]:
+    """Each field but `type` with the CSS classes of the types that use it, so the
+    stylesheet shows only the chosen type's fields (no JavaScript)."""
+    rows = []
+    for name in form.fields:
+        if name in ("type", "DELETE"):
+            continue
+        kinds = [kind for kind, names in ACTION_FIELDS.items() if name in names]
+        rows.append((form[name], " ".join(f"for-{kind}" for kind in kinds)))
+    return rows

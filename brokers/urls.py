@@ -38,6 +38,32 @@ urlpatterns = [
         views.subscription_delete,
         name="subscription-delete",
     ),
+    # Subscriptions tab: the editor with actions, the dry run, the table's writes.
+    path(
+        "<int:pk>/subscriptions/new/",
+        views.subscription_edit,
+        name="subscription-new",
+    ),
+    path(
+        "<int:pk>/subscriptions/<int:sid>/edit/",
+        views.subscription_edit,
+        name="subscription-edit",
+    ),
+    path(
+        "<int:pk>/subscriptions/<int:sid>/dry-run/",
+        views.subscription_dry_run,
+        name="subscription-dry-run",
+    ),
+    path(
+        "<int:pk>/subscriptions/<int:sid>/tab-toggle/",
+        views.subscription_tab_toggle,
+        name="subscription-tab-toggle",
+    ),
+    path(
+        "<int:pk>/subscriptions/<int:sid>/tab-delete/",
+        views.subscription_tab_delete,
+        name="subscription-tab-delete",
+    ),
     # Activity and Topics tabs: their fragments and writes.
     path(
         "<int:pk>/history/delete/",

@@ -43,6 +43,7 @@ def start_sink() -> HttpSink:
         # Without this, small writes wait for delayed ACKs (~40 ms a request).
         disable_nagle_algorithm = True
         protocol_version = "HTTP/1.1"
+
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
