@@ -7,22 +7,16 @@ import json
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from acl import services
 from acl.models import ManagedBroker, MqttUser
 from mqttadmin.models import AuditEntry
 from tests.acl.conftest import ManagedProcess, connack, make_broker_row
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "api-Pa55-word"
-
-
-def as_user(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def url(broker: Any, suffix: str) -> str:

@@ -6,23 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from acl import services
 from acl.backends.dynsec import DynsecSession, admin_settings
 from acl.models import ManagedBroker, MqttRole, MqttUser
 from tests.acl.conftest import ManagedProcess, make_broker_row
+from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 PASSWORD = "page-Pa55-word"
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

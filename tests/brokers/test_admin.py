@@ -12,7 +12,8 @@ from django.utils import timezone
 from brokers import services
 from brokers.models import Broker, RuntimeLease
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import STORED_PASSWORD, logged_in, make_broker
+from tests.brokers.test_pages import STORED_PASSWORD, make_broker
+from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -12,16 +12,11 @@ from rest_framework.test import APIClient
 from brokers import services
 from brokers.models import Broker, BrokerStatus
 from mqttadmin.models import AuditEntry, Product
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pa55-Very-Secret"
-
-
-def as_user(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def make_broker(product: Product, name: str = "Line 1", **fields: Any) -> Broker:

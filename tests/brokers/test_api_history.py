@@ -5,24 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.ingest import ReceivedMessage, store_batch
 from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription, Topic
 from brokers.retained import retained_list
 from mqttadmin.models import AuditEntry
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
-
-
-def as_user(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def broker_of(world: dict, port: int = 1) -> Broker:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,6 +11,7 @@ from rest_framework.test import APIClient
 
 from brokers.models import Broker, Subscription
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +32,6 @@ TOPICS = {
     "shared_group": "bre",
     "qos": 1,
 }
-
-
-def as_user(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def url(world: dict, tail: str = "") -> str:

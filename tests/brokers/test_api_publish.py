@@ -16,7 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from brokers import services
 from brokers.models import Broker, PublishTemplate
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_api_brokers import as_user, make_broker
+from tests.brokers.test_api_brokers import make_broker
+from tests.clients import as_user
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db

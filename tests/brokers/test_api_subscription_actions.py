@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from rest_framework.test import APIClient
 
 from brokers.models import Broker, Subscription
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +17,6 @@ WEBHOOK = {
     "body": '{"t": "{{ topic }}", "v": {{ payload.value }}}',
     "timeout_s": 5,
 }
-
-
-def as_user(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.fixture

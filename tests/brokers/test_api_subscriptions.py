@@ -9,7 +9,8 @@ import pytest
 from brokers import services
 from brokers.models import Broker, Subscription
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_api_brokers import as_user, make_broker
+from tests.brokers.test_api_brokers import make_broker
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
 

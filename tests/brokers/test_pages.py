@@ -12,26 +12,15 @@ from django.test import Client
 
 from brokers import services
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
-from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import AuditEntry, Product
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
+from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 HMTX_POLL = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
 STORED_PASSWORD = "stored-Secret-77"
-
-
-def logged_in(user: Any, product: Product | None = None) -> Client:
-    """A client logged in as `user`, with `product` chosen in the switcher."""
-    client = Client()
-    client.force_login(user)
-    if product is not None:
-        session = client.session
-        session[SESSION_PRODUCT_KEY] = product.pk
-        session.save()
-    return client
 
 
 def make_broker(product: Product, name: str = "Line 1", **fields: Any) -> Broker:

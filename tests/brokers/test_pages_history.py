@@ -18,7 +18,8 @@ from django.utils import timezone
 from brokers.ingest import ReceivedMessage, store_batch
 from brokers.models import Broker, StoredMessage, Subscription
 from mqttadmin.models import AuditEntry, Product
-from tests.brokers.test_pages import HTMX, error_next_to, logged_in, make_broker
+from tests.brokers.test_pages import HTMX, error_next_to, make_broker
+from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 

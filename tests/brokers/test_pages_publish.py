@@ -16,7 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from brokers import services
 from brokers.models import Broker, PublishTemplate
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import HTMX, error_next_to, logged_in, make_broker
+from tests.brokers.test_pages import HTMX, error_next_to, make_broker
+from tests.clients import logged_in
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]
 

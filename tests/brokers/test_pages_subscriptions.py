@@ -10,7 +10,8 @@ import pytest
 
 from brokers import services
 from brokers.models import Broker, Subscription
-from tests.brokers.test_pages import HTMX, error_next_to, logged_in, make_broker
+from tests.brokers.test_pages import HTMX, error_next_to, make_broker
+from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 

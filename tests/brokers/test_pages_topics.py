@@ -15,8 +15,9 @@ from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker, Topic
 from brokers.retained import retained_list
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import HTMX, error_next_to, logged_in, make_broker
+from tests.brokers.test_pages import HTMX, error_next_to, make_broker
 from tests.brokers.test_pages_history import history_broker, store
+from tests.clients import logged_in
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db

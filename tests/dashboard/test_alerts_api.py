@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from dashboard.models import Alert
-from tests.devices.support import as_user
+from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db
 

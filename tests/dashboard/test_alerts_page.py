@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from dashboard.models import Alert
-from tests.devices.support import HTMX, logged_in
+from tests.clients import logged_in
+from tests.devices.support import HTMX
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from django.test import Client
 from django.utils import timezone
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -21,7 +20,6 @@ from brokers.ingest import ReceivedMessage
 from brokers.models import Broker
 from devices import services
 from devices.models import Device
-from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import Product
 
 _ids = itertools.count(1)
@@ -42,17 +40,6 @@ def make_device(
     return services.device_create(
         actor=None, product=product, broker=broker, device_id=device_id, **fields
     )
-
-
-def logged_in(user: Any, product: Product | None = None) -> Client:
-    """A page client logged in as `user`, with `product` chosen in the switcher."""
-    client = Client()
-    client.force_login(user)
-    if product is not None:
-        session = client.session
-        session[SESSION_PRODUCT_KEY] = product.pk
-        session.save()
-    return client
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "") -> Any:
@@ -145,11 +132,3 @@ class Simulator:
 
     def stop(self) -> None:
         self.client.disconnect()
-
-
-def as_user(user: Any) -> Any:
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(user)
-    return client

@@ -15,7 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from brokers.models import Broker, Subscription
 from devices.models import Device, TelemetryPoint
 from mqttadmin.models import AuditEntry
-from tests.devices.support import as_user, make_broker, make_device
+from tests.clients import as_user
+from tests.devices.support import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from brokers.models import Subscription
 from devices import csv_import, tasks
 from devices.models import Device, DeviceImport
 from mqttadmin.models import AuditEntry
-from tests.devices.support import HTMX, as_user, logged_in, make_broker, make_device
+from tests.clients import as_user, logged_in
+from tests.devices.support import HTMX, make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,8 @@ from brokers.ingest import ReceivedMessage, store_batch
 from brokers.models import Broker, Subscription
 from devices.models import AlertRule, Device
 from mqttadmin.models import AuditEntry
-from tests.devices.support import HTMX, logged_in, make_broker, make_device
+from tests.clients import logged_in
+from tests.devices.support import HTMX, make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -19,10 +19,9 @@ from brokers.runtime import Runtime
 from dashboard.models import Alert
 from devices import services
 from devices.models import Device
+from tests.clients import as_user, logged_in
 from tests.devices.support import (
     Simulator,
-    as_user,
-    logged_in,
     make_broker,
     make_device,
     wait_until,

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.test import Client
 
 from mqttadmin.models import AuditEntry, Membership
+from tests.clients import logged_in
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_login_page_is_served() -> None:

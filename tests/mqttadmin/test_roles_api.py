@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from rest_framework.test import APIClient
 
 from mqttadmin.models import AuditEntry, Membership, Product
+from tests.clients import as_user
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
-
-
-def as_user(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_anonymous_gets_401(world: dict) -> None:
