@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
 from acl.choices import Access, Management, ReloadMethod, SyncState
-from brokers.models import Broker
+from brokers.models import Broker, BrokerScopedQuerySet
 from mqttadmin.lib.crypto import EncryptedTextField
 from mqttadmin.lib.topics import (
     SHARE_PREFIX,
@@ -104,10 +104,6 @@ def validate_command(value: str) -> None:
         raise ValidationError(_("The command is empty."), code="command")
 
 
-class ManagedBrokerQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
-
-
 class ManagedBroker(models.Model):
     """How the portal manages a broker's users and ACLs, and how it reloads it.
 
@@ -181,7 +177,7 @@ class ManagedBroker(models.Model):
     last_sync_at = models.DateTimeField(null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ManagedBrokerQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     SECRET_FIELDS = ("management_password",)
     # Settings that reach the portal's own host (files it writes, commands it runs).
@@ -233,10 +229,6 @@ class ManagedBroker(models.Model):
         return self.management != Management.NONE
 
 
-class MqttRoleQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
-
-
 class MqttRole(models.Model):
     """A named set of ACL rules on one broker, given to MQTT users."""
 
@@ -247,7 +239,7 @@ class MqttRole(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = MqttRoleQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["broker", "name"]
@@ -301,10 +293,6 @@ class MqttRule(models.Model):
         return any(token in self.topic for token in PATTERN_TOKENS)
 
 
-class MqttUserQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
-
-
 class MqttUser(models.Model):
     """An MQTT client account on a managed broker.
 
@@ -336,7 +324,7 @@ class MqttUser(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = MqttUserQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     SECRET_FIELDS = ("password_hash",)
 

@@ -140,6 +140,23 @@ def connect_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
     return kwargs
 
 
+def side_client(
+    settings: ConnectionSettings, tag: str
+) -> tuple[mqtt.Client, dict[str, Any]]:
+    """A short-lived client beside the runtime's session, and its connect() args.
+
+    It has a client id of its own (so it never takes the runtime's session over)
+    and starts clean (so it never wipes the persistent session the runtime keeps).
+    """
+    client_id = f"{(settings.client_id or 'mqttadmin')[:14]}-{tag}{os.urandom(3).hex()}"
+    client = build_client(settings, client_id=client_id, reconnect_on_failure=False)
+    kwargs = connect_kwargs(settings)
+    if settings.is_v5:
+        kwargs["clean_start"] = True
+        kwargs["properties"] = None
+    return client, kwargs
+
+
 # --- Connection test ----------------------------------------------------------
 
 
@@ -229,18 +246,12 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
         done.set()
 
     try:
-        test_id = f"{(settings.client_id or 'mqttadmin')[:14]}-t{os.urandom(3).hex()}"
-        client = build_client(settings, client_id=test_id, reconnect_on_failure=False)
+        client, kwargs = side_client(settings, "t")
     except ssl.SSLError as exc:
         return ConnectionTestResult(False, None, _tls_reason(exc), None, "tls")
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     client.connect_timeout = max(0.1, deadline - time.monotonic())
-    kwargs = connect_kwargs(settings)
-    # A test must not wipe a persistent session the runtime keeps.
-    if settings.is_v5:
-        kwargs["clean_start"] = True
-        kwargs["properties"] = None
     try:
         client.connect(**kwargs)
     except ssl.SSLError as exc:
@@ -327,8 +338,7 @@ def publish_messages(
     Uses its own client id so the runtime's session is never taken over.
     """
     timeout = timeout or max(settings.connect_timeout, 5.0)
-    client_id = f"{(settings.client_id or 'mqttadmin')[:14]}-p{os.urandom(3).hex()}"
-    client = build_client(settings, client_id=client_id, reconnect_on_failure=False)
+    client, kwargs = side_client(settings, "p")
     connected = threading.Event()
     result: dict[str, Any] = {}
 
@@ -339,10 +349,6 @@ def publish_messages(
         connected.set()
 
     client.on_connect = on_connect
-    kwargs = connect_kwargs(settings)
-    if settings.is_v5:
-        kwargs["clean_start"] = True
-        kwargs["properties"] = None
     try:
         client.connect(**kwargs)
     except (OSError, ssl.SSLError) as exc:

@@ -92,6 +92,12 @@ def validate_fallback_hosts(value: Any) -> None:
         parse_host_port(item)
 
 
+class BrokerScopedQuerySet(ProductScopedQuerySet):
+    """For models that belong to a product through their broker."""
+
+    product_path = "broker__product"
+
+
 class BrokerQuerySet(ProductScopedQuerySet):
     product_path = "product"
 
@@ -345,10 +351,6 @@ def validate_actions_field(value: Any) -> None:
     validate_actions(value)
 
 
-class SubscriptionQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
-
-
 class Subscription(models.Model):
     """A topic filter the runtime keeps subscribed on its broker."""
 
@@ -383,7 +385,7 @@ class Subscription(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = SubscriptionQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["broker", "name"]
@@ -421,10 +423,6 @@ class Subscription(models.Model):
         return self.topic_filter
 
 
-class PublishTemplateQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
-
-
 class PublishTemplate(models.Model):
     """A saved message an operator publishes again with one click."""
 
@@ -449,7 +447,7 @@ class PublishTemplate(models.Model):
     properties = models.JSONField(_l("MQTT 5 properties"), default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = PublishTemplateQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["broker", "name"]
@@ -465,10 +463,6 @@ class PublishTemplate(models.Model):
     @property
     def product(self) -> Product:
         return self.broker.product
-
-
-class StoredMessageQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
 
 
 class StoredMessage(models.Model):
@@ -489,7 +483,7 @@ class StoredMessage(models.Model):
     properties = models.JSONField(null=True, blank=True)
     received_at = models.DateTimeField()
 
-    objects = StoredMessageQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
@@ -511,10 +505,6 @@ class StoredMessage(models.Model):
         return bytes(self.data or b"")
 
 
-class TopicQuerySet(ProductScopedQuerySet):
-    product_path = "broker__product"
-
-
 class Topic(models.Model):
     """A topic seen on a broker: counts and last value, kept once per ingest batch,
     with an operator's description and unit."""
@@ -528,7 +518,7 @@ class Topic(models.Model):
     description = models.CharField(_l("description"), max_length=500, blank=True)
     unit = models.CharField(_l("unit"), max_length=32, blank=True)
 
-    objects = TopicQuerySet.as_manager()
+    objects = BrokerScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["broker", "topic"]

@@ -6,7 +6,6 @@ the retain flag; clearing publishes empty retained messages.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ from brokers.client import (
     ConnectionSettings,
     OutgoingMessage,
     PublishError,
-    build_client,
-    connect_kwargs,
     describe_connack,
     publish_messages,
+    side_client,
 )
 from mqttadmin.lib.topics import validate_topic_filter, validate_topic_name
 
@@ -75,15 +73,10 @@ def retained_list(
             )
         state["last"] = time.monotonic()
 
-    client_id = f"{(settings.client_id or 'mqttadmin')[:14]}-r{os.urandom(3).hex()}"
-    client = build_client(settings, client_id=client_id, reconnect_on_failure=False)
+    client, kwargs = side_client(settings, "r")
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
-    kwargs = connect_kwargs(settings)
-    if settings.is_v5:
-        kwargs["clean_start"] = True
-        kwargs["properties"] = None
     deadline = time.monotonic() + timeout
     try:
         client.connect(**kwargs)

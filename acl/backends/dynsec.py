@@ -41,9 +41,8 @@ from acl.backends.base import (
 from acl.choices import Access
 from brokers.client import (
     ConnectionSettings,
-    build_client,
-    connect_kwargs,
     describe_connack,
+    side_client,
 )
 
 REQUEST_TOPIC = "$CONTROL/dynamic-security/v1"
@@ -167,15 +166,10 @@ class DynsecSession:
                         self._replies[key] = response
                 self._cond.notify_all()
 
-        client_id = f"mqttadmin-ds-{os.urandom(4).hex()}"
-        client = build_client(settings, client_id=client_id, reconnect_on_failure=False)
+        client, kwargs = side_client(settings, "ds")
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
-        kwargs = connect_kwargs(settings)
-        if settings.is_v5:
-            kwargs["clean_start"] = True
-            kwargs["properties"] = None
         deadline = time.monotonic() + self.timeout
         try:
             client.connect(**kwargs)

@@ -27,20 +27,13 @@ from brokers.client import ConnectionSettings, PublishError
 from brokers.models import Broker, Topic
 from brokers.retained import retained_list
 from mqttadmin.audit import audit_record
-from mqttadmin.permissions import require_role
+from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
 
 def _field_error(field: str, exc: ValidationError) -> ApiValidationError:
     """A Django validation error reported against the query parameter it came from."""
     return ApiValidationError({field: exc.messages})
-
-
-def _broker(request: Request, pk: int, minimum: Role = Role.VIEWER) -> Broker:
-    broker = get_object_or_404(Broker.objects.for_user(request.user), pk=pk)
-    if minimum != Role.VIEWER:
-        require_role(request.user, broker.product, minimum)
-    return broker
 
 
 HISTORY_PARAMETERS = [
@@ -81,7 +74,7 @@ class MessagesView(APIView):
         ),
     )
     def get(self, request: Request, pk: int) -> Any:
-        broker = _broker(request, pk)
+        broker = get_for_user_or_404(Broker, request.user, pk=pk)
         query = history.HistoryQuery.from_params(request.query_params)
         queryset = history.messages_for(broker, query)
         export = request.query_params.get("format", "json")
@@ -122,7 +115,7 @@ class MessagesView(APIView):
         responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}),
     )
     def delete(self, request: Request, pk: int) -> Response:
-        broker = _broker(request, pk, Role.OPERATOR)
+        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
         query = history.HistoryQuery.from_params(request.query_params)
         deleted = history.history_delete(broker, query)
         audit_record(
@@ -173,7 +166,7 @@ class TopicsView(APIView):
         responses=TopicSerializer(many=True),
     )
     def get(self, request: Request, pk: int) -> Response:
-        broker = _broker(request, pk)
+        broker = get_for_user_or_404(Broker, request.user, pk=pk)
         topic_filter = request.query_params.get("filter") or None
         try:
             topics = history.topics_for(broker, topic_filter)
@@ -187,7 +180,7 @@ class TopicDetailView(APIView):
 
     @extend_schema(request=TopicSerializer, responses=TopicSerializer)
     def patch(self, request: Request, pk: int, topic_id: int) -> Response:
-        broker = _broker(request, pk, Role.OPERATOR)
+        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
         topic = get_object_or_404(Topic, broker=broker, pk=topic_id)
         serializer = TopicSerializer(topic, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -220,7 +213,7 @@ class RetainedView(APIView):
         ),
     )
     def get(self, request: Request, pk: int) -> Response:
-        broker = _broker(request, pk)
+        broker = get_for_user_or_404(Broker, request.user, pk=pk)
         topic_filter = request.query_params.get("topic") or "#"
         try:
             found = retained_list(ConnectionSettings.from_broker(broker), topic_filter)
@@ -246,7 +239,7 @@ class RetainedView(APIView):
         ),
     )
     def delete(self, request: Request, pk: int) -> Response:
-        broker = _broker(request, pk, Role.OPERATOR)
+        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
         topic = request.query_params.get("topic", "")
         recursive = request.query_params.get("recursive", "").lower() in (
             "1",

@@ -32,17 +32,10 @@ from brokers.mqtt_config import (
     service_status_report,
 )
 from mqttadmin.models import Product
-from mqttadmin.permissions import require_role
+from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
 NOT_CONFIGURED = "MQTT not configured for this product"
-
-
-def _product(request: Request, pk: int, minimum: Role = Role.VIEWER) -> Product:
-    product = get_object_or_404(Product.objects.for_user(request.user), pk=pk)
-    if minimum != Role.VIEWER:
-        require_role(request.user, product, minimum)
-    return product
 
 
 def _is_service(request: Request, product: Product) -> bool:
@@ -120,7 +113,7 @@ class MqttConfigView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk)
+        product = get_for_user_or_404(Product, request.user, pk=pk)
         config = config_of(product)
         if config is None or config.primary_broker is None:
             return Response(
@@ -142,7 +135,7 @@ class MqttConfigView(APIView):
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def put(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk, Role.OPERATOR)
+        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
         broker = request.data.get("broker", {})
         topics = request.data.get("topics", {})
         if not isinstance(broker, dict) or not isinstance(topics, dict):
@@ -165,7 +158,7 @@ class MqttConfigTestView(APIView):
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk, Role.OPERATOR)
+        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
         config = config_of(product)
         body = request.data if isinstance(request.data, dict) else {}
         body = body.get("broker", body)
@@ -209,7 +202,7 @@ class MqttConfigTestView(APIView):
 class MqttConfigSubscriptionsView(APIView):
     @extend_schema(responses=SubscriptionSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk)
+        product = get_for_user_or_404(Product, request.user, pk=pk)
         config = _configured(product)
         subscriptions = Subscription.objects.filter(broker=config.primary_broker)
         return Response(SubscriptionSerializer(subscriptions, many=True).data)
@@ -218,7 +211,7 @@ class MqttConfigSubscriptionsView(APIView):
 class MqttConfigSubscriptionDetailView(APIView):
     @extend_schema(request=SubscriptionSerializer, responses=SubscriptionSerializer)
     def put(self, request: Request, pk: int, sub_id: int) -> Response:
-        product = _product(request, pk, Role.OPERATOR)
+        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
         config = _configured(product)
         subscription = get_object_or_404(
             Subscription, pk=sub_id, broker=config.primary_broker
@@ -238,7 +231,7 @@ class MqttConfigSubscriptionDetailView(APIView):
 class MqttConfigReconnectView(APIView):
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk, Role.OPERATOR)
+        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
         config = _configured(product)
         services.broker_control(
             actor=request.user, broker=config.primary_broker, action="reconnect"
@@ -251,14 +244,14 @@ class MqttConfigStatusView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk)
+        product = get_for_user_or_404(Product, request.user, pk=pk)
         return Response(
             {"product_id": product.pk, **_status_dict(config_of(product), product)}
         )
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, pk: int) -> Response:
-        product = _product(request, pk)
+        product = get_for_user_or_404(Product, request.user, pk=pk)
         if not (
             _is_service(request, product) or product.allows(request.user, Role.OPERATOR)
         ):
