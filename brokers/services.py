@@ -69,19 +69,12 @@ SUBSCRIPTION_FIELDS = (
 
 
 def runtime_nudge() -> None:
-    """Tell runtimes to reconcile now, once the current transaction commits."""
+    """Tell runtimes to reconcile now, once the current transaction commits.
 
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        try:
-            async_to_sync(layer.group_send)(RUNTIME_GROUP, {"type": "runtime.nudge"})
-        except Exception:
-            # The runtime reconciles on a timer too: a lost nudge only costs latency.
-            logger.warning("could not nudge the MQTT runtime", exc_info=True)
-
-    transaction.on_commit(send)
+    Best effort: the runtime reconciles on a timer too, so a lost nudge only costs
+    latency.
+    """
+    transaction.on_commit(lambda: broadcast(RUNTIME_GROUP, {"type": "runtime.nudge"}))
 
 
 def broadcast(group: str, message: dict[str, Any]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import shutil
 import socket
 import subprocess
@@ -13,16 +12,12 @@ from typing import NoReturn
 
 import pytest
 
-REQUIRE_SERVICES = os.environ.get("MQTTADMIN_REQUIRE_SERVICES", "") in {
-    "1",
-    "true",
-    "yes",
-}
-
 
 def missing(reason: str) -> NoReturn:
     """Skip with a visible reason, or fail when CI requires every service."""
-    if REQUIRE_SERVICES:
+    from django.conf import settings
+
+    if settings.MQTTADMIN_REQUIRE_SERVICES:
         pytest.fail(f"required service missing: {reason}", pytrace=False)
     pytest.skip(reason)
 
