@@ -15,6 +15,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _production_like_environment() -> None:
+    """Measure what production runs: DEBUG off (no query log per statement), with
+    throwaway keys. Set in the parent so the benchmark's child processes inherit
+    them."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("MQTTADMIN_SECRET_KEYS", Fernet.generate_key().decode())
+
+
+_production_like_environment()
+
+
 def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mqttadmin.settings")

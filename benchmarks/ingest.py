@@ -200,7 +200,7 @@ def child_runtime(port: int, count: int, qos: int) -> None:
     services.subscription_create(
         actor=None, broker=broker, name="bench", topic_filter="bench/#", qos=qos
     )
-    runtime = Runtime(owner="benchmark", poll_interval=0.2)
+    runtime = Runtime(owner="benchmark")
     runtime.start()
     deadline = time.time() + 20
     while time.time() < deadline:

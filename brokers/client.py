@@ -13,10 +13,12 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -101,12 +103,127 @@ def connect_properties(settings: ConnectionSettings) -> Properties | None:
     return properties
 
 
+class BufferedReadClient(mqtt.Client):
+    """A paho client that reads the socket in 64 KiB chunks.
+
+    Stock paho reads each packet with three recv() calls (type byte, length bytes,
+    body) and goes back to select() after every packet at QoS 0: at tens of
+    thousands of messages a second those system calls are most of the network
+    thread's time. Here `_sock_recv` serves from one buffer refilled by a large
+    recv(), and `loop_read` keeps parsing while the buffer holds data, so a burst
+    costs one select() and a few recv() calls. Both overrides keep paho's
+    contracts (short reads allowed, BlockingIOError when nothing is there); the
+    buffer belongs to one socket and is dropped when paho reconnects.
+    """
+
+    READ_CHUNK = 65536
+    # Packets parsed per loop_read before paho gets to write (acks, pings) again.
+    MAX_BURST = 2000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Called on the network thread after each read burst, e.g. to hand the
+        # messages its callbacks collected to a consumer in one go.
+        self.after_read: Callable[[], None] | None = None
+        # (topic, payload, qos, retain, mid, properties) of each QoS 0/1 PUBLISH,
+        # instead of on_message (see _handle_publish).
+        self.on_publish_received: (
+            Callable[[str, bytes, int, bool, int, Properties | None], None] | None
+        ) = None
+        self._read_buffer = b""
+        self._read_offset = 0
+        self._read_socket: object | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """QoS 0 and 1 PUBLISH straight to `on_publish_received`, when set.
+
+        paho builds an MQTTMessage per PUBLISH (with a threading.Condition in
+        its MQTTMessageInfo) and matches per-topic callbacks under a mutex; a
+        receiver that only wants the fields skips both. QoS 2, topics that are
+        not UTF-8 and clients without the hook take paho's own path.
+        """
+        receive = self.on_publish_received
+        command = self._in_packet["command"]
+        qos = (command & 0x06) >> 1
+        if receive is None or qos == 2:
+            return super()._handle_publish()
+        result = _packet.decode_publish(
+            command, self._in_packet["packet"], self._protocol
+        )
+        try:
+            topic = result.topic.decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        receive(
+            topic, result.payload, qos, result.retain, result.mid, result.properties
+        )
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(result.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._sock is not self._read_socket:
+            self._read_socket = self._sock
+            self._read_buffer, self._read_offset = b"", 0
+        buffer, offset = self._read_buffer, self._read_offset
+        if offset >= len(buffer):
+            buffer = super()._sock_recv(self.READ_CHUNK)
+            if not buffer:
+                return buffer  # end of stream: paho sees the connection lost
+            self._read_buffer, offset = buffer, 0
+        end = offset + bufsize
+        self._read_offset = end
+        return buffer[offset:end]
+
+    def _buffered(self) -> bool:
+        return (
+            self._sock is not None
+            and self._sock is self._read_socket
+            and self._read_offset < len(self._read_buffer)
+        )
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        # select() cannot see data already in the buffer: parse it first, and
+        # when a burst left some, only poll the socket so writes go out between.
+        if self._buffered():
+            rc = self.loop_read()
+            if rc or self._sock is None:
+                return rc
+            if self._buffered():
+                timeout = 0.0
+        return super()._loop(timeout)
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        try:
+            return self._read_burst(max_packets)
+        finally:
+            if self.after_read is not None:
+                self.after_read()
+
+    def _read_burst(self, max_packets: int) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        burst = 0
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and burst < self.MAX_BURST:
+            if not self._buffered():
+                break
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            burst += 1
+        return rc
+
+
 def build_client(
-    settings: ConnectionSettings, client_id: str | None = None, **kwargs: Any
+    settings: ConnectionSettings,
+    client_id: str | None = None,
+    client_class: type[mqtt.Client] = mqtt.Client,
+    **kwargs: Any,
 ) -> mqtt.Client:
     """A configured, unconnected paho client (CallbackAPIVersion.VERSION2)."""
     v5 = settings.is_v5
-    client = mqtt.Client(
+    client = client_class(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id if client_id is not None else settings.client_id,
         clean_session=None if v5 else settings.clean_start,

@@ -103,7 +103,7 @@ class BrokerForm(forms.ModelForm):
                 "max_payload_bytes",
             ),
         ),
-        (_l("Subscriptions"), ("subscribe_all",)),
+        (_l("Subscriptions"), ("subscribe_all", "collect_sys_stats")),
     )
 
     class Meta:
@@ -130,6 +130,7 @@ class BrokerForm(forms.ModelForm):
             "connect_timeout",
             "fallback_hosts",
             "max_payload_bytes",
+            "collect_sys_stats",
         ]
         widgets = {
             "ca_cert": forms.Textarea(attrs={"rows": 3}),

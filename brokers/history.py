@@ -124,7 +124,12 @@ def _parse_time(
         return None
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, datetime.UTC)
-    return parsed
+    try:
+        # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts.
+        return parsed.astimezone(datetime.UTC)
+    except OverflowError:
+        errors[name] = _("%s is out of range.") % name
+        return None
 
 
 def messages_for(broker: Broker, query: HistoryQuery) -> QuerySet[StoredMessage]:

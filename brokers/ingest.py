@@ -27,6 +27,7 @@ from brokers.models import (
     StoredMessage,
     Subscription,
 )
+from brokers.sys_stats import route_sys_messages
 from devices.telemetry import ingest_batch as devices_ingest_batch
 from mqttadmin.lib.topics import topic_matches
 
@@ -314,6 +315,8 @@ def store_batch(
     retries). Any other failure is a poison message: the batch is retried one
     message at a time and the ones that still fail go to the dead-letter list.
     """
+    # $SYS/... are broker statistics and log lines, never history (brokers.sys_stats).
+    batch = route_sys_messages(batch)
     if not batch:
         return
     try:

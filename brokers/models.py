@@ -199,6 +199,15 @@ class Broker(models.Model):
         default=1_000_000,
         validators=[MinValueValidator(1)],
     )
+    collect_sys_stats = models.BooleanField(
+        _l("collect $SYS statistics and connected clients"),
+        default=False,
+        help_text=_l(
+            "Subscribe to $SYS/# for broker statistics and, when the broker "
+            "publishes its log (log_dest topic), its connected clients. Managed "
+            "brokers always do."
+        ),
+    )
     reconnect_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -226,6 +235,9 @@ class Broker(models.Model):
         "password",
         "connect_timeout",
         "fallback_hosts",
+        # A new session starts with an empty connected-clients list, which is what
+        # turning $SYS collection on or off needs too.
+        "collect_sys_stats",
     )
 
     class Meta:
@@ -338,6 +350,21 @@ class RuntimeLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.broker_id} owned by {self.owner}"
+
+
+class RuntimeWorker(models.Model):
+    """A runtime process that is alive, seen at its last lease renewal.
+
+    Runtimes count the live ones to take only their fair share of the brokers,
+    so brokers spread over workers instead of all going to whichever started
+    first (and shared subscriptions over several connections split the work).
+    """
+
+    owner = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.owner} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
 
 def validate_share_group_or_empty(value: str) -> None:
@@ -473,7 +500,19 @@ class StoredMessage(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="+")
+    # No database-level foreign key and no index of its own: the constraint's
+    # per-row check costs about a third of COPY's time at ingest rates, and the
+    # composite indexes below all start with broker_id. Deletion still cascades
+    # (Django deletes the rows), and no row can outlive its broker: ingest writes
+    # each batch with its Topic rows in one transaction, and Topic's foreign key
+    # fails the whole batch for a broker deleted meanwhile.
+    broker = models.ForeignKey(
+        Broker,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
     topic = models.TextField()
     # NULL (not "") marks a binary payload kept in `data`.
     text = models.TextField(null=True, blank=True)  # noqa: DJ001
@@ -645,3 +684,127 @@ class ServiceStatusReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product}: {'connected' if self.connected else 'disconnected'}"
+
+
+class BrokerSysStats(models.Model):
+    """The latest `$SYS/broker/...` values a broker published, and what its log told.
+
+    Written by the runtime's ingest thread (brokers.sys_stats, brokers.client_log);
+    `values` maps the topic below `$SYS/broker/` to its last payload as text.
+    """
+
+    broker = models.OneToOneField(
+        Broker, on_delete=models.CASCADE, primary_key=True, related_name="sys_stats"
+    )
+    values = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+    sampled_at = models.DateTimeField(null=True, blank=True)
+    # The last line of the broker's log (`$SYS/broker/log/...`): it publishes it.
+    log_seen_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BrokerScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _l("broker $SYS statistics")
+        verbose_name_plural = _l("broker $SYS statistics")
+
+    def __str__(self) -> str:
+        return f"$SYS of {self.broker_id}"
+
+
+class BrokerStatsSample(models.Model):
+    """One point of a broker's $SYS time series (messages/s, clients connected),
+    taken every few seconds and kept for a bounded time."""
+
+    id = models.BigAutoField(primary_key=True)
+    broker = models.ForeignKey(
+        Broker, on_delete=models.CASCADE, related_name="stats_samples"
+    )
+    sampled_at = models.DateTimeField()
+    messages_received = models.PositiveBigIntegerField(null=True, blank=True)
+    messages_sent = models.PositiveBigIntegerField(null=True, blank=True)
+    # Rates between this sample and the previous one; None after a broker restart
+    # (its counters start again) or for the first sample.
+    messages_received_per_s = models.FloatField(null=True, blank=True)
+    messages_sent_per_s = models.FloatField(null=True, blank=True)
+    clients_connected = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = BrokerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["broker", "sampled_at"]
+        indexes = [
+            models.Index(fields=["broker", "sampled_at"], name="stats_sample_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broker_id} @ {self.sampled_at:%H:%M:%S}"
+
+
+class ConnectedClient(models.Model):
+    """A client connected to a broker, as the broker's log announced it.
+
+    Only clients that connected while the runtime's session listened are known:
+    `seen_at` older than the session's connect time means the row is stale.
+    """
+
+    broker = models.ForeignKey(
+        Broker, on_delete=models.CASCADE, related_name="connected_clients"
+    )
+    client_id = models.CharField(max_length=65535)
+    address = models.CharField(max_length=300, blank=True)
+    username = models.CharField(max_length=65535, blank=True)
+    protocol = models.CharField(max_length=8, blank=True)
+    clean_session = models.BooleanField(null=True, blank=True)
+    keepalive = models.PositiveIntegerField(null=True, blank=True)
+    connected_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    objects = BrokerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["broker", "client_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["broker", "client_id"], name="connected_client_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} on {self.broker_id}"
+
+
+class ClientEventKind(models.TextChoices):
+    DISCONNECT = "disconnect", _l("Disconnected")
+    REFUSED = "refused", _l("Refused")
+
+
+class ClientEvent(models.Model):
+    """A recent disconnect or refused connection from a broker's log (a bounded
+    number per broker and kind is kept)."""
+
+    id = models.BigAutoField(primary_key=True)
+    broker = models.ForeignKey(
+        Broker, on_delete=models.CASCADE, related_name="client_events"
+    )
+    kind = models.CharField(max_length=10, choices=ClientEventKind.choices)
+    client_id = models.CharField(max_length=65535, blank=True)
+    address = models.CharField(max_length=300, blank=True)
+    username = models.CharField(max_length=65535, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField()
+    received_at = models.DateTimeField()
+
+    objects = BrokerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["broker", "kind", "-id"], name="client_event_newest"),
+            models.Index(
+                fields=["broker", "kind", "received_at"], name="client_event_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.client_id or self.address}"

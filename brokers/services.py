@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -79,13 +77,10 @@ def runtime_nudge() -> None:
 
 def broadcast(group: str, message: dict[str, Any]) -> None:
     """Best-effort live push to a channel layer group (at most once by design)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning("live push to %s failed", group, exc_info=True)
+    # Onto the web server's loop when it shares this process (in-memory layer).
+    from brokers.runtime.live_feed import group_send
+
+    group_send(group, message)
 
 
 # --- Brokers ------------------------------------------------------------------

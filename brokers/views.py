@@ -30,7 +30,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseLocation, trigger_client_event
 
-from brokers import history, selectors, services
+from brokers import history, observe_views, selectors, services
 from brokers.choices import ControlAction
 from brokers.client import ConnectionSettings, PublishError
 from brokers.forms import (
@@ -66,6 +66,8 @@ TABS: list[tuple[str, Any]] = [
     ("publish", _l("Publish")),
     ("advanced", _l("Advanced")),
     ("acl", _l("Users & ACL")),
+    ("clients", _l("Clients")),
+    ("stats", _l("Stats")),
 ]
 
 # What to check after a failed connection test, by the kind of failure.
@@ -295,6 +297,8 @@ def broker_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 broker, can_operate, PublishForm(initial=initial, broker=broker)
             )
         )
+    elif tab in observe_views.TABS:
+        context.update(observe_views.tab_context(request, broker, tab))
     return render(request, "brokers/detail.html", context)
 
 
@@ -728,7 +732,8 @@ def _topic_tree_html(broker: Broker, tree: selectors.TopicTree) -> SafeString:
             url = f"{url_prefix}{topic.pk}/"
             label = (
                 f'<a class="node-name" href="{url}" hx-get="{url}">{name}</a>'
-                f'<span class="count">{topic.messages}</span>'
+                f'<span class="count" id="topic-count-{topic.pk}">'
+                f"{topic.messages}</span>"
             )
         else:
             label = f'<span class="node-name">{name}</span>'
@@ -741,7 +746,7 @@ def _topic_tree_html(broker: Broker, tree: selectors.TopicTree) -> SafeString:
                 if preview.is_binary
                 else escape(preview.text) + ("…" if preview.truncated else "")
             )
-            label += f'<code class="last">{shown}</code>'
+            label += f'<code class="last" id="topic-last-{topic.pk}">{shown}</code>'
         if topic is not None:
             label += topic_note_html(topic)
         body = f'<span class="node" title="{escape(node.path)}">{label}</span>'

@@ -27,10 +27,12 @@ from django.db.models import (
     Value,
 )
 from django.utils import timezone
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from dashboard.models import Alert, AlertState
 from devices.models import AlertRule, Device, TelemetryPoint
+from devices.sparklines import sparkline_svg
 from mqttadmin.models import Product
 
 MAX_POINTS = 10_000
@@ -323,3 +325,38 @@ def alerts_for(
     if severity:
         alerts = alerts.filter(severity=severity)
     return alerts.order_by("-opened_at", "-id")
+
+
+# --- Tiles --------------------------------------------------------------------
+
+KEYS_PER_TILE = 6
+
+
+@dataclass(frozen=True)
+class TileValue:
+    key: str
+    value: Any
+    sparkline: SafeString
+
+
+@dataclass(frozen=True)
+class Tile:
+    device: Device
+    values: list[TileValue]
+    more: int
+
+
+def device_tiles(devices: list[Device]) -> list[Tile]:
+    """Tiles of the devices list and the overview: the first values with their
+    sparklines."""
+    lines = sparklines_for(devices)
+    tiles = []
+    for device in devices:
+        items = device.value_items
+        series = lines.get(device.pk, {})
+        values = [
+            TileValue(key, value, sparkline_svg(series.get(key, []), label=key))
+            for key, value in items[:KEYS_PER_TILE]
+        ]
+        tiles.append(Tile(device, values, max(0, len(items) - KEYS_PER_TILE)))
+    return tiles

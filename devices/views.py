@@ -40,13 +40,12 @@ from devices.forms import (
     ImportForm,
 )
 from devices.models import AlertRule, Device, DeviceImport
-from devices.sparklines import line_chart_svg, sparkline_svg
+from devices.sparklines import line_chart_svg
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
 from mqttadmin.roles import Role
 
 TILES_PER_PAGE = 48
-KEYS_PER_TILE = 6
 RAW_ROWS = 100
 # The id of the detail page's live block: HTMX names it in HX-Target.
 STATUS_TARGET = "device-live"
@@ -70,37 +69,6 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-# --- Tiles --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TileValue:
-    key: str
-    value: Any
-    sparkline: SafeString
-
-
-@dataclass(frozen=True)
-class Tile:
-    device: Device
-    values: list[TileValue]
-    more: int
-
-
-def _tiles(devices: list[Device]) -> list[Tile]:
-    lines = selectors.sparklines_for(devices)
-    tiles = []
-    for device in devices:
-        items = device.value_items
-        series = lines.get(device.pk, {})
-        values = [
-            TileValue(key, value, sparkline_svg(series.get(key, []), label=key))
-            for key, value in items[:KEYS_PER_TILE]
-        ]
-        tiles.append(Tile(device, values, max(0, len(items) - KEYS_PER_TILE)))
-    return tiles
-
-
 @login_required
 def device_list(request: HttpRequest) -> HttpResponse:
     """The current product's devices as tiles; an HTMX poll gets only the tiles."""
@@ -118,7 +86,7 @@ def device_list(request: HttpRequest) -> HttpResponse:
     context = {
         "product": product,
         "page": page,
-        "tiles": _tiles(list(page.object_list)),
+        "tiles": selectors.device_tiles(list(page.object_list)),
         "brokers": Broker.objects.filter(product=product).order_by("name")
         if product
         else [],

@@ -167,3 +167,25 @@ class AuditEntry(models.Model):
     @property
     def summary(self) -> dict[str, Any]:
         return {"action": self.action, "target": self.target_repr}
+
+
+class UserSession(models.Model):
+    """A logged-in browser session of a user, so they can see and end it.
+
+    Written on login; `session_key` names the row of Django's session store.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    session_key = models.CharField(max_length=40, unique=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.user} from {self.ip_address or '?'}"

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 def start_periodic(options: EmbeddedOptions) -> Stopper | None:
     from mqttadmin.celery import app
 
+    # Without a worker nothing imports the apps' tasks.py (autodiscovery waits
+    # for a worker's start-up signal): import them so the names resolve.
+    app.loader.import_default_modules()
     stop = threading.Event()
     schedule = {
         name: (entry["task"], float(entry["schedule"]))

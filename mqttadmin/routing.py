@@ -1,5 +1,11 @@
 """WebSocket routes of every app, gathered for the ASGI router."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-websocket_urlpatterns: list[URLPattern] = []
+from brokers.consumers import BrokerConsumer
+from dashboard.consumers import OverviewConsumer
+
+websocket_urlpatterns: list[URLPattern] = [
+    path("ws/brokers/<int:broker_id>/", BrokerConsumer.as_asgi()),
+    path("ws/overview/", OverviewConsumer.as_asgi()),
+]

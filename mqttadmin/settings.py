@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "channels",
     "django_celery_beat",
+    "axes",
+    "csp",
     "mqttadmin",
     "brokers",
     "devices",
@@ -114,6 +116,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "mqttadmin.middleware.CurrentProductMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "mqttadmin.security.SessionActivityMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mqttadmin.urls"
@@ -207,6 +213,16 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# API throttle counters must be shared by every web process.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "mqttadmin",
+        }
+    }
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 # Embedded mode runs tasks in-process; with Redis they go to workers.
@@ -236,6 +252,14 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Alert when an enabled broker stays disconnected longer than this (seconds).
 DEVICES_BROKER_DOWN_ALERT_S: int = _read("DEVICES_BROKER_DOWN_ALERT_S", env.int, 300)
+# $SYS statistics: one time-series sample every N s, kept this long; N refused
+# logins within the window open an alert (brokers.sys_stats, brokers.client_log).
+BROKER_STATS_SAMPLE_S: float = _read("BROKER_STATS_SAMPLE_S", env.float, 10.0)
+BROKER_STATS_RETENTION_S: float = _read("BROKER_STATS_RETENTION_S", env.float, 86400.0)
+BROKER_REFUSED_LOGIN_BURST: int = _read("BROKER_REFUSED_LOGIN_BURST", env.int, 5)
+BROKER_REFUSED_LOGIN_WINDOW_S: float = _read(
+    "BROKER_REFUSED_LOGIN_WINDOW_S", env.float, 60.0
+)
 # The queue subscription actions run on (workers: `-Q celery,actions`).
 MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
@@ -254,18 +278,71 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "login"
 
-SESSION_COOKIE_SECURE: bool = _bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE: bool = _bool("CSRF_COOKIE_SECURE", False)
+# --- Security ---------------------------------------------------------------------
+# MQTTADMIN_TLS=1 when users reach the portal over https (directly or through a proxy):
+# it turns on secure cookies, the https redirect and HSTS, each still overridable.
+MQTTADMIN_TLS: bool = _bool("MQTTADMIN_TLS", False)
+SESSION_COOKIE_SECURE: bool = _bool("SESSION_COOKIE_SECURE", MQTTADMIN_TLS)
+CSRF_COOKIE_SECURE: bool = _bool("CSRF_COOKIE_SECURE", MQTTADMIN_TLS)
 SESSION_COOKIE_HTTPONLY = True
-SECURE_SSL_REDIRECT: bool = _bool("SECURE_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS: int = _read("SECURE_HSTS_SECONDS", env.int, 0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SECURE_SSL_REDIRECT: bool = _bool("SECURE_SSL_REDIRECT", MQTTADMIN_TLS)
+# Load balancers probe the health check over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Empty (as in .env.example) means "follow MQTTADMIN_TLS".
+SECURE_HSTS_SECONDS: int = (
+    _read("SECURE_HSTS_SECONDS", env.int, 0)
+    if env.str("SECURE_HSTS_SECONDS", default="").strip()
+    else (31536000 if MQTTADMIN_TLS else 0)
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS: bool = _bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0
+)
+SECURE_HSTS_PRELOAD: bool = _bool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if _bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# How many reverse proxies in front of the portal append to X-Forwarded-For. 0 trusts
+# only the connection's address (REMOTE_ADDR): a client could forge the header.
+MQTTADMIN_TRUSTED_PROXY_COUNT: int = _read("MQTTADMIN_TRUSTED_PROXY_COUNT", env.int, 0)
+if MQTTADMIN_TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("MQTTADMIN_TRUSTED_PROXY_COUNT must be 0 or more")
+
+# Content Security Policy: no inline scripts or styles anywhere (JS lives in
+# static/js/, htmx's indicator styles are off via the htmx-config meta tag).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", "ws:", "wss:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# Login brute force (django-axes): a username is locked from one address after
+# AXES_FAILURE_LIMIT failures, so one attacker cannot lock out everyone behind the
+# same proxy, and other addresses can still log in as that user.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT: int = _read("AXES_FAILURE_LIMIT", env.int, 5)
+AXES_COOLOFF_TIME: float = _read("AXES_COOLOFF_MINUTES", env.float, 15.0) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client address rule of MQTTADMIN_TRUSTED_PROXY_COUNT, shared with the API
+# throttles and the sessions list (django-ipware is not a dependency).
+AXES_CLIENT_IP_CALLABLE = "mqttadmin.security.client_ip"
+AXES_VERBOSE = False
 
 # --- I18N / static ----------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -287,14 +364,41 @@ DEFAULT_FROM_EMAIL: str = _read(
     "DEFAULT_FROM_EMAIL", env.str, "MQTT Admin <mqttadmin@localhost>"
 )
 
+
 # --- REST API -----------------------------------------------------------------------
+def _rate(name: str, default: str) -> str:
+    """A DRF throttle rate such as 600/minute; checked now, not on the first call."""
+    value = _read(name, env.str, default).strip()
+    number, _, period = value.partition("/")
+    if not number.isdigit() or period[:1] not in {"s", "m", "h", "d"}:
+        raise ImproperlyConfigured(
+            f"{name} must look like 600/minute (periods: second, minute, hour, day); "
+            f"got {value!r}"
+        )
+    return value
+
+
+MQTTADMIN_API_RATE: str = _rate("MQTTADMIN_API_RATE", "3000/minute")
+MQTTADMIN_API_ANON_RATE: str = _rate("MQTTADMIN_API_ANON_RATE", "300/minute")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["mqttadmin.api.filters.BoundedFilterBackend"],
+    # Per token (or user) and per client address for anonymous calls; 429 with
+    # Retry-After past the rate.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mqttadmin.api.throttles.TokenRateThrottle",
+        "mqttadmin.api.throttles.AnonymousRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": MQTTADMIN_API_RATE,
+        "anonymous": MQTTADMIN_API_ANON_RATE,
+    },
+    "NUM_PROXIES": MQTTADMIN_TRUSTED_PROXY_COUNT,
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -320,6 +424,10 @@ MQTTADMIN_REQUIRE_SERVICES: bool = _bool("MQTTADMIN_REQUIRE_SERVICES", False)
 MQTTADMIN_SECRET_KEYS: list[str] = _read("MQTTADMIN_SECRET_KEYS", env.list, [])
 # Decided at start-up: test runners turn DEBUG off later, which must not change it.
 MQTTADMIN_GENERATE_SECRET_KEYS: bool = EMBEDDED or DEBUG
+# `serve`'s local Mosquitto: its binary and Dynamic Security plugin; empty finds
+# them (PATH, /usr/sbin; /usr/lib/<arch>/, /usr/local/lib, Homebrew).
+MQTTADMIN_MOSQUITTO: str = _read("MQTTADMIN_MOSQUITTO", env.str, "")
+MQTTADMIN_DYNSEC_PLUGIN: str = _read("MQTTADMIN_DYNSEC_PLUGIN", env.str, "")
 
 LOGGING = {
     "version": 1,
@@ -331,6 +439,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": _read("LOG_LEVEL", env.str, "INFO")},
     "loggers": {
         "daphne": {"level": "WARNING"},
+        # django-axes reports every successful login at INFO; lockouts are WARNING.
+        "axes": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},
     },
 }

@@ -3,9 +3,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from mqttadmin import views
+from mqttadmin import security, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -15,6 +15,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/security/", security.account_security, name="account-security"),
     path("products/", views.product_list, name="product-list"),
     path("products/switch/", views.product_switch, name="product-switch"),
     path("products/<int:pk>/", views.product_detail, name="product-detail"),
@@ -31,7 +32,12 @@ urlpatterns = [
     path("api/v1/", include("mqttadmin.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
-        "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"
+        "api/docs/",
+        # The split view serves its init script as a file: no inline script (CSP).
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema", template_name="mqttadmin/swagger_ui.html"
+        ),
+        name="api-docs",
     ),
     path("", include("dashboard.urls")),
 ]

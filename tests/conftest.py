@@ -11,6 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import make_product, make_superuser, make_user
+from tests.runtime_support import runtime_starter, uncommitted_sqlite_reads
 from tests.services import MosquittoProcess, missing
 
 
@@ -91,3 +92,16 @@ def http_sink() -> Iterator[Any]:
     sink = start_sink()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def sqlite_readers_do_not_wait(transactional_db: Any) -> Iterator[None]:
+    """Tests that poll the database while the runtime writes (see
+    tests/runtime_support.py)."""
+    yield from uncommitted_sqlite_reads()
+
+
+@pytest.fixture
+def start_runtime(sqlite_readers_do_not_wait: Any) -> Iterator[Any]:
+    """`start_runtime(owner="...", **options)` starts an in-process runtime."""
+    yield from runtime_starter()

@@ -38,6 +38,15 @@ from mqttadmin.roles import Role
 NOT_CONFIGURED = "MQTT not configured for this product"
 
 
+def _object_body(request: Request) -> dict[str, Any]:
+    """The JSON body as an object; anything else (a list, a string) is a 400."""
+    if not isinstance(request.data, dict):
+        raise ApiValidationError(
+            {"non_field_errors": [_("The request body must be a JSON object.")]}
+        )
+    return request.data
+
+
 def _is_service(request: Request, product: Product) -> bool:
     return (
         product.role_of(request.user) == Role.SERVICE and not request.user.is_superuser
@@ -136,8 +145,9 @@ class MqttConfigView(APIView):
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def put(self, request: Request, pk: int) -> Response:
         product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
-        broker = request.data.get("broker", {})
-        topics = request.data.get("topics", {})
+        body = _object_body(request)
+        broker = body.get("broker", {})
+        topics = body.get("topics", {})
         if not isinstance(broker, dict) or not isinstance(topics, dict):
             raise ApiValidationError({"broker": [_("broker and topics are objects.")]})
         config, requires_restart = mqtt_config_put(
@@ -216,7 +226,7 @@ class MqttConfigSubscriptionDetailView(APIView):
         subscription = get_object_or_404(
             Subscription, pk=sub_id, broker=config.primary_broker
         )
-        data = {**request.data, "broker": subscription.broker_id}
+        data = {**_object_body(request), "broker": subscription.broker_id}
         serializer = SubscriptionSerializer(
             subscription, data=data, partial=True, context={"request": request}
         )

@@ -236,6 +236,7 @@ class BrokerSerializer(serializers.ModelSerializer):
             "connect_timeout",
             "fallback_hosts",
             "max_payload_bytes",
+            "collect_sys_stats",
             "address",
             "created_at",
             "updated_at",

@@ -8,7 +8,6 @@ crash before that leaves them unacknowledged for the broker to deliver again.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +17,8 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, conn
 from brokers import ingest
 from brokers.ingest import ReceivedMessage
 from brokers.models import Broker
+from brokers.runtime.live_feed import LiveFeed
+from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.session import Delivery
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 # Large enough that a busy stream pays one commit per few thousand messages;
 # the window bounds latency when the stream is slow.
 BATCH_SIZE = 5000
-BATCH_WINDOW = 0.1
+BATCH_WINDOW = 0.025
 IDLE_WAIT = 0.2
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
 # Once the runtime is stopping, a failing database gets this many more tries.
@@ -44,13 +45,15 @@ class IngestWorker:
 
     def __init__(
         self,
-        messages: queue.Queue[Delivery],
+        messages: MessageQueue[Delivery],
         finished: threading.Event,
         store: Callable[[list[ReceivedMessage]], None] | None = None,
         batch_size: int = BATCH_SIZE,
         batch_window: float = BATCH_WINDOW,
+        live: LiveFeed | None = None,
     ) -> None:
         self._messages = messages
+        self._live = live
         self._finished = finished
         self._store = store
         # Subscriptions for matching, re-read about once a second, not per batch.
@@ -79,6 +82,10 @@ class IngestWorker:
                 if batch:
                     if self._write(batch):
                         self._ack(batch)
+                        if self._live is not None:
+                            # Committed only: the live feed never shows a message
+                            # the history does not have (when it stores them).
+                            self._live.offer(d.message for d in batch)
                 elif self._finished.is_set() and self._messages.empty():
                     return
         except Exception:
@@ -87,29 +94,17 @@ class IngestWorker:
             connection.close()
 
     def _collect(self) -> list[Delivery]:
-        try:
-            first = self._messages.get(timeout=IDLE_WAIT)
-        except queue.Empty:
-            return []
-        batch = [first]
+        batch = self._messages.get_many(self._batch_size, timeout=IDLE_WAIT)
+        if not batch:
+            return batch
         deadline = time.monotonic() + self._batch_window
-        get_nowait = self._messages.get_nowait
         while len(batch) < self._batch_size:
-            # Drain what is queued without a timed wait per message: a timed get
-            # costs a condition wait each, which dominates at high rates.
-            try:
-                while len(batch) < self._batch_size:
-                    batch.append(get_nowait())
-            except queue.Empty:
-                pass
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or len(batch) >= self._batch_size:
+            if remaining <= 0:
                 break
-            try:
-                batch.append(self._messages.get(timeout=min(remaining, 0.01)))
-            except queue.Empty:
-                if time.monotonic() >= deadline:
-                    break
+            batch += self._messages.get_many(
+                self._batch_size - len(batch), timeout=min(remaining, 0.01)
+            )
         return batch
 
     def _write(self, batch: list[Delivery]) -> bool:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import time
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from brokers.models import RuntimeLease
+from brokers.models import RuntimeLease, RuntimeWorker
 
 logger = logging.getLogger(__name__)
+
+
+def fair_share(brokers: int, workers: int) -> int:
+    """How many brokers one of `workers` live runtimes may own."""
+    return math.ceil(brokers / max(workers, 1))
 
 
 class LeaseKeeper:
@@ -32,25 +38,55 @@ class LeaseKeeper:
         self.renew_every = renew_every
         self.held: set[int] = set()
         self._next_renew = 0.0
+        self._next_heartbeat = 0.0
+        self._live_workers = 1
         # Monotonic time until which the held leases are certainly still ours.
         self.valid_until = 0.0
 
     def sync(self, wanted: set[int]) -> set[int]:
         """Release leases of brokers no longer wanted, renew ours when due, take
-        free or expired ones for wanted brokers; return the ids held now."""
+        free or expired ones for wanted brokers up to this runtime's fair share,
+        give back what exceeds it; return the ids held now."""
         unwanted = self.held - wanted
         if unwanted:
             self.release(unwanted)
         started = time.monotonic()
+        if started >= self._next_heartbeat:
+            self._live_workers = self._heartbeat()
+            self._next_heartbeat = started + self.renew_every
         if self.held and started >= self._next_renew:
             self._renew()
         elif not self.held:
             self._next_renew = started + self.renew_every
             self.valid_until = started + self.ttl.total_seconds()
+        share = fair_share(len(wanted), self._live_workers)
+        if len(self.held) > share:
+            # Another worker came up: hand over the newest-numbered brokers.
+            excess = set(sorted(self.held)[share:])
+            logger.info("%s hands brokers %s to other workers", self.owner, excess)
+            self.release(excess)
         candidates = wanted - self.held
-        if candidates:
-            self._acquire(candidates)
+        room = share - len(self.held)
+        if candidates and room > 0:
+            self._acquire(candidates, room)
         return set(self.held)
+
+    def _heartbeat(self) -> int:
+        """Record that this runtime is alive; return how many are."""
+        now = timezone.now()
+        updated = RuntimeWorker.objects.filter(owner=self.owner).update(seen_at=now)
+        if not updated:
+            try:
+                with transaction.atomic():
+                    RuntimeWorker.objects.create(owner=self.owner, seen_at=now)
+            except IntegrityError:
+                RuntimeWorker.objects.filter(owner=self.owner).update(seen_at=now)
+        alive = RuntimeWorker.objects.filter(seen_at__gte=now - self.ttl).count()
+        return max(alive, 1)
+
+    def retire(self) -> None:
+        """Leave the pool of live workers (a clean stop)."""
+        RuntimeWorker.objects.filter(owner=self.owner).delete()
 
     def _renew(self) -> None:
         started = time.monotonic()
@@ -73,7 +109,7 @@ class LeaseKeeper:
         self._next_renew = started + self.renew_every
         self.valid_until = started + self.ttl.total_seconds()
 
-    def _acquire(self, candidates: set[int]) -> None:
+    def _acquire(self, candidates: set[int], room: int) -> None:
         now = timezone.now()
         taken = set(
             RuntimeLease.objects.filter(broker_id__in=candidates, expires_at__gte=now)
@@ -81,9 +117,12 @@ class LeaseKeeper:
             .values_list("broker_id", flat=True)
         )
         for broker_id in sorted(candidates - taken):
+            if room <= 0:
+                break
             if self._acquire_one(broker_id, now):
                 logger.info("%s owns broker %s", self.owner, broker_id)
                 self.held.add(broker_id)
+                room -= 1
 
     def _acquire_one(self, broker_id: int, now: datetime.datetime) -> bool:
         # The WHERE clause is the lock: of two runtimes racing for an expired row,

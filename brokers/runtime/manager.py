@@ -29,6 +29,8 @@ from brokers.choices import ConnectionState
 from brokers.models import Broker, BrokerStatus, Subscription
 from brokers.runtime.batcher import IngestWorker
 from brokers.runtime.lease import LeaseKeeper
+from brokers.runtime.live_feed import LiveFeed
+from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.nudge import NudgeListener
 from brokers.runtime.session import BrokerSession, Delivery, StatusEvent, fingerprint
 from brokers.services import broadcast
@@ -49,6 +51,10 @@ FRAME_FIELDS = (
     "owner",
 )
 STOP_TIMEOUT = 15.0
+# Messages received and not yet stored, across the process's brokers: room for
+# the network threads to keep reading while a few batches commit (~30 MB of small
+# messages at most); when full, reading stops and brokers hold messages back.
+QUEUE_SIZE = 50000
 EVENT_QUEUE_SIZE = 10000
 
 
@@ -66,20 +72,24 @@ class Runtime:
         poll_interval: float = 1.0,
         lease_ttl: float = 15.0,
         lease_renew: float = 5.0,
-        queue_size: int = 10000,
+        queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.owner = owner
         self.poll_interval = poll_interval
         self.leases = LeaseKeeper(owner, ttl=lease_ttl, renew_every=lease_renew)
         self.sessions: dict[int, BrokerSession] = {}
-        self.messages: queue.Queue[Delivery] = queue.Queue(maxsize=queue_size)
+        self.messages: MessageQueue[Delivery] = MessageQueue(maxsize=queue_size)
         self.events: queue.Queue[StatusEvent] = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._sessions_closed = threading.Event()
         self._release = True
         self._thread: threading.Thread | None = None
-        self._ingest = IngestWorker(self.messages, self._sessions_closed)
+        # One frame per broker per tick to the browsers (at most once).
+        self.live = LiveFeed()
+        self._ingest = IngestWorker(
+            self.messages, self._sessions_closed, live=self.live
+        )
         self._nudges = NudgeListener(self.wake)
         # Brokers whose row cannot be loaded, with the reason already reported.
         self._unusable: dict[int, str] = {}
@@ -90,6 +100,7 @@ class Runtime:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("a Runtime starts once")
+        self.live.start()
         self._ingest.start()
         self._nudges.start()
         self._thread = threading.Thread(
@@ -112,6 +123,7 @@ class Runtime:
             logger.warning("the reconcile thread did not stop in %ss", STOP_TIMEOUT)
             self._sessions_closed.set()
         self._ingest.join(STOP_TIMEOUT)
+        self.live.stop()
         logger.info("MQTT runtime %s stopped", self.owner)
 
     def wake(self) -> None:
@@ -303,6 +315,7 @@ class Runtime:
         if self._release:
             try:
                 self.leases.release()
+                self.leases.retire()
             except DatabaseError:
                 logger.warning("could not release leases; they expire", exc_info=True)
 

@@ -29,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from brokers.choices import ConnectionState
 from brokers.client import (
+    BufferedReadClient,
     ConnectionSettings,
     build_client,
     connect_kwargs,
@@ -36,6 +37,8 @@ from brokers.client import (
 )
 from brokers.ingest import ReceivedMessage
 from brokers.models import Broker
+from brokers.runtime.message_queue import MessageQueue
+from brokers.sys_stats import SYS_FILTER, sys_subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ RECONNECT_MAX_DELAY = 30
 # How long on_message waits for room in a full queue before checking whether the
 # session is closing; it keeps waiting after that (backpressure on the broker).
 PUT_WAIT = 0.5
+# The portal's own $SYS/# subscription is not one of the broker's topics.
+SYS_ONLY = frozenset({SYS_FILTER})
+# A read burst hands over its messages at the latest after this many.
+FLUSH_AT = 500
 
 
 def fingerprint(broker: Broker) -> str:
@@ -62,9 +69,13 @@ class StatusEvent:
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delivery:
-    """A received message with what it takes to acknowledge it later."""
+    """A received message with what it takes to acknowledge it later.
+
+    Not frozen: built once per message on paho's network thread, where a frozen
+    dataclass's per-field object.__setattr__ is a measurable cost.
+    """
 
     message: ReceivedMessage
     session: BrokerSession
@@ -131,7 +142,7 @@ class BrokerSession:
         subscriptions: dict[str, int],
         *,
         owner: str,
-        messages: queue.Queue[Delivery],
+        messages: MessageQueue[Delivery],
         events: queue.Queue[StatusEvent],
         wake: Callable[[], None],
     ) -> None:
@@ -152,18 +163,24 @@ class BrokerSession:
         self._wake = wake
         self._host_index = 0
         self._lock = threading.RLock()
-        self._subs = _Subscriptions(desired=dict(subscriptions))
+        self._subs = _Subscriptions(
+            desired={**subscriptions, **sys_subscriptions(self.broker_id, fresh=True)}
+        )
         self._connected = False
         self._refused = False
         self._closing = threading.Event()
         self._full_warned_at = 0.0
+        # Messages of the current socket read, handed to the queue together by
+        # _flush_received (network thread only).
+        self._received: list[Delivery] = []
+        self._read_at = datetime.datetime.now(datetime.UTC)
 
     # --- lifecycle (reconcile thread) ---------------------------------------------
 
     def start(self) -> None:
         """Build the client and let paho connect in its own thread."""
         try:
-            client = build_client(self.settings)
+            client = build_client(self.settings, client_class=BufferedReadClient)
         except (ssl.SSLError, ValueError, OSError) as exc:
             # Bad PEM material and the like: nothing to retry until the row changes.
             self.failed = True
@@ -181,6 +198,8 @@ class BrokerSession:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.after_read = self._flush_received
+        client.on_publish_received = self._on_publish_received
         self.client = client
         client.connect_async(**self._connect_kwargs())
         client.loop_start()
@@ -219,6 +238,7 @@ class BrokerSession:
 
         While disconnected only the desired set changes: on_connect subscribes it.
         """
+        desired = {**desired, **sys_subscriptions(self.broker_id)}
         with self._lock:
             subs = self._subs
             if desired == subs.desired and (
@@ -243,7 +263,7 @@ class BrokerSession:
                     subs.remembered.difference_update(removed)
             if added:
                 self._subscribe(added)
-            count = len(subs.granted)
+            count = len(subs.granted - SYS_ONLY)
         if removed:
             self._emit(subscribed_topics_count=count)
 
@@ -420,7 +440,7 @@ class BrokerSession:
                         )
                     elif topic in subs.desired:
                         subs.granted.add(topic)
-                count = len(subs.granted)
+                count = len(subs.granted - SYS_ONLY)
             self._emit(subscribed_topics_count=count)
         except Exception:
             logger.exception("broker %s: on_subscribe failed", self.broker_id)
@@ -428,32 +448,71 @@ class BrokerSession:
     def _on_message(
         self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
     ) -> None:
+        """paho's path: QoS 2, and topics that are not valid UTF-8."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            logger.warning(
+                "broker %s: message with a non-UTF-8 topic dropped", self.broker_id
+            )
+            return
+        self._on_publish_received(
+            topic,
+            message.payload,
+            message.qos,
+            message.retain,
+            message.mid,
+            getattr(message, "properties", None),
+        )
+
+    def _on_publish_received(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        mid: int,
+        properties: Properties | None,
+    ) -> None:
+        """Every received PUBLISH (network thread): queued for the ingest thread."""
+        if not self._received:
+            # One clock reading per socket read: its messages arrived together.
+            # (Not timezone.now(): it reads settings through a lazy object.)
+            self._read_at = datetime.datetime.now(datetime.UTC)
         try:
             received = ReceivedMessage(
-                broker_id=self.broker_id,
-                topic=message.topic,
-                payload=bytes(message.payload),
-                qos=message.qos,
-                retain=bool(message.retain),
-                received_at=timezone.now(),
-                mid=message.mid,
-                properties=_properties_dict(getattr(message, "properties", None)),
+                self.broker_id,
+                topic,
+                bytes(payload),
+                qos,
+                bool(retain),
+                self._read_at,
+                mid,
+                _properties_dict(properties) if properties is not None else {},
             )
         except Exception:
             logger.exception("broker %s: unreadable message dropped", self.broker_id)
             return
-        delivery = Delivery(received, self, self.generation)
-        # Blocking here is the backpressure: paho stops reading, the broker holds
-        # further QoS>0 messages back (in-flight window) or TCP fills up.
+        self._received.append(Delivery(received, self, self.generation))
+        if len(self._received) >= FLUSH_AT:
+            self._flush_received()
+
+    def _flush_received(self) -> None:
+        """Hand the messages of this read to the runtime's queue (network thread).
+
+        Blocking here is the backpressure: paho stops reading, the broker holds
+        further QoS>0 messages back (in-flight window) or TCP fills up.
+        """
+        if not self._received:
+            return
+        received, self._received = self._received, []
         while not self._closing.is_set():
-            try:
-                self._messages.put(delivery, timeout=PUT_WAIT)
+            if self._messages.put_many(received, timeout=PUT_WAIT):
                 return
-            except queue.Full:
-                now = time.monotonic()
-                if now - self._full_warned_at > 10:
-                    self._full_warned_at = now
-                    logger.warning(
-                        "message queue full: broker %s waits for storage",
-                        self.broker_id,
-                    )
+            now = time.monotonic()
+            if now - self._full_warned_at > 10:
+                self._full_warned_at = now
+                logger.warning(
+                    "message queue full: broker %s waits for storage",
+                    self.broker_id,
+                )

@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 from brokers.api.urls import register as register_broker_routes
 from dashboard.api.urls import register as register_alert_routes
 from devices.api.urls import register as register_device_routes
-from mqttadmin.api import views
+from mqttadmin.api import auth, views
 
 router = DefaultRouter()
 router.register("products", views.ProductViewSet, basename="product")
@@ -16,9 +16,16 @@ register_device_routes(router)
 register_alert_routes(router)
 
 urlpatterns = [
-    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("auth/token/", auth.TokenView.as_view(), name="api-token"),
+    path("auth/sessions/", auth.SessionListView.as_view(), name="api-sessions"),
+    path(
+        "auth/sessions/<int:pk>/",
+        auth.SessionDetailView.as_view(),
+        name="api-session",
+    ),
     path("", include("brokers.api.history_urls")),
     path("", include("brokers.api.mqtt_config_urls")),
+    path("", include("brokers.api.observe_urls")),
     path("", include("acl.api.urls")),
     path("", include(router.urls)),
 ]

@@ -7,9 +7,8 @@ from typing import Any
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -25,17 +24,6 @@ from mqttadmin.api.serializers import (
 )
 from mqttadmin.models import AuditEntry, Membership, Product
 from mqttadmin.roles import Role
-
-
-@extend_schema(
-    request=inline_serializer(
-        "TokenRequest",
-        {"username": serializers.CharField(), "password": serializers.CharField()},
-    ),
-    responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
-)
-class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token."""
 
 
 class IsSuperuserForWrites(permissions.IsAuthenticated):
@@ -56,6 +44,8 @@ class ProductViewSet(viewsets.ModelViewSet):
 
     serializer_class = ProductSerializer
     permission_classes = [IsSuperuserForWrites]
+    # Ids are numbers: `/products/abc/members/` is a 404, not a failed lookup.
+    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Product]:
         return Product.objects.for_user(self.request.user).order_by("name")

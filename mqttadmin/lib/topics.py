@@ -17,11 +17,43 @@ MAX_TOPIC_BYTES = 65535
 SHARE_PREFIX = "$share/"
 
 
+def _check_characters(value: str, what: str) -> None:
+    """Mosquitto drops a client whose strings hold a control character, a
+    non-character or a UTF-16 surrogate (its UTF-8 check): refuse them here, as
+    input, not as a lost connection later."""
+    for ch in value:
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            raise ValidationError(
+                _("%s is not valid UTF-8 (it holds a surrogate).") % what,
+                code="utf8",
+            )
+        if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFF) in (0xFFFE, 0xFFFF):
+            raise ValidationError(
+                _(
+                    "%s must not contain Unicode non-characters (U+FDD0-U+FDEF, "
+                    "U+xFFFE, U+xFFFF): Mosquitto refuses them."
+                )
+                % what,
+                code="noncharacter",
+            )
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            raise ValidationError(
+                _(
+                    "%s must not contain control characters (U+0001-U+001F, "
+                    "U+007F-U+009F): Mosquitto refuses them."
+                )
+                % what,
+                code="control",
+            )
+
+
 def _check_common(value: str, what: str) -> None:
     if not isinstance(value, str) or value == "":
         raise ValidationError(_("%s must not be empty.") % what, code="empty")
     if "\x00" in value:
         raise ValidationError(_("%s must not contain NUL (U+0000).") % what, code="nul")
+    _check_characters(value, what)
     if len(value.encode("utf-8")) > MAX_TOPIC_BYTES:
         raise ValidationError(
             _("%(what)s is longer than %(max)d UTF-8 bytes.")
@@ -120,6 +152,7 @@ def topic_matches(filter_: str, topic: str) -> bool:
 def _validate_identity(value: str, what: str, max_bytes: int) -> None:
     if "\x00" in value:
         raise ValidationError(_("%s must not contain NUL (U+0000).") % what, code="nul")
+    _check_characters(value, what)
     if any(ch in value for ch in "+#/"):
         raise ValidationError(
             _("%s must not contain +, # or / (Mosquitto's ACLs refuse them).") % what,

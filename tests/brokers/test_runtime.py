@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,13 +13,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
-from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 
 from brokers import ingest
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker, BrokerStatus, RuntimeLease, StoredMessage
-from brokers.runtime import Runtime
 from brokers.services import (
     broker_control,
     broker_create,
@@ -30,36 +28,14 @@ from brokers.services import (
 )
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.factories import make_product, make_superuser
+from tests.runtime_support import retrying, runtime_threads, wait_until
 from tests.services import free_port
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
-
-RUNTIME_THREADS = ("paho-mqtt-client-", "mqtt-runtime-")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str = "") -> Any:
-    """Poll until `predicate()` is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {message or predicate}")
-        time.sleep(0.05)
-
-
-def retrying(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a service from the test thread, again while the in-memory SQLite test
-    database says another thread holds its write lock (see the fixture below)."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return function(*args, **kwargs)
-        except OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("sqlite_readers_do_not_wait"),
+]
 
 
 def status_of(broker: Broker) -> BrokerStatus:
@@ -82,56 +58,6 @@ def publish(port: int, topic: str, payload: bytes = b"x", qos: int = 0) -> None:
         ConnectionSettings(host="127.0.0.1", port=port),
         [OutgoingMessage(topic=topic, payload=payload, qos=qos)],
     )
-
-
-def runtime_threads() -> list[str]:
-    return [
-        t.name
-        for t in threading.enumerate()
-        if t.is_alive() and t.name.startswith(RUNTIME_THREADS)
-    ]
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_readers_do_not_wait(transactional_db: Any) -> Iterator[None]:
-    """SQLite test databases live in memory with a shared cache, where a writer in
-    one thread makes readers in others fail at once ("table is locked"; busy
-    timeouts do not apply). Production SQLite is a WAL file without this problem.
-    Uncommitted reads keep the test's polling out of the runtime's way."""
-    if connection.vendor != "sqlite":
-        yield
-        return
-
-    def uncommitted_reads(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA read_uncommitted = 1")
-
-    connection_created.connect(uncommitted_reads)
-    uncommitted_reads(None, connection)
-    try:
-        yield
-    finally:
-        connection_created.disconnect(uncommitted_reads)
-
-
-@pytest.fixture
-def start_runtime() -> Iterator[Callable[..., Runtime]]:
-    """Start runtimes (fast polling); stop them all afterwards and check that no
-    thread of theirs (or of their paho clients) outlives them."""
-    started: list[Runtime] = []
-
-    def start(owner: str = "test-runtime", **options: Any) -> Runtime:
-        options.setdefault("poll_interval", 0.2)
-        runtime = Runtime(owner, **options)
-        started.append(runtime)
-        runtime.start()
-        return runtime
-
-    yield start
-    for runtime in started:
-        runtime.stop()
-    wait_until(lambda: not runtime_threads(), 5, "runtime threads to end")
 
 
 @pytest.fixture
@@ -362,6 +288,98 @@ def test_shared_group_splits_messages_with_another_member(
     # Each message went to exactly one member of the group: none lost, none twice.
     assert stored and other and stored.isdisjoint(other)
     assert stored | set(other) == {f"work/{n}" for n in range(20)}
+
+
+def test_shared_subscriptions_over_two_workers_split_without_loss_or_duplicates(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    """Two connections to one broker in one shared group, owned by two runtime
+    workers: each worker takes its fair share, and the group splits the stream."""
+    product = retrying(make_product)
+    brokers = []
+    for name in ("ingest-a", "ingest-b"):
+        broker = retrying(
+            broker_create,
+            actor=actor,
+            product=product,
+            name=name,
+            host="127.0.0.1",
+            port=plain_broker.port,
+            client_id=f"portal-{name}",
+            clean_start=False,
+        )
+        retrying(
+            subscription_create,
+            actor=actor,
+            broker=broker,
+            name="split",
+            topic_filter="work/#",
+            shared_group="ingest",
+            qos=1,
+        )
+        brokers.append(broker)
+    first = start_runtime("worker-1")
+    second = start_runtime("worker-2")
+
+    def spread() -> bool:
+        owners = dict(RuntimeLease.objects.values_list("broker_id", "owner"))
+        return sorted(owners.values()) == ["worker-1", "worker-2"]
+
+    wait_until(spread, 20, "one broker per worker")
+    for broker in brokers:
+        wait_until(state_is(broker, "connected", subscribed_topics_count=1), 15, "sub")
+    owners_before = dict(RuntimeLease.objects.values_list("broker_id", "owner"))
+    assert set(first.sessions) | set(second.sessions) == {b.pk for b in brokers}
+
+    count = 1000
+    publish_messages(
+        ConnectionSettings(host="127.0.0.1", port=plain_broker.port),
+        [
+            OutgoingMessage(topic=f"work/{n % 7}", payload=str(n).encode(), qos=1)
+            for n in range(count)
+        ],
+    )
+    wait_until(
+        lambda: StoredMessage.objects.filter(broker__in=brokers).count() >= count,
+        30,
+        "all stored",
+    )
+    time.sleep(0.5)  # anything delivered twice would arrive by now
+    per_broker = {
+        broker.pk: [
+            int(text)
+            for text in StoredMessage.objects.filter(broker=broker).values_list(
+                "text", flat=True
+            )
+        ]
+        for broker in brokers
+    }
+    received = [seq for seqs in per_broker.values() for seq in seqs]
+    assert sorted(received) == list(range(count)), "none lost, none twice"
+    assert all(per_broker.values()), "both workers received a share"
+    # No flapping: the owners did not change while the stream ran.
+    assert dict(RuntimeLease.objects.values_list("broker_id", "owner")) == owners_before
+
+
+def test_a_worker_takes_only_its_fair_share_and_the_rest_when_alone(
+    plain_broker: Any, actor: Any, start_runtime: Any
+) -> None:
+    brokers = [
+        make_broker(actor, plain_broker.port, name=f"fair-{n}", client_id=f"fair-{n}")
+        for n in range(4)
+    ]
+    first = start_runtime("fair-1")
+    wait_until(lambda: len(first.sessions) == 4, 15, "the only worker owns all")
+    second = start_runtime("fair-2")
+    wait_until(
+        lambda: len(first.sessions) == 2 and len(second.sessions) == 2,
+        20,
+        "two each once the second worker is seen",
+    )
+    second.stop()
+    wait_until(lambda: len(first.sessions) == 4, 20, "all back to the survivor")
+    for broker in brokers:
+        wait_until(state_is(broker, "connected"), 10, "connected")
 
 
 def test_control_connect_disconnect_reconnect(

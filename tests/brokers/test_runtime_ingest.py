@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 from typing import Any
 
@@ -12,13 +11,14 @@ from django.utils import timezone
 from brokers import ingest
 from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription
 from brokers.runtime.batcher import IngestWorker
+from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.session import Delivery
-from tests.brokers import test_runtime as runtime_tests
 from tests.factories import make_product
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-_sqlite_readers_do_not_wait = runtime_tests._sqlite_readers_do_not_wait
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("sqlite_readers_do_not_wait"),
+]
 
 
 class RecordingSession:
@@ -56,9 +56,8 @@ def _delivery(
 
 
 def _run(deliveries: list[Delivery], **options: Any) -> IngestWorker:
-    messages: queue.Queue[Delivery] = queue.Queue()
-    for delivery in deliveries:
-        messages.put(delivery)
+    messages: MessageQueue[Delivery] = MessageQueue(maxsize=max(len(deliveries), 1))
+    messages.put_many(deliveries)
     finished = threading.Event()
     finished.set()  # drain what is there, then end
     worker = IngestWorker(messages, finished, **options)

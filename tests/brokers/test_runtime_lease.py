@@ -15,12 +15,13 @@ from tests.brokers import test_runtime as runtime_tests
 from tests.brokers.test_runtime import make_broker, state_is, status_of, wait_until
 from tests.factories import make_product
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("sqlite_readers_do_not_wait"),
+]
 
-# The runtime tests' fixtures, shared without a conftest of our own.
+# The runtime tests' fixture, shared without a conftest of our own.
 actor = runtime_tests.actor
-start_runtime = runtime_tests.start_runtime
-_sqlite_readers_do_not_wait = runtime_tests._sqlite_readers_do_not_wait
 
 
 def _broker_ids(count: int) -> list[int]:

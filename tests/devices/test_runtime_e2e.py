@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connection
-from django.db.backends.signals import connection_created
 
 from brokers.models import BrokerStatus
 from brokers.runtime import Runtime
@@ -27,43 +24,13 @@ from tests.devices.support import (
     wait_until,
 )
 from tests.factories import make_product, make_user
+from tests.runtime_support import retrying
 
-pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_readers_do_not_wait(transactional_db: Any) -> Iterator[None]:
-    """The in-memory SQLite test database shares one cache between threads, where
-    a writer makes readers fail at once ("table is locked"); uncommitted reads keep
-    the test's polling out of the runtime's way (as tests/brokers/test_runtime.py
-    does). Production SQLite is a WAL file without this problem."""
-    if connection.vendor != "sqlite":
-        yield
-        return
-
-    def uncommitted_reads(sender: Any, connection: Any, **kwargs: Any) -> None:
-        if connection.vendor == "sqlite":
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA read_uncommitted = 1")
-
-    connection_created.connect(uncommitted_reads)
-    uncommitted_reads(None, connection)
-    try:
-        yield
-    finally:
-        connection_created.disconnect(uncommitted_reads)
-
-
-def retrying(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a write from the test thread again while the runtime holds the lock."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return function(*args, **kwargs)
-        except OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("sqlite_readers_do_not_wait"),
+]
 
 
 def fresh(device: Device) -> Device:

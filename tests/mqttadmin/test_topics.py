@@ -24,7 +24,7 @@ plain_level = st.one_of(
     st.sampled_from(["a", "b", "sensor", "$SYS", "$x", "", "with space", "é"]),
     st.text(
         alphabet=st.characters(
-            blacklist_characters="/+#\x00", blacklist_categories=("Cs",)
+            blacklist_characters="/+#\x00", blacklist_categories=("Cs", "Cc", "Cn")
         ),
         max_size=4,
     ),

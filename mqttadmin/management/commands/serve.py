@@ -16,7 +16,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from devices.simulator import start_demo
 from mqttadmin import embedded
+from mqttadmin.local_broker import start_local_broker
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +50,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-local-broker",
             action="store_true",
-            help="Do not start a local managed Mosquitto.",
+            help="Do not start the local managed Mosquitto (started when the "
+            "mosquitto binary is found).",
         )
         parser.add_argument(
-            "--no-demo", action="store_true", help="Do not create the demo product."
+            "--no-demo",
+            action="store_true",
+            help="Do not run the simulated demo devices on the local broker.",
         )
         parser.add_argument(
             "--no-runtime",
@@ -60,6 +65,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # After the runtime (registered by the brokers app), which connects the
+        # local broker as soon as its row exists; the demo needs the local broker.
+        embedded.register("local-broker", start_local_broker)
+        embedded.register("demo", start_demo)
         call_command("migrate", interactive=False, verbosity=0)
         created = ensure_initial_admin()
         if created:

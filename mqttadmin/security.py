@@ -1,0 +1,214 @@
+"""Account security: client addresses, the user's sessions and API token, and the
+Security page where a user ends sessions and revokes their token.
+
+Sessions are recorded in `UserSession` on login (signal) so a user can list them
+without scanning the whole session store; ending one deletes it from the store too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db import transaction
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+from rest_framework.authtoken.models import Token
+
+from mqttadmin.audit import audit_record
+from mqttadmin.models import UserSession
+
+# A session's "last seen" is written at most this often (seconds): one write a
+# minute per session instead of one per request.
+LAST_SEEN_INTERVAL = 60
+_SEEN_KEY = "_mqttadmin_seen"
+
+
+def client_ip(request: Any) -> str:
+    """The client's address: REMOTE_ADDR, or with MQTTADMIN_TRUSTED_PROXY_COUNT
+    proxies in front, the address the outermost trusted proxy saw.
+
+    Each proxy appends the address it received the connection from to
+    X-Forwarded-For, so only the last N entries are trustworthy; anything further
+    left was written by the client and could be forged.
+    """
+    meta = request.META
+    remote = str(meta.get("REMOTE_ADDR") or "")
+    count = settings.MQTTADMIN_TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    forwarded = [
+        part.strip()
+        for part in str(meta.get("HTTP_X_FORWARDED_FOR") or "").split(",")
+        if part.strip()
+    ]
+    if not forwarded:
+        return remote
+    return forwarded[-min(count, len(forwarded))]
+
+
+def _session_store() -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+# --- Recording sessions ---------------------------------------------------------------
+
+
+@receiver(user_logged_in, dispatch_uid="mqttadmin.security.record_session")
+def record_session(
+    sender: Any, request: HttpRequest | None, user: Any, **_: Any
+) -> None:
+    session = getattr(request, "session", None)
+    if request is None or session is None:
+        return
+    if not session.session_key:
+        session.save()
+    UserSession.objects.update_or_create(
+        session_key=session.session_key,
+        defaults={
+            "user": user,
+            "user_agent": str(request.META.get("HTTP_USER_AGENT", ""))[:300],
+            "ip_address": client_ip(request) or None,
+            "last_seen": timezone.now(),
+        },
+    )
+    session[_SEEN_KEY] = time.time()
+
+
+@receiver(user_logged_out, dispatch_uid="mqttadmin.security.forget_session")
+def forget_session(sender: Any, request: HttpRequest | None, **_: Any) -> None:
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        UserSession.objects.filter(session_key=key).delete()
+
+
+class SessionActivityMiddleware:
+    """Keeps `UserSession.last_seen` roughly current for logged-in browsers."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        session = getattr(request, "session", None)
+        if user is not None and user.is_authenticated and session is not None:
+            key = session.session_key
+            now = time.time()
+            if key and now - float(session.get(_SEEN_KEY, 0)) > LAST_SEEN_INTERVAL:
+                session[_SEEN_KEY] = now
+                UserSession.objects.update_or_create(
+                    session_key=key,
+                    defaults={"user": user, "last_seen": timezone.now()},
+                    create_defaults={
+                        "user": user,
+                        "user_agent": str(request.META.get("HTTP_USER_AGENT", ""))[
+                            :300
+                        ],
+                        "ip_address": client_ip(request) or None,
+                    },
+                )
+        return self.get_response(request)
+
+
+# --- Services -----------------------------------------------------------------------
+
+
+def sessions_of(user: Any) -> list[UserSession]:
+    """The user's live sessions; rows whose session expired or vanished are dropped."""
+    rows = list(UserSession.objects.filter(user=user))
+    store = _session_store()
+    live: list[UserSession] = []
+    gone: list[int] = []
+    for row in rows:
+        if store().exists(row.session_key):
+            live.append(row)
+        else:
+            gone.append(row.pk)
+    if gone:
+        UserSession.objects.filter(pk__in=gone).delete()
+    return live
+
+
+def session_end(*, actor: Any, user_session: UserSession) -> None:
+    """End one of `actor`'s sessions: the browser using it is logged out."""
+    with transaction.atomic():
+        _session_store()(session_key=user_session.session_key).delete()
+        audit_record(
+            actor=actor,
+            action="auth.session_end",
+            target=user_session,
+            changes={"ip_address": [user_session.ip_address, None]},
+        )
+        user_session.delete()
+
+
+def sessions_end_others(*, actor: Any, keep_key: str | None) -> int:
+    """End every session of `actor` except `keep_key` (the one making the request)."""
+    ended = 0
+    for user_session in UserSession.objects.filter(user=actor).exclude(
+        session_key=keep_key or ""
+    ):
+        session_end(actor=actor, user_session=user_session)
+        ended += 1
+    return ended
+
+
+def token_revoke(*, actor: Any) -> bool:
+    """Delete `actor`'s API token; clients using it get 401 from now on."""
+    with transaction.atomic():
+        deleted, _ = Token.objects.filter(user=actor).delete()
+        if deleted:
+            audit_record(actor=actor, action="auth.token_revoke", target=actor)
+    return bool(deleted)
+
+
+# --- The Security page ----------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_security(request: HttpRequest) -> HttpResponse:
+    """The user's sessions and API token; POST ends sessions or revokes the token."""
+    current_key = request.session.session_key
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        if action == "end":
+            user_session = get_object_or_404(
+                UserSession, user=request.user, pk=request.POST.get("session") or 0
+            )
+            session_end(actor=request.user, user_session=user_session)
+            if user_session.session_key == current_key:
+                return redirect(settings.LOGIN_URL)
+            messages.success(request, _("The session was ended."))
+        elif action == "end-others":
+            count = sessions_end_others(actor=request.user, keep_key=current_key)
+            messages.success(request, _("%d other sessions were ended.") % count)
+        elif action == "revoke-token":
+            if token_revoke(actor=request.user):
+                messages.success(request, _("Your API token was revoked."))
+            else:
+                messages.info(request, _("You have no API token."))
+        else:
+            return HttpResponseBadRequest(
+                _("action must be one of: end, end-others, revoke-token.")
+            )
+        return redirect("account-security")
+    return render(
+        request,
+        "mqttadmin/account_security.html",
+        {
+            "sessions": sessions_of(request.user),
+            "current_key": current_key,
+            "token": Token.objects.filter(user=request.user).first(),
+        },
+    )
