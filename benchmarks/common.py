@@ -81,26 +81,35 @@ class Mosquitto:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# mosquitto_pub -l at QoS>0 disconnects when the PUBACK of a message id equal
+# to its last one arrives; ids wrap at 65,535, so a longer run stops early (seen
+# with 2.0.11: 34,467 of 100,000 sent). Runs of at most this many lines avoid it.
+PUB_RUN_LINES = 60000
+
+
 def publish_lines(port: int, topic: str, lines_file: Path, qos: int) -> float:
     """Publish every line of `lines_file` with mosquitto_pub -l; returns seconds."""
     started = time.monotonic()
-    with lines_file.open("rb") as handle:
-        subprocess.run(
-            [
-                "mosquitto_pub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-t",
-                topic,
-                "-q",
-                str(qos),
-                "-l",
-            ],
-            stdin=handle,
-            check=True,
-        )
+    command = [
+        "mosquitto_pub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-t",
+        topic,
+        "-q",
+        str(qos),
+        "-l",
+    ]
+    if qos == 0:
+        with lines_file.open("rb") as handle:
+            subprocess.run(command, stdin=handle, check=True)
+        return time.monotonic() - started
+    lines = lines_file.read_bytes().splitlines(keepends=True)
+    for start in range(0, len(lines), PUB_RUN_LINES):
+        chunk = b"".join(lines[start : start + PUB_RUN_LINES])
+        subprocess.run(command, input=chunk, check=True)
     return time.monotonic() - started
 
 
