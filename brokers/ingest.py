@@ -52,6 +52,9 @@ class ReceivedMessage:
     received_at: datetime.datetime
     mid: int = 0
     properties: dict[str, Any] = field(default_factory=dict)
+    # Received by a shared-subscription session: it stands only for the
+    # subscriptions of a $share group (the broker gave it to one member of the group).
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class SubscriptionMatch:
     topic_filter: str
     store_messages: bool
     has_actions: bool
+    shared: bool = False
 
 
 class SubscriptionCache:
@@ -87,13 +91,14 @@ def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[Subscription
     """The enabled subscriptions of these brokers, one query per batch."""
     found: dict[int, list[SubscriptionMatch]] = {pk: [] for pk in broker_ids}
     rows = Subscription.objects.filter(broker_id__in=broker_ids, enabled=True)
-    for broker_id, pk, topic_filter, store, actions in rows.values_list(
-        "broker_id", "pk", "topic_filter", "store_messages", "actions"
+    for broker_id, pk, topic_filter, group, store, actions in rows.values_list(
+        "broker_id", "pk", "topic_filter", "shared_group", "store_messages", "actions"
     ):
+        shared = bool(group) or topic_filter.startswith("$share/")
         if topic_filter.startswith("$share/"):
             topic_filter = topic_filter.split("/", 2)[2]
         found[broker_id].append(
-            SubscriptionMatch(pk, topic_filter, store, bool(actions))
+            SubscriptionMatch(pk, topic_filter, store, bool(actions), shared)
         )
     return found
 
@@ -111,29 +116,59 @@ def split_payload(payload: bytes) -> tuple[str | None, bytes | None]:
 def _matching(
     batch: list[ReceivedMessage], matches: dict[int, list[SubscriptionMatch]]
 ) -> list[list[SubscriptionMatch]]:
-    """For each message, the subscriptions it matches (cached per topic in a batch)."""
-    cache: dict[tuple[int, str], list[SubscriptionMatch]] = {}
+    """For each message, the subscriptions it matches (cached per topic in a batch).
+
+    A message stands for the subscriptions of the session that received it: a
+    shared session's copy for the $share subscriptions, the owner's for the others,
+    so a message both kinds match is counted and acted on once per subscription.
+    """
+    cache: dict[tuple[int, str, bool], list[SubscriptionMatch]] = {}
     result = []
     for message in batch:
-        key = (message.broker_id, message.topic)
+        key = (message.broker_id, message.topic, message.shared)
         found = cache.get(key)
         if found is None:
             found = [
                 m
                 for m in matches.get(message.broker_id, [])
-                if topic_matches(m.topic_filter, message.topic)
+                if m.shared == message.shared
+                and topic_matches(m.topic_filter, message.topic)
             ]
             cache[key] = found
         result.append(found)
     return result
 
 
+def _owner_copy(
+    message: ReceivedMessage,
+    matches: dict[int, list[SubscriptionMatch]],
+    storing: bool = False,
+) -> bool:
+    """Whether the owner's own (unshared) session also receives (with `storing`:
+    stores) this shared copy's topic.
+
+    The broker then sends the message to a member of the share group and to the
+    owner's session: only the owner's copy becomes a history row and counts in
+    the topic index, so both hold the message once.
+    """
+    return message.shared and any(
+        not m.shared
+        and (m.store_messages or not storing)
+        and topic_matches(m.topic_filter, message.topic)
+        for m in matches.get(message.broker_id, [])
+    )
+
+
 def _history_rows(
-    batch: list[ReceivedMessage], matched: list[list[SubscriptionMatch]]
+    batch: list[ReceivedMessage],
+    matched: list[list[SubscriptionMatch]],
+    matches: dict[int, list[SubscriptionMatch]],
 ) -> list[tuple[Any, ...]]:
     rows = []
     for message, subscriptions in zip(batch, matched, strict=True):
         if not any(m.store_messages for m in subscriptions):
+            continue
+        if _owner_copy(message, matches, storing=True):
             continue
         text, data = split_payload(message.payload)
         rows.append(
@@ -226,6 +261,8 @@ def _write_history(rows: list[tuple[Any, ...]]) -> None:
 
 
 def _upsert_topics(batch: list[ReceivedMessage]) -> None:
+    if not batch:
+        return
     latest: dict[tuple[int, str], ReceivedMessage] = {}
     counts: Counter[tuple[int, str]] = Counter()
     for message in batch:
@@ -296,11 +333,12 @@ def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> N
     matches = cache.get(broker_ids) if cache else subscriptions_by_broker(broker_ids)
     matched = _matching(batch, matches)
     with transaction.atomic():
-        _write_history(_history_rows(batch, matched))
-        _upsert_topics(batch)
+        _write_history(_history_rows(batch, matched, matches))
+        seen = [m for m in batch if not _owner_copy(m, matches)]
+        _upsert_topics(seen)
         _subscription_work(batch, matched)
-        devices_ingest_batch(batch)
-        for broker_id, count in Counter(m.broker_id for m in batch).items():
+        devices_ingest_batch(seen)
+        for broker_id, count in Counter(m.broker_id for m in seen).items():
             BrokerStatus.objects.filter(broker_id=broker_id).update(
                 messages_received=F("messages_received") + count
             )

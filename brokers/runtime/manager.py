@@ -32,7 +32,13 @@ from brokers.runtime.lease import LeaseKeeper
 from brokers.runtime.live_feed import LiveFeed
 from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.nudge import NudgeListener
-from brokers.runtime.session import BrokerSession, Delivery, StatusEvent, fingerprint
+from brokers.runtime.session import (
+    SYS_ONLY,
+    BrokerSession,
+    Delivery,
+    StatusEvent,
+    fingerprint,
+)
 from brokers.services import broadcast
 from mqttadmin.lib.crypto import SecretDecryptionError
 
@@ -78,6 +84,8 @@ class Runtime:
         self.poll_interval = poll_interval
         self.leases = LeaseKeeper(owner, ttl=lease_ttl, renew_every=lease_renew)
         self.sessions: dict[int, BrokerSession] = {}
+        # This runtime's member of each broker's $share groups (no lease needed).
+        self.shared_sessions: dict[int, BrokerSession] = {}
         self.messages: MessageQueue[Delivery] = MessageQueue(maxsize=queue_size)
         self.events: queue.Queue[StatusEvent] = queue.Queue(maxsize=EVENT_QUEUE_SIZE)
         self._wake = threading.Event()
@@ -167,30 +175,84 @@ class Runtime:
         self._close(set(self.sessions) - enabled, write_status=True)
         # Lease lost to another runtime: that one writes the status from now on.
         self._close(set(self.sessions) - held, write_status=False)
-        if not held:
+        desired, shared = self._desired_subscriptions(enabled)
+        self._close_shared(set(self.shared_sessions) - set(shared))
+        wanted = held | set(shared)
+        if not wanted:
             return
-        brokers = self._load_brokers(held)
-        desired: dict[int, dict[str, int]] = defaultdict(dict)
-        rows = Subscription.objects.filter(broker_id__in=held, enabled=True)
-        for broker_id, topic_filter, shared_group, qos in rows.values_list(
-            "broker_id", "topic_filter", "shared_group", "qos"
-        ):
-            if shared_group:
-                # Workers of a group split the messages (Subscription.subscribe_filter).
-                topic_filter = f"$share/{shared_group}/{topic_filter}"
-            # Two rows with one filter are one subscription, at the higher QoS.
-            desired[broker_id][topic_filter] = max(
-                qos, desired[broker_id].get(topic_filter, 0)
-            )
+        brokers = self._load_brokers(wanted)
         for broker_id, broker in brokers.items():
             try:
-                self._reconcile_one(broker, desired[broker_id])
+                if broker_id in held:
+                    self._reconcile_one(broker, desired[broker_id])
+                if broker_id in shared:
+                    self._reconcile_shared(broker, shared[broker_id])
             except DatabaseError:
                 raise
             except Exception:
                 # One broker's trouble must not hold the others back.
                 logger.exception("broker %s: reconcile failed", broker_id)
         self._apply_events()
+
+    def _desired_subscriptions(
+        self, enabled: set[int]
+    ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
+        """(unshared filters per broker, $share filters per broker) -> QoS.
+
+        Unshared ones go to the lease owner's session. $share ones go to a shared
+        session that every runtime opens, so the broker splits a group's messages
+        over all workers; the owner's session does not join, or it would take a
+        member's share through a connection that also carries everything else.
+        """
+        desired: dict[int, dict[str, int]] = defaultdict(dict)
+        shared: dict[int, dict[str, int]] = defaultdict(dict)
+        rows = Subscription.objects.filter(broker_id__in=enabled, enabled=True)
+        for broker_id, topic_filter, shared_group, qos in rows.values_list(
+            "broker_id", "topic_filter", "shared_group", "qos"
+        ):
+            target = desired
+            if shared_group:
+                topic_filter = f"$share/{shared_group}/{topic_filter}"
+            if topic_filter.startswith("$share/"):
+                target = shared
+            # Two rows with one filter are one subscription, at the higher QoS.
+            target[broker_id][topic_filter] = max(
+                qos, target[broker_id].get(topic_filter, 0)
+            )
+        return desired, dict(shared)
+
+    def _reconcile_shared(self, broker: Broker, subscriptions: dict[str, int]) -> None:
+        session = self.shared_sessions.get(broker.pk)
+        if session is not None:
+            if (
+                session.fingerprint == fingerprint(broker)
+                and session.reconnect_marker == broker.reconnect_requested_at
+            ):
+                session.set_subscriptions(subscriptions)
+                return
+            self._close_shared({broker.pk})
+        session = BrokerSession(
+            broker,
+            subscriptions,
+            owner=self.owner,
+            messages=self.messages,
+            events=self.events,
+            wake=self.wake,
+            shared=True,
+        )
+        session.start()
+        self.shared_sessions[broker.pk] = session
+
+    def _close_shared(self, broker_ids: set[int]) -> None:
+        sessions = [
+            self.shared_sessions.pop(pk)
+            for pk in broker_ids
+            if pk in self.shared_sessions
+        ]
+        for session in sessions:
+            session.begin_close()
+        for session in sessions:
+            session.wait_closed()
 
     def _load_brokers(self, ids: set[int]) -> dict[int, Broker]:
         """The enabled brokers among `ids`; one whose stored secret no longer
@@ -302,6 +364,7 @@ class Runtime:
                 self._apply_events()
             except DatabaseError:
                 logger.warning("could not record the last events", exc_info=True)
+        self._close_shared(set(self.shared_sessions))
         ids = set(self.sessions)
         try:
             self._close(ids, write_status=self._release)
@@ -328,14 +391,48 @@ class Runtime:
             except queue.Empty:
                 return
             session = event.session
-            if self.sessions.get(session.broker_id) is not session or session.closing:
+            fields = event.fields
+            if "subscribed_topics_count" in fields:
+                # The broker's count covers the owner's and this runtime's shared
+                # session, read now rather than as each callback saw it.
+                fields = {
+                    **fields,
+                    "subscribed_topics_count": self._subscribed_count(
+                        session.broker_id
+                    ),
+                }
+            if session.shared:
+                # The owner reports the broker's status; a member's trouble is logged.
+                if fields.get("connection_error") and not session.closing:
+                    logger.warning(
+                        "broker %s: shared session %s: %s",
+                        session.broker_id,
+                        session.client_id,
+                        fields["connection_error"],
+                    )
+                if session.broker_id not in self.sessions or session.closing:
+                    continue
+                fields = {
+                    k: v for k, v in fields.items() if k == "subscribed_topics_count"
+                }
+                if not fields:
+                    continue
+            elif self.sessions.get(session.broker_id) is not session or session.closing:
                 continue  # from a session closed since: its successor reports
             try:
-                self._write_status(session.broker_id, event.fields)
+                self._write_status(session.broker_id, fields)
             except Exception:
                 # Keep the event for the next tick rather than lose a state change.
                 self._requeue(event)
                 raise
+
+    def _subscribed_count(self, broker_id: int) -> int:
+        sessions = (self.sessions.get(broker_id), self.shared_sessions.get(broker_id))
+        return sum(
+            len(session.subscribed - SYS_ONLY)
+            for session in sessions
+            if session is not None and session.connected
+        )
 
     def _requeue(self, event: StatusEvent) -> None:
         pending = [event]

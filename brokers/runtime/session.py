@@ -7,6 +7,7 @@ The reconcile thread owns everything that touches the database.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -51,6 +52,18 @@ PUT_WAIT = 0.5
 SYS_ONLY = frozenset({SYS_FILTER})
 # A read burst hands over its messages at the latest after this many.
 FLUSH_AT = 500
+
+
+def shared_client_id(client_id: str, owner: str) -> str:
+    """The client id of `owner`'s shared session on a broker.
+
+    Stable across restarts of the same worker (the pid in the owner name is left
+    out), so a persistent session keeps what the group queued for this member.
+    """
+    host, _pid, role = [*owner.split(":"), "", ""][:3]
+    stable = f"{host}:{role}" if role else owner
+    tag = hashlib.sha256(stable.encode()).hexdigest()[:6]
+    return f"{(client_id or 'mqttadmin')[:14]}-s{tag}"
 
 
 def fingerprint(broker: Broker) -> str:
@@ -145,26 +158,37 @@ class BrokerSession:
         messages: MessageQueue[Delivery],
         events: queue.Queue[StatusEvent],
         wake: Callable[[], None],
+        shared: bool = False,
     ) -> None:
         self.broker_id: int = broker.pk
-        self.client_id = broker.client_id
+        # A shared session is this runtime's member of the broker's $share groups:
+        # every runtime has one (no lease), with a client id of its own, and it
+        # carries only shared subscriptions (see Runtime._reconcile_shared).
+        self.shared = shared
+        self.client_id = (
+            shared_client_id(broker.client_id, owner) if shared else broker.client_id
+        )
         self.fingerprint = fingerprint(broker)
         # Compared by value, not with the session's start time: the request is
         # stamped by another process whose clock may differ from ours.
         self.reconnect_marker: datetime.datetime | None = broker.reconnect_requested_at
         self.settings = ConnectionSettings.from_broker(broker)
+        if shared:
+            self.settings = dataclasses.replace(self.settings, client_id=self.client_id)
         self.hosts = broker.hosts
         self.owner = owner
         self.client: mqtt.Client | None = None
         self.failed = False
         self.generation = 0
+        # PUBLISH packets received over the session's life (all connections).
+        self.received = 0
         self._messages = messages
         self._events = events
         self._wake = wake
         self._host_index = 0
         self._lock = threading.RLock()
         self._subs = _Subscriptions(
-            desired={**subscriptions, **sys_subscriptions(self.broker_id, fresh=True)}
+            desired={**subscriptions, **self._sys_subscriptions(fresh=True)}
         )
         self._connected = False
         self._refused = False
@@ -223,6 +247,10 @@ class BrokerSession:
         return self._closing.is_set()
 
     @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
     def subscribed(self) -> frozenset[str]:
         """The filters the broker granted on the current connection."""
         with self._lock:
@@ -238,7 +266,7 @@ class BrokerSession:
 
         While disconnected only the desired set changes: on_connect subscribes it.
         """
-        desired = {**desired, **sys_subscriptions(self.broker_id)}
+        desired = {**desired, **self._sys_subscriptions()}
         with self._lock:
             subs = self._subs
             if desired == subs.desired and (
@@ -279,6 +307,10 @@ class BrokerSession:
         client.ack(mid, qos)
 
     # --- helpers ------------------------------------------------------------------
+
+    def _sys_subscriptions(self, fresh: bool = False) -> dict[str, int]:
+        # Statistics come through the owner's session only.
+        return {} if self.shared else sys_subscriptions(self.broker_id, fresh=fresh)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         host, port = self.hosts[self._host_index]
@@ -489,10 +521,12 @@ class BrokerSession:
                 self._read_at,
                 mid,
                 _properties_dict(properties) if properties is not None else {},
+                self.shared,
             )
         except Exception:
             logger.exception("broker %s: unreadable message dropped", self.broker_id)
             return
+        self.received += 1
         self._received.append(Delivery(received, self, self.generation))
         if len(self._received) >= FLUSH_AT:
             self._flush_received()

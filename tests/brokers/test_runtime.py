@@ -234,7 +234,7 @@ def test_subscriptions_follow_without_reconnecting(
 def test_shared_subscription_filter_is_sent_as_is(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
-    start_runtime()
+    runtime = start_runtime()
     broker = make_broker(actor, plain_broker.port, protocol="5")
     retrying(
         subscription_create,
@@ -244,6 +244,9 @@ def test_shared_subscription_filter_is_sent_as_is(
         topic_filter="$share/g1/s/#",
     )
     wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+    # Through the runtime's member session, not the owner's connection.
+    assert runtime.shared_sessions[broker.pk].subscribed == {"$share/g1/s/#"}
+    assert runtime.sessions[broker.pk].subscribed <= {"$SYS/#"}
 
     publish(plain_broker.port, "s/1")
     wait_until(lambda: status_of(broker).messages_received == 1, 2, "counted")
@@ -293,43 +296,29 @@ def test_shared_group_splits_messages_with_another_member(
 def test_shared_subscriptions_over_two_workers_split_without_loss_or_duplicates(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
-    """Two connections to one broker in one shared group, owned by two runtime
-    workers: each worker takes its fair share, and the group splits the stream."""
-    product = retrying(make_product)
-    brokers = []
-    for name in ("ingest-a", "ingest-b"):
-        broker = retrying(
-            broker_create,
-            actor=actor,
-            product=product,
-            name=name,
-            host="127.0.0.1",
-            port=plain_broker.port,
-            client_id=f"portal-{name}",
-            clean_start=False,
-        )
-        retrying(
-            subscription_create,
-            actor=actor,
-            broker=broker,
-            name="split",
-            topic_filter="work/#",
-            shared_group="ingest",
-            qos=1,
-        )
-        brokers.append(broker)
+    """One broker, one shared subscription, two runtime workers: one owns the
+    connection (lease), both are members of the group, the broker splits the
+    stream between them, and every message is stored and counted once."""
+    broker = make_broker(actor, plain_broker.port, protocol="5")
+    subscription = retrying(
+        subscription_create,
+        actor=actor,
+        broker=broker,
+        name="split",
+        topic_filter="work/#",
+        shared_group="ingest",
+        qos=1,
+    )
     first = start_runtime("worker-1")
     second = start_runtime("worker-2")
-
-    def spread() -> bool:
-        owners = dict(RuntimeLease.objects.values_list("broker_id", "owner"))
-        return sorted(owners.values()) == ["worker-1", "worker-2"]
-
-    wait_until(spread, 20, "one broker per worker")
-    for broker in brokers:
-        wait_until(state_is(broker, "connected", subscribed_topics_count=1), 15, "sub")
-    owners_before = dict(RuntimeLease.objects.values_list("broker_id", "owner"))
-    assert set(first.sessions) | set(second.sessions) == {b.pk for b in brokers}
+    members = [
+        wait_until(lambda r=r: r.shared_sessions.get(broker.pk), 15, "member")
+        for r in (first, second)
+    ]
+    for member in members:
+        wait_until(lambda m=member: m.subscribed == {"$share/ingest/work/#"}, 15, "sub")
+    assert members[0].client_id != members[1].client_id
+    owner = RuntimeLease.objects.get(broker=broker).owner
 
     count = 1000
     publish_messages(
@@ -340,25 +329,26 @@ def test_shared_subscriptions_over_two_workers_split_without_loss_or_duplicates(
         ],
     )
     wait_until(
-        lambda: StoredMessage.objects.filter(broker__in=brokers).count() >= count,
+        lambda: StoredMessage.objects.filter(broker=broker).count() >= count,
         30,
         "all stored",
     )
     time.sleep(0.5)  # anything delivered twice would arrive by now
-    per_broker = {
-        broker.pk: [
-            int(text)
-            for text in StoredMessage.objects.filter(broker=broker).values_list(
-                "text", flat=True
-            )
-        ]
-        for broker in brokers
-    }
-    received = [seq for seqs in per_broker.values() for seq in seqs]
-    assert sorted(received) == list(range(count)), "none lost, none twice"
-    assert all(per_broker.values()), "both workers received a share"
-    # No flapping: the owners did not change while the stream ran.
-    assert dict(RuntimeLease.objects.values_list("broker_id", "owner")) == owners_before
+    received = sorted(
+        int(text)
+        for text in StoredMessage.objects.filter(broker=broker).values_list(
+            "text", flat=True
+        )
+    )
+    assert received == list(range(count)), "none lost, none twice"
+    shares = [member.received for member in members]
+    assert sum(shares) == count
+    assert all(share > count // 10 for share in shares), f"split: {shares}"
+    subscription.refresh_from_db()
+    assert subscription.messages_received == count
+    assert status_of(broker).messages_received == count
+    # No flapping: one owner all along.
+    assert RuntimeLease.objects.get(broker=broker).owner == owner
 
 
 def test_a_worker_takes_only_its_fair_share_and_the_rest_when_alone(
