@@ -7,12 +7,10 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -27,6 +25,7 @@ from tests.brokers.test_runtime import (
     status_of,
     wait_until,
 )
+from tests.faults.support import start_worker
 from tests.services import missing
 
 pytestmark = [
@@ -38,59 +37,14 @@ pytestmark = [
 
 actor = runtime_tests.actor
 
-PROJECT = Path(__file__).resolve().parents[2]
 LEASE_TTL = 3
 # Long enough that only a nudge over Redis explains a quick reaction.
 POLL_INTERVAL = 10
 
 
-def _database_url() -> str:
-    """The test database (not the configured one) for the worker processes."""
-    db = settings.DATABASES["default"]
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return (
-        f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
-        f"/{db['NAME']}"
-    )
-
-
 def _start_worker(name: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "MQTTADMIN_RUNTIME_LEASE_TTL": str(LEASE_TTL),
-        "MQTTADMIN_RUNTIME_POLL_INTERVAL": str(POLL_INTERVAL),
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mqttadmin",
-            "worker",
-            "--mqtt-runtime",
-            "-P",
-            "solo",
-            "--concurrency",
-            "1",
-            "-n",
-            f"{name}@%h",
-            # A queue of its own: these workers must not run other tests' tasks.
-            "-Q",
-            queue,
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "INFO",
-        ],
-        cwd=PROJECT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+    return start_worker(
+        name, queue, log, lease_ttl=LEASE_TTL, poll_interval=POLL_INTERVAL
     )
 
 
