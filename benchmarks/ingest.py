@@ -27,6 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import itertools
+
 from benchmarks.common import (
     ROOT,
     Mosquitto,
@@ -231,6 +233,7 @@ def child_runtime(port: int, count: int, qos: int) -> None:
             [broker.pk],
         )
         distinct = cursor.fetchone()[0]
+    checks = check_history(broker)
     product.delete()
     elapsed = finished - started
     print(
@@ -241,9 +244,34 @@ def child_runtime(port: int, count: int, qos: int) -> None:
                 "stored": stored,
                 "distinct": distinct,
                 "peak_rss_mib": peak,
+                **checks,
             }
         )
     )
+
+
+def check_history(broker: Any) -> dict[str, Any]:
+    """After the run: history is in publish order (newest first is the reverse
+    of the sequence), the CSV and NDJSON exports stream every message, and the
+    topic index counts them all."""
+    from brokers.history import HistoryQuery, export_csv, export_ndjson, messages_for
+    from brokers.models import Topic
+
+    newest_first = messages_for(broker, HistoryQuery()).order_by("-id")
+    seqs = [
+        json.loads(text)["seq"] for text in newest_first.values_list("text", flat=True)
+    ]
+    oldest_first = seqs[::-1]
+    in_order = all(a <= b for a, b in itertools.pairwise(oldest_first))
+    csv_rows = sum(chunk.count("\n") for chunk in export_csv(newest_first)) - 1
+    ndjson_rows = sum(1 for _line in export_ndjson(newest_first))
+    topic = Topic.objects.filter(broker=broker, topic=TOPIC).first()
+    return {
+        "in_order": in_order,
+        "exported_csv_rows": csv_rows,
+        "exported_ndjson_rows": ndjson_rows,
+        "topic_tree_messages": topic.messages if topic else 0,
+    }
 
 
 def services_product() -> Any:
@@ -303,6 +331,10 @@ def main() -> None:
         "lost": lost,
         "duplicates": duplicates,
         "runtime_peak_rss_mib": round(portal["peak_rss_mib"], 1),
+        "history_in_publish_order": portal["in_order"],
+        "exported_csv_rows": portal["exported_csv_rows"],
+        "exported_ndjson_rows": portal["exported_ndjson_rows"],
+        "topic_tree_messages": portal["topic_tree_messages"],
     }
     width = max(len(k) for k in report)
     for key, value in report.items():
