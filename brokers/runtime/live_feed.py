@@ -90,10 +90,27 @@ def group_send(group: str, message: dict[str, Any], timeout: float = 2.0) -> Non
                 layer.group_send(group, message), loop
             )
             future.result(timeout)
+        elif _running_loop() is None:
+            # A loop of this thread's own, kept: async_to_sync would make a new
+            # loop per call, and channels-redis a new connection pool per loop,
+            # so every frame would pay for a fresh Redis connection.
+            _thread_loop().run_until_complete(
+                asyncio.wait_for(layer.group_send(group, message), timeout)
+            )
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception:
         logger.warning("live push to %s failed", group, exc_info=True)
+
+
+_local = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop
 
 
 # --- The aggregator ------------------------------------------------------------
