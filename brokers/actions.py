@@ -4,6 +4,10 @@ An action is a dict with a `type`: webhook, republish, alert, email or telemetry
 Text fields are templates in Django's template language, rendered on a context
 built from the message (`topic`, `topic_levels`, `payload`, `payload_text`, `qos`,
 `retain`, `received_at`, `broker`, `subscription`). Rendering never sees secrets.
+
+Webhook header values (`Authorization: Bearer ...`) are secrets: the model field
+keeps each one encrypted in the column, pages and the API show them as "***", and
+writing "***" back keeps the stored value (`keep_masked_headers`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import json
 import logging
 import math
 import operator
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +28,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.template import Context, Engine, TemplateSyntaxError
 from django.utils.translation import gettext as _
+
+from mqttadmin.audit import SECRET_MASK
+from mqttadmin.lib.crypto import Secret
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +48,12 @@ SEVERITIES = ("info", "warning", "critical")
 MAX_ACTIONS = 20
 WEBHOOK_ATTEMPTS = 4
 WEBHOOK_BACKOFF = (0.5, 1.0, 2.0)
+
+# A header name is an HTTP token; a value is visible ASCII, spaces and tabs (what
+# httpx sends): a line break would otherwise surface later as a send error that
+# quotes the secret value.
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 
 # Autoescape off: templates produce JSON, topics and text, not HTML.
 ENGINE = Engine(autoescape=False, libraries={}, builtins=[])
@@ -100,6 +114,8 @@ def _validate_one(prefix: str, action: Any, errors: dict[str, str]) -> None:
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             errors[f"{prefix}.headers"] = _("headers map names to text values.")
+        else:
+            _check_headers(errors, f"{prefix}.headers", headers)
         _check_template(errors, f"{prefix}.body", action.get("body"), False)
         timeout = action.get("timeout_s", 10)
         if not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
@@ -142,6 +158,23 @@ def _validate_one(prefix: str, action: Any, errors: dict[str, str]) -> None:
         _check_template(errors, f"{prefix}.body", action.get("body"), False)
 
 
+def _check_headers(errors: dict[str, str], key: str, headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        if not HEADER_NAME.match(name):
+            errors[key] = _("“%s” is not a valid header name.") % name
+            return
+        if not HEADER_VALUE.match(value):
+            # Never the value in the message: it is a secret.
+            errors[key] = (
+                _(
+                    "The value of “%s” holds characters a header cannot carry "
+                    "(line breaks, control or non-ASCII characters)."
+                )
+                % name
+            )
+            return
+
+
 def validate_actions(actions: Any) -> None:
     """Raise ValidationError naming `actions[i].field` for every broken rule."""
     if not isinstance(actions, list):
@@ -153,6 +186,141 @@ def validate_actions(actions: Any) -> None:
         _validate_one(f"actions[{index}]", action, errors)
     if errors:
         raise ValidationError([f"{key}: {message}" for key, message in errors.items()])
+
+
+# --- Header secrets -------------------------------------------------------------
+
+
+def _headers_of(action: Any) -> dict[Any, Any] | None:
+    """An action's headers when they are a mapping (validation reports the rest)."""
+    if isinstance(action, dict) and isinstance(action.get("headers"), dict):
+        return action["headers"]
+    return None
+
+
+def actions_with_headers(actions: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, action) of each action that has headers."""
+    if isinstance(actions, list):
+        for index, action in enumerate(actions):
+            if _headers_of(action):
+                yield index, action
+
+
+def map_header_values(actions: Any, transform: Callable[[str], Any]) -> Any:
+    """A copy of `actions` with `transform` applied to every text header value.
+
+    Any action's `headers` count, not only a webhook's: a type changed by hand
+    must not leave a secret in clear. Anything but a list is returned unchanged
+    (lookups hand the field single values).
+    """
+    if not isinstance(actions, list):
+        return actions
+    result = []
+    for action in actions:
+        headers = _headers_of(action)
+        if headers:
+            action = {
+                **action,
+                "headers": {
+                    name: transform(value) if isinstance(value, str) else value
+                    for name, value in headers.items()
+                },
+            }
+        result.append(action)
+    return result
+
+
+def mask_headers(actions: Any) -> Any:
+    """The actions as pages, the API and the audit log show them: header names
+    with "***" for every value."""
+    return map_header_values(actions, lambda _value: SECRET_MASK)
+
+
+def header_count(actions: Any) -> int:
+    """How many header values (secrets) the actions hold."""
+    return sum(len(action["headers"]) for _i, action in actions_with_headers(actions))
+
+
+def header_audit_values(name: str, actions: Any) -> dict[str, Any]:
+    """An audit snapshot of an actions field: the actions with masked headers, and
+    each header value as a Secret under `name[i].headers.Header`, so a changed value
+    is recorded as changed ("***" -> "***") without the value."""
+    values: dict[str, Any] = {name: mask_headers(actions)}
+    for index, action in actions_with_headers(actions):
+        for header, value in action["headers"].items():
+            values[f"{name}[{index}].headers.{header}"] = Secret(value)
+    return values
+
+
+def _origin(url: Any) -> tuple[str, str] | None:
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), parts.netloc.lower()) if parts.netloc else None
+
+
+def _stored_header(stored: Any, index: int, url: Any, name: str) -> tuple[bool, Any]:
+    """(found, value) of header `name` in the best stored action for action `index`
+    calling `url`: same origin required, then same URL, then same position."""
+    origin = _origin(url)
+    if origin is None:
+        return False, None
+    candidates = [
+        (source_index, action)
+        for source_index, action in actions_with_headers(stored)
+        if _origin(action.get("url")) == origin
+    ]
+    candidates.sort(key=lambda c: (c[1].get("url") != url, c[0] != index, c[0]))
+    for _source_index, action in candidates:
+        for header, value in action["headers"].items():
+            if str(header).lower() == name.lower():
+                return True, value
+    return False, None
+
+
+def keep_masked_headers(actions: Any, stored: Any) -> Any:
+    """The actions to store when a client sent `actions` over `stored` ones: a header
+    value given as "***" (what reads show) keeps the stored value of that header.
+
+    The value comes from a stored action calling the same origin (scheme, host and
+    port) with a header of that name (in any case), the same URL and then the same
+    position first. So actions can be reordered or their path changed without
+    re-typing secrets, but a secret never follows its action to another server: who
+    cannot read it cannot send it elsewhere. Raises ValidationError
+    (`actions[i].headers: ...`) for a mask with no such stored value.
+    """
+    if not isinstance(actions, list):
+        return actions
+    errors: list[str] = []
+    result = []
+    for index, action in enumerate(actions):
+        headers = _headers_of(action)
+        if not headers or SECRET_MASK not in headers.values():
+            result.append(action)
+            continue
+        kept: dict[Any, Any] = {}
+        for name, value in headers.items():
+            if value != SECRET_MASK:
+                kept[name] = value
+                continue
+            found, stored_value = _stored_header(
+                stored, index, action.get("url"), str(name)
+            )
+            if found:
+                kept[name] = stored_value
+            else:
+                errors.append(
+                    f"actions[{index}].headers: "
+                    + _(
+                        "“%s” is *** but no saved action to this address has that "
+                        "header: enter its value."
+                    )
+                    % name
+                )
+        result.append({**action, "headers": kept})
+    if errors:
+        raise ValidationError(errors)
+    return result
 
 
 # --- Rendering ------------------------------------------------------------------
@@ -299,6 +467,17 @@ def _http_client() -> Any:
         return _client
 
 
+def _without_header_values(text: str, headers: dict[str, Any]) -> str:
+    """An error text fit for logs and `last_error`: a transport error may quote a
+    header it could not send, and header values are secrets."""
+    for value in headers.values():
+        if isinstance(value, str) and value:
+            # As given, and as a bytes repr shows it (b'Bearer x\\r...').
+            for form in {value, repr(value.encode("utf-8", "replace"))[2:-1]}:
+                text = text.replace(form, SECRET_MASK)
+    return text
+
+
 def webhook_call(
     action: dict[str, Any],
     body: str,
@@ -327,7 +506,9 @@ def webhook_call(
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
-            last_error = f"{exc.__class__.__name__}: {exc}"
+            last_error = _without_header_values(
+                f"{exc.__class__.__name__}: {exc}", action.get("headers", {})
+            )
             continue
         if response.status_code >= 500:
             last_error = f"HTTP {response.status_code}"

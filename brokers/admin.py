@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from brokers import services
+from brokers.actions import keep_masked_headers, mask_headers
 from brokers.forms import SecretTextarea
 from brokers.models import (
     Broker,
@@ -68,6 +69,44 @@ class BrokerAdminForm(forms.ModelForm):
             elif not cleaned.get(name):
                 cleaned[name] = getattr(self.instance, name, "") or ""
         return cleaned
+
+
+class SubscriptionAdminForm(forms.ModelForm):
+    """Header values of the actions show as "***"; saving "***" keeps the stored
+    value, another value replaces it (as in the API and the pages)."""
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "broker",
+            "name",
+            "description",
+            "topic_filter",
+            "shared_group",
+            "qos",
+            "enabled",
+            "store_messages",
+            "actions",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "actions" in self.initial:
+            self.initial["actions"] = mask_headers(self.initial["actions"])
+        if "actions" in self.fields:
+            self.fields["actions"].help_text = _(
+                "Header values show as ***: leave *** to keep one."
+            )
+
+    def clean_actions(self) -> Any:
+        stored = (
+            Subscription.objects.filter(pk=self.instance.pk)
+            .values_list("actions", flat=True)
+            .first()
+            if self.instance.pk
+            else None
+        )
+        return keep_masked_headers(self.cleaned_data.get("actions"), stored or [])
 
 
 class NudgingAdmin(AuditedModelAdmin):
@@ -210,6 +249,7 @@ class BrokerStatusAdmin(ReadOnlyAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(NudgingAdmin):
+    form = SubscriptionAdminForm
     list_display = [
         "name",
         "topic_filter",

@@ -13,6 +13,7 @@ from brokers.choices import PayloadEncoding, Protocol
 from brokers.client import ConnectionSettings
 from brokers.history import HistoryQuery, filter_to_q
 from brokers.models import Broker, Subscription, Topic, parse_host_port
+from mqttadmin.audit import SECRET_MASK
 from mqttadmin.lib.topics import validate_topic_filter, validate_topic_name
 from mqttadmin.models import Product
 
@@ -515,7 +516,10 @@ class ActionForm(forms.Form):
         label=_l("Headers"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=_l("One “Name: value” a line."),
+        help_text=_l(
+            "One “Name: value” a line. Saved values show as ***: leave *** to keep "
+            "one, write a new value to replace it."
+        ),
     )
     body = forms.CharField(
         label=_l("Body"),
@@ -605,11 +609,12 @@ class ActionForm(forms.Form):
 
     @staticmethod
     def initial_from_action(action: dict[str, Any]) -> dict[str, Any]:
-        """A stored action as the form's initial values."""
+        """A stored action as the form's initial values; header values are secrets
+        and show as "***" (saving "***" keeps the stored value)."""
         initial = dict(action)
         headers = action.get("headers")
         if isinstance(headers, dict):
-            initial["headers"] = "\n".join(f"{k}: {v}" for k, v in headers.items())
+            initial["headers"] = "\n".join(f"{k}: {SECRET_MASK}" for k in headers)
         recipients = action.get("to")
         if isinstance(recipients, list):
             initial["to"] = ", ".join(recipients)

@@ -10,11 +10,18 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.fields.json import KeyTransform
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
+from brokers.actions import (
+    header_audit_values,
+    header_count,
+    map_header_values,
+    validate_actions,
+)
 from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transport
-from mqttadmin.lib.crypto import EncryptedTextField
+from mqttadmin.lib.crypto import EncryptedField, EncryptedTextField, decrypt, encrypt
 from mqttadmin.lib.topics import (
     validate_client_id,
     validate_mqtt_username,
@@ -373,9 +380,32 @@ def validate_share_group_or_empty(value: str) -> None:
 
 
 def validate_actions_field(value: Any) -> None:
-    from brokers.actions import validate_actions
-
     validate_actions(value)
+
+
+class ActionsField(EncryptedField, models.JSONField):
+    """Subscription actions as JSON, every header value encrypted at rest.
+
+    Python code sees plain values, as with EncryptedTextField; the column holds a
+    Fernet token in place of each header value, while types, URLs, templates and
+    header names stay readable JSON.
+    """
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        value = super().from_db_value(value, expression, connection)
+        if isinstance(expression, KeyTransform):
+            # A part of the list (`actions__0__headers`): handed back as stored.
+            return value
+        return map_header_values(value, decrypt)
+
+    def get_prep_value(self, value: Any) -> Any:
+        return map_header_values(super().get_prep_value(value), encrypt)
+
+    def secret_count(self, value: Any) -> int:
+        return header_count(value)
+
+    def audit_values(self, name: str, value: Any) -> dict[str, Any]:
+        return header_audit_values(name, value)
 
 
 class Subscription(models.Model):
@@ -401,7 +431,7 @@ class Subscription(models.Model):
         validators=[validate_share_group_or_empty],
         help_text=_l("Subscribe as $share/<group>/<filter> so workers split the load."),
     )
-    actions = models.JSONField(
+    actions = ActionsField(
         _l("actions"), default=list, blank=True, validators=[validate_actions_field]
     )
     messages_received = models.PositiveBigIntegerField(default=0, editable=False)

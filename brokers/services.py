@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from brokers.actions import keep_masked_headers
 from brokers.choices import ControlAction, PayloadEncoding, Protocol
 from brokers.client import (
     ConnectionSettings,
@@ -317,10 +318,35 @@ def broker_publish(
 # --- Subscriptions ------------------------------------------------------------
 
 
+def _actions_to_store(
+    fields: dict[str, Any], subscription: Subscription | None
+) -> dict[str, Any]:
+    """`fields` with "***" header values of `actions` replaced by the stored ones."""
+    if "actions" not in fields:
+        return fields
+    # From the database, not the instance: a caller may have changed that already.
+    stored = (
+        Subscription.objects.filter(pk=subscription.pk)
+        .values_list("actions", flat=True)
+        .first()
+        if subscription is not None
+        else None
+    )
+    try:
+        actions = keep_masked_headers(fields["actions"], stored or [])
+    except ValidationError as exc:
+        raise ValidationError({"actions": exc.messages}) from None
+    return {**fields, "actions": actions}
+
+
 @transaction.atomic
 def subscription_create(*, actor: Any, broker: Broker, **fields: Any) -> Subscription:
-    """Add a filter to the broker's desired state; the runtime subscribes within ~1s."""
-    subscription = Subscription(broker=broker, **fields)
+    """Add a filter to the broker's desired state; the runtime subscribes within ~1s.
+
+    Header values in `actions` are secrets: stored encrypted, audited as "***". A
+    new subscription has none to keep, so a "***" value is refused.
+    """
+    subscription = Subscription(broker=broker, **_actions_to_store(fields, None))
     subscription.full_clean()
     subscription.save()
     audit_record(
@@ -338,7 +364,15 @@ def subscription_create(*, actor: Any, broker: Broker, **fields: Any) -> Subscri
 def subscription_update(
     *, actor: Any, subscription: Subscription, **fields: Any
 ) -> Subscription:
+    """Change a subscription; audited and handed to the runtime when it changed.
+
+    A header value given as "***" (what reads show) keeps the stored secret of that
+    header (see `brokers.actions.keep_masked_headers`); another value replaces it,
+    and a header left out is removed. The audit entry names changed headers,
+    never their values.
+    """
     before = snapshot(subscription, SUBSCRIPTION_FIELDS)
+    fields = _actions_to_store(fields, subscription)
     for name, value in fields.items():
         setattr(subscription, name, value)
     subscription.full_clean()

@@ -11,8 +11,10 @@ import contextvars
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
+from mqttadmin.lib.crypto import EncryptedField, Secret
 from mqttadmin.models import AuditEntry, AuditSource, Product
 
 SECRET_MASK = "***"  # noqa: S105 (a mask, not a password)
@@ -40,8 +42,30 @@ def _plain(value: Any) -> Any:
 
 
 def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
-    """Field values of `instance`, for diffing before and after a change."""
-    return {name: _plain(getattr(instance, name, None)) for name in fields}
+    """Field values of `instance`, for diffing before and after a change.
+
+    An encrypted field says itself what may be recorded (`audit_values`): its secrets
+    come wrapped in Secret, so `diff()` masks them whatever the caller passes as
+    `secret_fields`.
+    """
+    values: dict[str, Any] = {}
+    for name in fields:
+        value = _plain(getattr(instance, name, None))
+        try:
+            field = instance._meta.get_field(name)
+        except FieldDoesNotExist:
+            field = None
+        if isinstance(field, EncryptedField):
+            values.update(field.audit_values(name, value))
+        else:
+            values[name] = value
+    return values
+
+
+def _masked(value: Any) -> str | None:
+    if isinstance(value, Secret):
+        value = value.value
+    return SECRET_MASK if value else None
 
 
 def diff(
@@ -56,11 +80,8 @@ def diff(
         old, new = before.get(name), after.get(name)
         if old == new:
             continue
-        if name in secrets:
-            changes[name] = [
-                SECRET_MASK if old else None,
-                SECRET_MASK if new else None,
-            ]
+        if name in secrets or isinstance(old, Secret) or isinstance(new, Secret):
+            changes[name] = [_masked(old), _masked(new)]
         else:
             changes[name] = [old, new]
     return changes

@@ -20,6 +20,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 
 from brokers import services
+from brokers.actions import mask_headers
 from brokers.choices import ControlAction, PayloadEncoding
 from brokers.client import ConnectionSettings
 from brokers.models import (
@@ -94,6 +95,27 @@ class SecretField(serializers.CharField):
         if data is None or data == SECRET_MASK:
             raise SkipField
         return super().run_validation(data)
+
+
+ACTIONS_HELP = (
+    "Actions run for every matching message, in order. Webhook header values are "
+    'secrets: reads show every value as "***". On write, a header whose value is '
+    '"***" keeps its stored value (taken from a saved action calling the same '
+    "scheme, host and port; the same URL, then the same position, first), so what "
+    "was read can be written back unchanged; any other value replaces it and a "
+    'header left out is removed. "***" for a header with no stored value is refused.'
+)
+
+
+class ActionsField(serializers.JSONField):
+    """Subscription actions, with webhook header values shown as "***"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", ACTIONS_HELP)
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> Any:
+        return super().to_representation(mask_headers(value))
 
 
 class _TopicField(serializers.Field):
@@ -475,6 +497,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
     broker = ProductScopedRelatedField(queryset=Broker.objects.all())
     topic_filter = TopicFilterField()
     qos = qos_field(required=False)
+    actions = ActionsField(
+        required=False, validators=_model_validators(Subscription, "actions")
+    )
 
     class Meta:
         model = Subscription

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -70,7 +71,38 @@ def decrypt(token: str) -> str:
         ) from None
 
 
-class EncryptedTextField(models.TextField):
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A secret value that compares by value but never shows itself.
+
+    Audit snapshots wrap secrets in it: `diff()` still sees that a secret changed and
+    records the mask, and a stray repr in a log or traceback shows no value.
+    """
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+class EncryptedField:
+    """Mixin of model fields that keep secrets encrypted at rest.
+
+    `rotate_secrets` finds every field with it (`encrypted_fields()`) and re-saves the
+    rows that hold secrets: reading decrypts with any key, writing encrypts with the
+    newest. The audit log asks it which parts of a value are secret.
+    """
+
+    def secret_count(self, value: Any) -> int:
+        """How many encrypted secrets this (decrypted) value holds in the column."""
+        raise NotImplementedError
+
+    def audit_values(self, name: str, value: Any) -> dict[str, Any]:
+        """What an audit snapshot records for the field, secrets wrapped in Secret."""
+        raise NotImplementedError
+
+
+class EncryptedTextField(EncryptedField, models.TextField):
     """Text kept encrypted in the database; Python code sees plain text.
 
     Empty and None stay as they are, so "no secret" is visible without decrypting.
@@ -87,14 +119,20 @@ class EncryptedTextField(models.TextField):
             return value
         return encrypt(value)
 
+    def secret_count(self, value: Any) -> int:
+        return 0 if value in (None, "") else 1
+
+    def audit_values(self, name: str, value: Any) -> dict[str, Any]:
+        return {name: Secret(value)}
+
 
 def encrypted_fields() -> list[tuple[type[models.Model], str]]:
-    """Every (model, field name) holding an encrypted secret."""
+    """Every (model, field name) holding encrypted secrets."""
     from django.apps import apps
 
     return [
         (model, field.name)
         for model in apps.get_models()
         for field in model._meta.concrete_fields
-        if isinstance(field, EncryptedTextField)
+        if isinstance(field, EncryptedField)
     ]

@@ -22,7 +22,7 @@ from brokers.models import Subscription
 from brokers.services import subscription_create
 from tests.brokers import test_runtime as runtime_tests
 from tests.brokers.test_runtime import make_broker, retrying, state_is, wait_until
-from tests.brokers.test_runtime_celery import PROJECT, _database_url
+from tests.faults.support import PROJECT, database_url
 from tests.services import missing
 
 pytestmark = [
@@ -53,7 +53,7 @@ def test_a_message_runs_webhook_and_republish_in_a_worker(
         cwd=PROJECT,
         env={
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "MQTTADMIN_ACTIONS_QUEUE": queue,
             "MQTTADMIN_RUNTIME_POLL_INTERVAL": "0.5",
         },

@@ -212,10 +212,39 @@ def test_create_with_webhook_and_republish_stores_the_actions(world: dict) -> No
             "retain": True,
         },
     ]
-    # The edit page shows them again as forms, and saving unchanged keeps them.
+    # The edit page shows them again as forms, header values masked.
     edit = client.get(f"/brokers/{broker.pk}/subscriptions/{sub.pk}/edit/")
     html = edit.content.decode()
-    assert "X-Token: abc" in html and 'value="derived/{{ topic_levels.1 }}"' in html
+    assert "X-Token: ***" in html and "X-Site: ***" in html and "abc" not in html
+    assert 'value="derived/{{ topic_levels.1 }}"' in html
+    # Saving what the page showed (the masks) keeps the stored values.
+    stored = sub.actions
+    unchanged = {
+        **subscription_data(**management(2)),
+        **action_data(
+            0,
+            "webhook",
+            url="https://hooks.example.com/t",
+            method="PUT",
+            headers="X-Token: ***\nX-Site: ***",
+            body='{"t": {{ payload.temp }}}',
+            timeout_s="5",
+        ),
+        **action_data(
+            1,
+            "republish",
+            topic="derived/{{ topic_levels.1 }}",
+            payload="{{ payload.temp }}",
+            qos="1",
+            retain="on",
+        ),
+    }
+    response = client.post(
+        f"/brokers/{broker.pk}/subscriptions/{sub.pk}/edit/", unchanged
+    )
+    assert response.status_code == 302
+    sub.refresh_from_db()
+    assert sub.actions == stored
 
 
 def test_invalid_action_shows_its_error_and_saves_nothing(world: dict) -> None:
@@ -297,3 +326,41 @@ def test_dry_run_shows_the_rendered_webhook_body(world: dict) -> None:
     assert "temp=42.5 at sensors/a/temp" in html
     assert "The topic matches the filter." in html
     assert "open" in html  # the alert would open
+
+
+def test_a_masked_header_without_a_saved_value_is_an_error_at_its_action(
+    world: dict,
+) -> None:
+    broker = make_broker(world["product"])
+    client = logged_in(world["users"]["operator"])
+    data = {
+        **subscription_data(**management(1)),
+        **action_data(
+            0, "webhook", url="https://hooks.example.com/t", headers="X-Token: ***"
+        ),
+    }
+    response = client.post(f"/brokers/{broker.pk}/subscriptions/new/", data, **HTMX)
+    assert "enter its value" in error_next_to(
+        response.content.decode(), "actions-0-headers"
+    )
+    assert not Subscription.objects.exists()
+
+
+def test_dry_run_names_headers_without_their_values(world: dict) -> None:
+    broker = make_broker(world["product"])
+    sub = make_subscription(
+        broker,
+        actions=[
+            {
+                "type": "webhook",
+                "url": "https://hooks.example.com/t",
+                "headers": {"Authorization": "Bearer page-dry-run-secret"},
+            }
+        ],
+    )
+    client = logged_in(world["users"]["operator"])
+    url = f"/brokers/{broker.pk}/subscriptions/{sub.pk}/dry-run/"
+    sample = {"topic": "sensors/a/temp", "payload": "1"}
+    for extra in ({}, HTMX):
+        html = client.post(url, sample, **extra).content.decode()
+        assert "Authorization" in html and "page-dry-run-secret" not in html

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from brokers.models import Broker
+from brokers.models import Broker, Subscription
 from mqttadmin.lib import crypto
 from mqttadmin.lib.crypto import SecretDecryptionError, encrypted_fields
 from tests.factories import make_product
@@ -97,6 +98,7 @@ def test_encrypted_fields_are_found() -> None:
     assert {(m.__name__, f) for m, f in encrypted_fields()} >= {
         ("Broker", "password"),
         ("Broker", "client_key"),
+        ("Subscription", "actions"),
     }
 
 
@@ -122,6 +124,49 @@ def test_rotation_with_a_new_key_first() -> None:
     with use_keys(new):
         loaded = Broker.objects.get(pk=broker.pk)
         assert (loaded.password, loaded.client_key) == (SECRET, KEY_PEM)
+
+
+def raw_header(pk: int) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT actions FROM brokers_subscription WHERE id = %s", [pk])
+        (value,) = cursor.fetchone()
+    actions = json.loads(value) if isinstance(value, str) else value
+    return actions[0]["headers"]["Authorization"]
+
+
+def test_rotation_covers_webhook_header_values(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    actions = [
+        {
+            "type": "webhook",
+            "url": "https://h.example",
+            "headers": {"Authorization": SECRET},
+        },
+        {"type": "telemetry"},
+    ]
+    with use_keys(old):
+        broker = make_secret_broker(password="", client_key="")
+        subscription = Subscription.objects.create(
+            broker=broker, name="s", topic_filter="#", actions=actions
+        )
+        # Without headers: nothing to re-encrypt, not counted.
+        Subscription.objects.create(
+            broker=broker, name="t", topic_filter="t", actions=[{"type": "telemetry"}]
+        )
+        before = raw_header(subscription.pk)
+
+    with use_keys(new, old):
+        call_command("rotate_secrets")
+        after = raw_header(subscription.pk)
+    assert "Re-encrypted 1 secret(s)" in capsys.readouterr().out
+    assert after != before
+    assert Fernet(new).decrypt(after.encode()).decode() == SECRET
+    with pytest.raises(InvalidToken):
+        Fernet(old).decrypt(after.encode())
+    with use_keys(new):
+        assert Subscription.objects.get(pk=subscription.pk).actions == actions
 
 
 def test_removing_a_key_before_rotation_is_a_clear_error() -> None:

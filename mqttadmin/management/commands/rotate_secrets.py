@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from mqttadmin.lib.crypto import encrypted_fields
+from mqttadmin.lib.crypto import EncryptedField, encrypted_fields
 
 
 class Command(BaseCommand):
@@ -17,12 +17,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         total = 0
         with transaction.atomic():
-            for model, field in encrypted_fields():
+            for model, name in encrypted_fields():
+                field = model._meta.get_field(name)
+                assert isinstance(field, EncryptedField)
                 # Reading decrypts with any key; update() encrypts with the newest.
-                rows = model._default_manager.exclude(**{field: ""}).exclude(
-                    **{f"{field}__isnull": True}
-                )
-                for pk, value in rows.values_list("pk", field):
-                    model._default_manager.filter(pk=pk).update(**{field: value})
-                    total += 1
+                # Rows without a secret (empty passwords, actions without headers)
+                # are left alone.
+                for pk, value in model._default_manager.values_list("pk", name):
+                    count = field.secret_count(value)
+                    if count:
+                        model._default_manager.filter(pk=pk).update(**{name: value})
+                        total += count
         self.stdout.write(f"Re-encrypted {total} secret(s) under the newest key.")
