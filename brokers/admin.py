@@ -77,17 +77,7 @@ class SubscriptionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Subscription
-        fields = [
-            "broker",
-            "name",
-            "description",
-            "topic_filter",
-            "shared_group",
-            "qos",
-            "enabled",
-            "store_messages",
-            "actions",
-        ]
+        fields = ["broker", *services.SUBSCRIPTION_FIELDS]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

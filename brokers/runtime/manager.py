@@ -231,17 +231,22 @@ class Runtime:
                 session.set_subscriptions(subscriptions)
                 return
             self._close_shared({broker.pk})
-        session = BrokerSession(
+        session = self._new_session(broker, subscriptions, shared=True)
+        session.start()
+        self.shared_sessions[broker.pk] = session
+
+    def _new_session(
+        self, broker: Broker, subscriptions: dict[str, int], shared: bool = False
+    ) -> BrokerSession:
+        return BrokerSession(
             broker,
             subscriptions,
             owner=self.owner,
             messages=self.messages,
             events=self.events,
             wake=self.wake,
-            shared=True,
+            shared=shared,
         )
-        session.start()
-        self.shared_sessions[broker.pk] = session
 
     def _close_shared(self, broker_ids: set[int]) -> None:
         sessions = [
@@ -302,14 +307,7 @@ class Runtime:
             logger.info("broker %s: reconnecting, %s", broker.pk, restart)
             self._close({broker.pk}, write_status=False)
             restarted = True
-        session = BrokerSession(
-            broker,
-            subscriptions,
-            owner=self.owner,
-            messages=self.messages,
-            events=self.events,
-            wake=self.wake,
-        )
+        session = self._new_session(broker, subscriptions)
         # Started before the status write: a failing write must not leave a
         # session registered but never started.
         session.start()
