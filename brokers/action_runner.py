@@ -10,7 +10,10 @@ carry an Idempotency-Key for receivers that de-duplicate.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import threading
+import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,8 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from brokers.actions import (
@@ -65,7 +68,11 @@ def enqueue_runs(run_ids: list[int]) -> None:
                     args=[chunk], queue=settings.MQTTADMIN_ACTIONS_QUEUE
                 )
 
-    transaction.on_commit(send)
+    # Robust: the runs are committed and stay pending when the queue cannot take
+    # them (Redis down); beat's sweep queues them again (MQTTADMIN_ACTIONS_SWEEP_S).
+    # An error escaping here would reach ingest after its commit and make it
+    # store the batch a second time as if it were poison.
+    transaction.on_commit(send, robust=True)
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -186,13 +193,74 @@ def _execute(
     return True
 
 
+def _claim_ttl() -> datetime.timedelta:
+    return datetime.timedelta(seconds=settings.MQTTADMIN_ACTIONS_SWEEP_S)
+
+
+def _free_to_claim(now: datetime.datetime) -> Q:
+    return Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+
+
+class ClaimKeeper:
+    """Renews the claim on a worker's runs while it executes them.
+
+    The claim lasts one sweep interval; renewed every third of it, it outlives a
+    slow webhook but not a killed worker, whose runs the sweep hands to another
+    worker once the claim has run out.
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="action-claims", daemon=True
+        )
+
+    def __enter__(self) -> ClaimKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        interval = _claim_ttl().total_seconds() / 3
+        try:
+            while not self._done.wait(interval):
+                try:
+                    ActionRun.objects.filter(
+                        claimed_by=self.token, state=ActionRunState.PENDING
+                    ).update(claimed_until=timezone.now() + _claim_ttl())
+                except DatabaseError:
+                    logger.warning("could not renew action claims", exc_info=True)
+                    connection.close()
+        finally:
+            connection.close()
+
+
 def run_action_batch(run_ids: list[int]) -> dict[str, int]:
-    """Execute the pending actions of these runs; returns executed/failed counts."""
+    """Claim the pending runs among `run_ids` that no other worker holds, execute
+    their actions, and return the executed/failed counts."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    # One conditional UPDATE decides: of two workers handed the same run (a sweep
+    # re-queued it while the first task was still queued), only one claims it.
+    ActionRun.objects.filter(pk__in=run_ids, state=ActionRunState.PENDING).filter(
+        _free_to_claim(now)
+    ).update(claimed_by=token, claimed_until=now + _claim_ttl())
     runs = list(
-        ActionRun.objects.filter(pk__in=run_ids, state=ActionRunState.PENDING)
+        ActionRun.objects.filter(claimed_by=token, state=ActionRunState.PENDING)
         .select_related("subscription__broker__product")
         .order_by("id")
     )
+    if not runs:
+        return {"executed": 0, "failed": 0}
+    with ClaimKeeper(token):
+        return _execute_runs(runs)
+
+
+def _execute_runs(runs: list[ActionRun]) -> dict[str, int]:
     totals = {"executed": 0, "failed": 0}
     per_subscription: dict[int, dict[str, Any]] = defaultdict(
         lambda: {"executed": 0, "failed": 0, "error": ""}
@@ -278,9 +346,12 @@ def _publish_all(
 
 def sweep_stale_runs(older_than_seconds: int = STALE_AFTER_SECONDS) -> int:
     """Re-enqueue runs still pending after a while (a task lost with a worker)."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    now = timezone.now()
+    cutoff = now - timezone.timedelta(seconds=older_than_seconds)
     ids = list(
         ActionRun.objects.filter(state=ActionRunState.PENDING, created_at__lt=cutoff)
+        # A run a live worker is executing keeps its claim renewed: not lost.
+        .filter(_free_to_claim(now))
         .order_by("id")
         .values_list("id", flat=True)[:10_000]
     )

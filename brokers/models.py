@@ -633,6 +633,9 @@ class ActionRun(models.Model):
 
     Workers run the actions and record which indexes are done, so a redelivered
     task skips them; webhooks carry `Idempotency-Key: <run id>-<action index>`.
+    A worker claims a run before running it and renews the claim while it works
+    (`claimed_by`, `claimed_until`): a run is executed by one worker at a time, and
+    a killed worker's runs are free again once its claim runs out.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -652,6 +655,8 @@ class ActionRun(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=32, blank=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]

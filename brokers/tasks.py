@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from brokers.history import history_prune
 
@@ -35,7 +36,7 @@ def run_actions(run_ids: list[int]) -> dict[str, int]:
 
 @shared_task(name="brokers.sweep_action_runs", ignore_result=True)
 def sweep_action_runs() -> int:
-    """Re-enqueue action runs a lost task left pending."""
+    """Re-enqueue action runs a lost task left pending (MQTTADMIN_ACTIONS_SWEEP_S)."""
     from brokers.action_runner import sweep_stale_runs
 
-    return sweep_stale_runs()
+    return sweep_stale_runs(older_than_seconds=settings.MQTTADMIN_ACTIONS_SWEEP_S)

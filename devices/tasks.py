@@ -30,7 +30,11 @@ def run_in_background(task: Any, args: list[Any]) -> None:
 
 def enqueue_notification(alert_id: int, event: str) -> None:
     """Notify about an alert once the current transaction commits."""
-    transaction.on_commit(lambda: run_in_background(notify_alert, [alert_id, event]))
+    # Robust: called inside the ingest transaction; a notification that cannot be
+    # queued (Redis down) must not fail a batch that is already committed.
+    transaction.on_commit(
+        lambda: run_in_background(notify_alert, [alert_id, event]), robust=True
+    )
 
 
 def enqueue_import(import_id: int) -> None:

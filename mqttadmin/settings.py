@@ -237,13 +237,24 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 HISTORY_PRUNE_SECONDS: int = _read("HISTORY_PRUNE_SECONDS", env.int, 600)
+# Action runs still pending after this many seconds were lost on the way to a worker
+# (a worker killed mid-task, Redis restarted empty or down when they were queued):
+# beat's sweep, which runs this often, hands them to workers again, so they run
+# within twice this time. Redis itself would only redeliver a killed worker's task
+# after its visibility timeout (an hour).
+MQTTADMIN_ACTIONS_SWEEP_S: int = _read("MQTTADMIN_ACTIONS_SWEEP_S", env.int, 60)
+if MQTTADMIN_ACTIONS_SWEEP_S < 1:
+    raise ImproperlyConfigured("MQTTADMIN_ACTIONS_SWEEP_S must be 1 or more seconds")
 # Static entries; django-celery-beat's DatabaseScheduler copies them into its tables.
 CELERY_BEAT_SCHEDULE = {
     "prune-history": {
         "task": "brokers.prune_history",
         "schedule": HISTORY_PRUNE_SECONDS,
     },
-    "sweep-action-runs": {"task": "brokers.sweep_action_runs", "schedule": 60.0},
+    "sweep-action-runs": {
+        "task": "brokers.sweep_action_runs",
+        "schedule": float(MQTTADMIN_ACTIONS_SWEEP_S),
+    },
     "devices-check-health": {"task": "devices.check_health", "schedule": 30.0},
     "devices-prune-telemetry": {
         "task": "devices.prune_telemetry",

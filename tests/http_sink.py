@@ -18,13 +18,16 @@ class Recorded:
 
 @dataclass
 class HttpSink:
-    """Answers with the queued status codes (then 200) and records every request."""
+    """Answers with the queued status codes (then 200) after the queued delays
+    (seconds, then none) and records every request."""
 
     server: ThreadingHTTPServer
     requests: list[Recorded] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
     seen_keys: set[str] = field(default_factory=set)
     effects: int = 0
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -32,6 +35,8 @@ class HttpSink:
         return f"http://{host}:{port}"
 
     def stop(self) -> None:
+        # Delayed answers end now: nobody waits for them any more.
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -52,14 +57,22 @@ def start_sink() -> HttpSink:
                     Recorded(self.command, self.path, dict(self.headers), body)
                 )
                 status = sink.statuses.pop(0) if sink.statuses else 200
+                delay = sink.delays.pop(0) if sink.delays else 0.0
                 key = self.headers.get("Idempotency-Key")
-                # Like a receiver that de-duplicates: the effect happens once per key.
+                # Like a receiver that de-duplicates: the effect happens once per key
+                # (when the request arrives, however slowly it is answered).
                 if status < 300 and key and key not in sink.seen_keys:
                     sink.seen_keys.add(key)
                     sink.effects += 1
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            if delay:
+                sink.stopping.wait(delay)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                # A slow answer's client may be gone (killed) by now.
+                self.close_connection = True
 
         do_POST = do_PUT = do_PATCH = do_GET = do_DELETE = _handle
 

@@ -28,6 +28,11 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from brokers.ingest import ReceivedMessage
 
+try:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+except ImportError:  # pragma: no cover - redis is a dependency; be safe anyway
+    RedisConnectionError = ConnectionError  # type: ignore[misc,assignment]
+
 logger = logging.getLogger(__name__)
 
 TICK = 0.1
@@ -94,9 +99,7 @@ def group_send(group: str, message: dict[str, Any], timeout: float = 2.0) -> Non
             # A loop of this thread's own, kept: async_to_sync would make a new
             # loop per call, and channels-redis a new connection pool per loop,
             # so every frame would pay for a fresh Redis connection.
-            _thread_loop().run_until_complete(
-                asyncio.wait_for(layer.group_send(group, message), timeout)
-            )
+            _send_on_thread_loop(layer, group, message, timeout)
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception:
@@ -111,6 +114,24 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     if loop is None or loop.is_closed():
         loop = _local.loop = asyncio.new_event_loop()
     return loop
+
+
+def _send_on_thread_loop(
+    layer: Any, group: str, message: dict[str, Any], timeout: float
+) -> None:
+    loop = _thread_loop()
+    try:
+        loop.run_until_complete(
+            asyncio.wait_for(layer.group_send(group, message), timeout)
+        )
+    except RedisConnectionError:
+        # The kept loop keeps its pooled connections: after Redis restarted, the
+        # first command on one finds it closed (and the pool drops it). Once more
+        # on a fresh connection, or every thread would lose its first frame or
+        # nudge after a restart. A Redis that is down fails this try as well.
+        loop.run_until_complete(
+            asyncio.wait_for(layer.group_send(group, message), timeout)
+        )
 
 
 # --- The aggregator ------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 from typing import Any
@@ -12,7 +13,7 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from brokers.action_runner import run_action_batch
+from brokers.action_runner import run_action_batch, sweep_stale_runs
 from brokers.actions import MessageContext, dry_run, validate_actions
 from brokers.ingest import ReceivedMessage, store_batch
 from brokers.models import ActionRun, Broker, BrokerStatus, Subscription
@@ -191,6 +192,33 @@ def test_a_run_done_once_is_not_repeated() -> None:
     run_action_batch(runs)
     run_action_batch(runs)  # a redelivered task
     assert len(mail.outbox) == 1
+
+
+def test_a_run_claimed_by_a_live_worker_is_neither_run_nor_swept_again() -> None:
+    """Another worker holds the claim (it is still executing): a second task
+    handed the same run skips it, and the sweep leaves it alone until the claim
+    runs out; then it runs once."""
+    subscription = make_subscription(
+        [{"type": "email", "to": "ops@example.com", "subject": "x"}]
+    )
+    runs = deliver(subscription, "plant/x", b"1")
+    long_ago = timezone.now() - datetime.timedelta(minutes=10)
+    ActionRun.objects.filter(pk__in=runs).update(
+        created_at=long_ago,
+        claimed_by="other-worker",
+        claimed_until=timezone.now() + datetime.timedelta(minutes=1),
+    )
+    assert run_action_batch(runs) == {"executed": 0, "failed": 0}
+    assert sweep_stale_runs(older_than_seconds=60) == 0
+    assert not mail.outbox
+
+    # The other worker died: its claim is not renewed and runs out.
+    ActionRun.objects.filter(pk__in=runs).update(claimed_until=long_ago)
+    assert sweep_stale_runs(older_than_seconds=60) == len(runs)
+    assert run_action_batch(runs) == {"executed": 1, "failed": 0}  # the swept task
+    assert len(mail.outbox) == 1
+    subscription.refresh_from_db()
+    assert subscription.actions_executed == 1
 
 
 def test_email_renders_subject_and_body() -> None:
