@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from brokers.models import Broker, StoredMessage, Topic
+from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.lib.topics import parse_topic_filter
 
 MAX_PAGE = 1000
@@ -88,8 +89,8 @@ class HistoryQuery:
                 filter_to_q(topic)
             except ValidationError as exc:
                 errors["topic"] = " ".join(exc.messages)
-        since = _parse_time(params.get("since"), "since", errors)
-        until = _parse_time(params.get("until"), "until", errors)
+        since = parse_iso_time(params.get("since"), "since", errors)
+        until = parse_iso_time(params.get("until"), "until", errors)
         if since and until and since > until:
             errors["until"] = _("until is before since.")
         if errors:
@@ -108,28 +109,6 @@ class HistoryQuery:
                 Q(text__icontains=self.search) | Q(topic__icontains=self.search)
             )
         return queryset
-
-
-def _parse_time(
-    value: str | None, name: str, errors: dict[str, str]
-) -> datetime.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        errors[name] = (
-            _("%s is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z).") % name
-        )
-        return None
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, datetime.UTC)
-    try:
-        # In UTC: PostgreSQL refuses offsets past ±15:59 that Python accepts.
-        return parsed.astimezone(datetime.UTC)
-    except OverflowError:
-        errors[name] = _("%s is out of range.") % name
-        return None
 
 
 def messages_for(broker: Broker, query: HistoryQuery) -> QuerySet[StoredMessage]:

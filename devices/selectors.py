@@ -33,6 +33,7 @@ from django.utils.translation import gettext as _
 from dashboard.models import Alert, AlertState
 from devices.models import AlertRule, Device, TelemetryPoint
 from devices.sparklines import sparkline_svg
+from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.models import Product
 
 MAX_POINTS = 10_000
@@ -121,8 +122,8 @@ class SeriesQuery:
     ) -> SeriesQuery:
         now = now or timezone.now()
         errors: dict[str, str] = {}
-        until = _parse_time(params.get("until"), "until", errors) or now
-        since = _parse_time(params.get("since"), "since", errors) or (
+        until = parse_iso_time(params.get("until"), "until", errors) or now
+        since = parse_iso_time(params.get("since"), "since", errors) or (
             until - DEFAULT_SPAN
         )
         if since > until:
@@ -143,23 +144,6 @@ class SeriesQuery:
             raise ValidationError(errors)
         key = (params.get("key") or "").strip() or None
         return cls(since=since, until=until, key=key, bucket=bucket)
-
-
-def _parse_time(
-    value: str | None, name: str, errors: dict[str, str]
-) -> datetime.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        errors[name] = (
-            _("%s is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z).") % name
-        )
-        return None
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, datetime.UTC)
-    return parsed
 
 
 def _points(device_ids: list[int], query: SeriesQuery) -> QuerySet[TelemetryPoint]:

@@ -17,6 +17,16 @@ from mqttadmin.audit import SECRET_MASK
 UNTRIMMED = {"trim_whitespace": False}
 
 
+class NamedRelatedField(serializers.SlugRelatedField):
+    """A slug lookup that refuses what no name can hold (NUL: PostgreSQL text
+    cannot store it, and the lookup would fail in the database)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().to_internal_value(data)
+
+
 @extend_schema_field({"type": "string", "enum": SyncState.values})
 class SyncStateField(serializers.ChoiceField):
     """Inline in the schema: a named enum would collide with other `state` fields."""
@@ -56,7 +66,7 @@ class MqttUserSerializer(serializers.ModelSerializer):
         trim_whitespace=False,
         max_length=1024,
     )
-    roles = serializers.SlugRelatedField(
+    roles = NamedRelatedField(
         many=True,
         slug_field="name",
         queryset=MqttRole.objects.none(),

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from mqttadmin import services
+from mqttadmin.api.filters import UtcIsoDateTimeFilter
 from mqttadmin.api.serializers import (
     AuditEntrySerializer,
     MemberCreateSerializer,
@@ -134,7 +135,7 @@ class ProductViewSet(viewsets.ModelViewSet):
 class AuditEntryFilter(filters.FilterSet):
     product = filters.NumberFilter(field_name="product_id")
     action = filters.CharFilter(field_name="action", lookup_expr="startswith")
-    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = AuditEntry

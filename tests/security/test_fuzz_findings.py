@@ -1,0 +1,40 @@
+"""Requests schemathesis once found answered with a 500, kept as fixed examples:
+each must be a clear 4xx (or a normal answer) and change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from acl.models import MqttUser
+from tests.clients import as_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "since", ["0483-03-22T03:24:27.488+22:32", "1756-07-13T17:32:31+16:22"]
+)
+def test_an_offset_postgresql_cannot_store_is_read_in_utc(
+    seeded: dict[str, Any], since: str
+) -> None:
+    """Python accepts offsets up to ±23:59, PostgreSQL only up to ±15:59."""
+    client = as_user(seeded["users"]["admin"])
+    device = seeded["mine"]["device"]
+    for url in ("/api/v1/audit/", f"/api/v1/devices/{device.pk}/telemetry/"):
+        response = client.get(url, {"since": since})
+        assert response.status_code == 200, (url, response.content[:300])
+
+
+def test_a_role_name_with_nul_is_refused_naming_roles(seeded: dict[str, Any]) -> None:
+    user = seeded["mine"]["mqtt_user"]
+    broker = seeded["mine"]["broker"]
+    response = as_user(seeded["users"]["admin"]).put(
+        f"/api/v1/brokers/{broker.pk}/mqtt-users/{user.pk}/",
+        {"roles": ["a\x00b"]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "roles" in response.json()
+    assert list(MqttUser.objects.get(pk=user.pk).roles.all()) == []
