@@ -6,9 +6,11 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -51,10 +53,29 @@ def _locked_out() -> Response:
     )
 
 
+class TokenRequestSerializer(AuthTokenSerializer):
+    """DRF's token request with the account model's length limits: a longer name
+    cannot be anybody's, and django-axes could not record the failed attempt."""
+
+    username = serializers.CharField(
+        label=_l("Username"), write_only=True, max_length=150
+    )
+    password = serializers.CharField(
+        label=_l("Password"),
+        style={"input_type": "password"},
+        trim_whitespace=False,
+        write_only=True,
+        max_length=4096,
+    )
+
+
 @extend_schema(
     request=inline_serializer(
         "TokenRequest",
-        {"username": serializers.CharField(), "password": serializers.CharField()},
+        {
+            "username": serializers.CharField(max_length=150),
+            "password": serializers.CharField(max_length=4096),
+        },
     ),
     responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
 )
@@ -63,6 +84,7 @@ class TokenView(ObtainAuthToken):
     count towards the login lockout). DELETE: revoke the caller's token."""
 
     throttle_classes = [TokenRateThrottle, AnonymousRateThrottle]
+    serializer_class = TokenRequestSerializer
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.request.method == "DELETE":

@@ -38,3 +38,17 @@ def test_a_role_name_with_nul_is_refused_naming_roles(seeded: dict[str, Any]) ->
     assert response.status_code == 400
     assert "roles" in response.json()
     assert list(MqttUser.objects.get(pk=user.pk).roles.all()) == []
+
+
+def test_a_token_request_with_an_overlong_username_is_a_400(
+    seeded: dict[str, Any],
+) -> None:
+    """No account has a 300-character name; django-axes could not even record
+    the failed attempt (its column holds 255)."""
+    from rest_framework.test import APIClient
+
+    response = APIClient().post(
+        "/api/v1/auth/token/", {"username": "u" * 300, "password": "x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "username" in response.json()
