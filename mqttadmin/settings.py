@@ -410,7 +410,7 @@ REST_FRAMEWORK = {
         "anonymous": MQTTADMIN_API_ANON_RATE,
     },
     "NUM_PROXIES": MQTTADMIN_TRUSTED_PROXY_COUNT,
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "mqttadmin.api.pagination.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "mqttadmin.api.exceptions.api_exception_handler",

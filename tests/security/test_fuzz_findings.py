@@ -52,3 +52,13 @@ def test_a_token_request_with_an_overlong_username_is_a_400(
     )
     assert response.status_code == 400
     assert "username" in response.json()
+
+
+def test_a_limit_past_64_bits_is_served_as_the_ceiling(seeded: dict[str, Any]) -> None:
+    broker = seeded["mine"]["broker"]
+    response = as_user(seeded["users"]["admin"]).get(
+        f"/api/v1/brokers/{broker.pk}/mqtt-roles/",
+        {"limit": "40221727013868561502779824144384", "offset": "-1"},
+    )
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 1
