@@ -113,62 +113,70 @@ def split_payload(payload: bytes) -> tuple[str | None, bytes | None]:
     return None, payload
 
 
-def _matching(
-    batch: list[ReceivedMessage], matches: dict[int, list[SubscriptionMatch]]
-) -> list[list[SubscriptionMatch]]:
-    """For each message, the subscriptions it matches (cached per topic in a batch).
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """What one received message stands for.
 
     A message stands for the subscriptions of the session that received it: a
     shared session's copy for the $share subscriptions, the owner's for the others,
     so a message both kinds match is counted and acted on once per subscription.
+    When the owner's own session also receives (or stores) a shared copy's topic,
+    only the owner's copy counts in the topic index (and becomes a history row),
+    so both hold the message once.
     """
-    cache: dict[tuple[int, str, bool], list[SubscriptionMatch]] = {}
+
+    subscriptions: list[SubscriptionMatch]
+    owner_receives: bool = False
+    owner_stores: bool = False
+
+    @property
+    def stored(self) -> bool:
+        return not self.owner_stores and any(
+            m.store_messages for m in self.subscriptions
+        )
+
+
+def _match_one(
+    message: ReceivedMessage, candidates: list[SubscriptionMatch]
+) -> Matched:
+    if not message.shared:
+        return Matched(
+            [
+                m
+                for m in candidates
+                if not m.shared and topic_matches(m.topic_filter, message.topic)
+            ]
+        )
+    hits = [m for m in candidates if topic_matches(m.topic_filter, message.topic)]
+    owners = [m for m in hits if not m.shared]
+    return Matched(
+        [m for m in hits if m.shared],
+        owner_receives=bool(owners),
+        owner_stores=any(m.store_messages for m in owners),
+    )
+
+
+def _matching(
+    batch: list[ReceivedMessage], matches: dict[int, list[SubscriptionMatch]]
+) -> list[Matched]:
+    """For each message, what it stands for (computed once per topic in a batch)."""
+    cache: dict[tuple[int, str, bool], Matched] = {}
     result = []
     for message in batch:
         key = (message.broker_id, message.topic, message.shared)
         found = cache.get(key)
         if found is None:
-            found = [
-                m
-                for m in matches.get(message.broker_id, [])
-                if m.shared == message.shared
-                and topic_matches(m.topic_filter, message.topic)
-            ]
-            cache[key] = found
+            found = cache[key] = _match_one(message, matches.get(message.broker_id, []))
         result.append(found)
     return result
 
 
-def _owner_copy(
-    message: ReceivedMessage,
-    matches: dict[int, list[SubscriptionMatch]],
-    storing: bool = False,
-) -> bool:
-    """Whether the owner's own (unshared) session also receives (with `storing`:
-    stores) this shared copy's topic.
-
-    The broker then sends the message to a member of the share group and to the
-    owner's session: only the owner's copy becomes a history row and counts in
-    the topic index, so both hold the message once.
-    """
-    return message.shared and any(
-        not m.shared
-        and (m.store_messages or not storing)
-        and topic_matches(m.topic_filter, message.topic)
-        for m in matches.get(message.broker_id, [])
-    )
-
-
 def _history_rows(
-    batch: list[ReceivedMessage],
-    matched: list[list[SubscriptionMatch]],
-    matches: dict[int, list[SubscriptionMatch]],
+    batch: list[ReceivedMessage], matched: list[Matched]
 ) -> list[tuple[Any, ...]]:
     rows = []
-    for message, subscriptions in zip(batch, matched, strict=True):
-        if not any(m.store_messages for m in subscriptions):
-            continue
-        if _owner_copy(message, matches, storing=True):
+    for message, match in zip(batch, matched, strict=True):
+        if not match.stored:
             continue
         text, data = split_payload(message.payload)
         rows.append(
@@ -296,15 +304,13 @@ def _upsert_topics(batch: list[ReceivedMessage]) -> None:
         cursor.executemany(sql, params)
 
 
-def _subscription_work(
-    batch: list[ReceivedMessage], matched: list[list[SubscriptionMatch]]
-) -> None:
+def _subscription_work(batch: list[ReceivedMessage], matched: list[Matched]) -> None:
     """Per-subscription counters, and durable action runs for those with actions."""
     counts: Counter[int] = Counter()
     last_at: dict[int, datetime.datetime] = {}
     runs: list[ActionRun] = []
-    for message, subscriptions in zip(batch, matched, strict=True):
-        for match in subscriptions:
+    for message, found in zip(batch, matched, strict=True):
+        for match in found.subscriptions:
             counts[match.id] += 1
             last_at[match.id] = message.received_at
             if match.has_actions:
@@ -333,8 +339,12 @@ def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> N
     matches = cache.get(broker_ids) if cache else subscriptions_by_broker(broker_ids)
     matched = _matching(batch, matches)
     with transaction.atomic():
-        _write_history(_history_rows(batch, matched, matches))
-        seen = [m for m in batch if not _owner_copy(m, matches)]
+        _write_history(_history_rows(batch, matched))
+        seen = [
+            message
+            for message, match in zip(batch, matched, strict=True)
+            if not match.owner_receives
+        ]
         _upsert_topics(seen)
         _subscription_work(batch, matched)
         devices_ingest_batch(seen)

@@ -109,6 +109,34 @@ def test_a_batch_is_stored_with_topics_and_counters() -> None:
     assert Topic.objects.get(broker=broker, topic="s/1").messages == 3
 
 
+def test_a_message_delivered_to_the_owner_and_a_share_group_is_kept_once() -> None:
+    """The broker sends it to the owner's session ("#") and to one member of the
+    group ("$share/g/work/#"): one history row, one count in the topic index and
+    on the broker, and each subscription counts it once."""
+    broker = make_broker()
+    shared = Subscription.objects.create(
+        broker=broker, name="split", topic_filter="work/#", shared_group="g"
+    )
+    owner_copy = received(broker, "work/1")
+    member_copy = received(broker, "work/1")
+    member_copy.shared = True
+    store_batch([owner_copy, member_copy])
+    assert StoredMessage.objects.filter(broker=broker).count() == 1
+    assert Topic.objects.get(broker=broker, topic="work/1").messages == 1
+    assert BrokerStatus.objects.get(broker=broker).messages_received == 1
+    counts = dict(Subscription.objects.values_list("name", "messages_received"))
+    assert counts == {"all": 1, "sys": 0, "split": 1}
+
+    # Only the group covers this topic: the member's copy is the record.
+    only_member = received(broker, "work/2")
+    only_member.shared = True
+    Subscription.objects.filter(name="all").update(topic_filter="other/#")
+    store_batch([only_member])
+    assert StoredMessage.objects.filter(broker=broker, topic="work/2").count() == 1
+    shared.refresh_from_db()
+    assert shared.messages_received == 2
+
+
 def test_only_subscriptions_that_store_keep_history() -> None:
     broker = make_broker()
     Subscription.objects.filter(broker=broker).update(topic_filter="keep/#")
