@@ -14,14 +14,19 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.models import BrokerStatus, RuntimeLease
+from brokers.models import RuntimeLease
+from tests.brokers.test_runtime import status_of
 from tests.faults.support import (
     StampedPublisher,
     start_worker,
     stop_process,
     wait_stored,
 )
-from tests.faults.test_stream_faults import durable_broker, persistent_broker_row
+from tests.faults.test_stream_faults import (
+    durable_broker,
+    persistent_broker_row,
+    subscribed,
+)
 from tests.runtime_support import wait_until
 from tests.services import missing
 
@@ -69,24 +74,18 @@ def test_owner_killed_mid_stream_hands_over_without_gaps_or_flapping(
     }
     publisher: StampedPublisher | None = None
     try:
-        wait_until(
-            lambda: BrokerStatus.objects.filter(
-                broker=broker, state="connected", subscribed_topics_count=1
-            ).exists(),
-            60,
-            "connected and subscribed by a worker",
-        )
+        wait_until(subscribed(broker), 60, "connected and subscribed by a worker")
         wait_until(
             lambda: all("MQTT runtime" in log.read_text() for log in logs.values()),
             30,
             "both runtimes up",
         )
         owner = owner_of(broker.pk)
-        connected_at = BrokerStatus.objects.get(broker=broker).last_connected_at
+        connected_at = status_of(broker).last_connected_at
         # No flapping: several lease periods with both workers alive.
         time.sleep(LEASE_TTL * 2)
         assert owner_of(broker.pk) == owner
-        assert BrokerStatus.objects.get(broker=broker).last_connected_at == connected_at
+        assert status_of(broker).last_connected_at == connected_at
         killed = next(name for name in workers if owner.startswith(f"{name}@"))
         survivor = "rt2" if killed == "rt1" else "rt1"
 
@@ -98,10 +97,7 @@ def test_owner_killed_mid_stream_hands_over_without_gaps_or_flapping(
         killed_at = time.monotonic()
         wait_until(
             lambda: (
-                owner_of(broker.pk).startswith(f"{survivor}@")
-                and BrokerStatus.objects.filter(
-                    broker=broker, state="connected", subscribed_topics_count=1
-                ).exists()
+                owner_of(broker.pk).startswith(f"{survivor}@") and subscribed(broker)()
             ),
             HANDOVER_BOUND_S,
             "taken over by the survivor",

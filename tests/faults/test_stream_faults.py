@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,10 +19,11 @@ from django.db import connection
 
 from brokers import ingest
 from brokers.choices import ConnectionState
-from brokers.models import Broker, BrokerStatus, DeadLetter
+from brokers.models import Broker, DeadLetter
 from brokers.runtime.session import RECONNECT_MAX_DELAY
-from brokers.services import broker_create, subscription_create
-from tests.factories import make_product, make_superuser
+from brokers.services import subscription_create
+from tests.brokers.test_runtime import make_broker, state_is, status_of
+from tests.factories import make_superuser
 from tests.faults.proxy import BlackholeProxy
 from tests.faults.support import StampedPublisher, rss_mib, wait_stored
 from tests.runtime_support import retrying, wait_until
@@ -41,13 +43,10 @@ def durable_broker(mosquitto: Any) -> Any:
 def persistent_broker_row(port: int, **fields: Any) -> Broker:
     """A broker connection with a persistent session, subscribed at QoS 1."""
     actor = retrying(make_superuser)
-    broker = retrying(
-        broker_create,
-        actor=actor,
-        product=retrying(make_product),
+    broker = make_broker(
+        actor,
+        port,
         name=f"faults-{port}",
-        host="127.0.0.1",
-        port=port,
         client_id=f"portal-faults-{port}",
         clean_start=False,
         **fields,
@@ -64,19 +63,11 @@ def persistent_broker_row(port: int, **fields: Any) -> Broker:
 
 
 def state(broker: Broker) -> str:
-    return retrying(
-        lambda: BrokerStatus.objects.values_list("state", flat=True).get(
-            broker_id=broker.pk
-        )
-    )
+    return status_of(broker).state
 
 
-def subscribed(broker: Broker) -> bool:
-    return retrying(
-        lambda: BrokerStatus.objects.filter(
-            broker_id=broker.pk, state="connected", subscribed_topics_count=1
-        ).exists()
-    )
+def subscribed(broker: Broker) -> Callable[[], bool]:
+    return state_is(broker, "connected", subscribed_topics_count=1)
 
 
 def test_mosquitto_restarted_under_a_qos1_stream(
@@ -87,7 +78,7 @@ def test_mosquitto_restarted_under_a_qos1_stream(
     broker_process = durable_broker(mosquitto)
     broker = persistent_broker_row(broker_process.port)
     start_runtime()
-    wait_until(lambda: subscribed(broker), 15, "subscribed")
+    wait_until(subscribed(broker), 15, "subscribed")
 
     publisher = StampedPublisher(broker_process.port, rate=400, count=3000).start()
     try:
@@ -122,7 +113,7 @@ def test_runtime_stopped_mid_stream_and_restarted_loses_nothing(
     broker_process = durable_broker(mosquitto)
     broker = persistent_broker_row(broker_process.port)
     first = start_runtime("first", lease_ttl=3, lease_renew=1)
-    wait_until(lambda: subscribed(broker), 15, "subscribed")
+    wait_until(subscribed(broker), 15, "subscribed")
 
     publisher = StampedPublisher(broker_process.port, rate=500, count=4000).start()
     try:
@@ -131,7 +122,7 @@ def test_runtime_stopped_mid_stream_and_restarted_loses_nothing(
         stopped_at = time.monotonic()
         time.sleep(2)  # the stream goes on while no runtime listens
         start_runtime("second", lease_ttl=3, lease_renew=1)
-        wait_until(lambda: subscribed(broker), 15, "second runtime subscribed")
+        wait_until(subscribed(broker), 15, "second runtime subscribed")
         resumed_after = time.monotonic() - stopped_at
         publisher.wait_acked(30)
         report = wait_stored(publisher, 30)
@@ -165,7 +156,7 @@ def test_a_poison_message_is_dead_lettered_and_the_stream_goes_on(
     broker_process = durable_broker(mosquitto)
     broker = persistent_broker_row(broker_process.port)
     start_runtime()
-    wait_until(lambda: subscribed(broker), 15, "subscribed")
+    wait_until(subscribed(broker), 15, "subscribed")
 
     publisher = StampedPublisher(broker_process.port, rate=500, count=1000).start()
     try:
@@ -193,7 +184,7 @@ def test_database_connections_killed_during_ingest(
     broker_process = durable_broker(mosquitto)
     broker = persistent_broker_row(broker_process.port)
     start_runtime()
-    wait_until(lambda: subscribed(broker), 15, "subscribed")
+    wait_until(subscribed(broker), 15, "subscribed")
 
     terminated = 0
     publisher = StampedPublisher(broker_process.port, rate=500, count=4000).start()
@@ -233,7 +224,7 @@ def test_a_blackholed_broker_is_detected_and_its_backlog_flushed(
     proxy = BlackholeProxy(broker_process.port).start()
     broker = persistent_broker_row(proxy.port, keepalive=2)
     runtime = start_runtime()
-    wait_until(lambda: subscribed(broker), 15, "subscribed")
+    wait_until(subscribed(broker), 15, "subscribed")
     rss_before = rss_mib()
     deepest_queue = 0
     stop_watch = threading.Event()
