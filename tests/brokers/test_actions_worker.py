@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +20,7 @@ from brokers.models import Subscription
 from brokers.services import subscription_create
 from tests.brokers import test_runtime as runtime_tests
 from tests.brokers.test_runtime import make_broker, retrying, state_is, wait_until
-from tests.faults.support import PROJECT, database_url
+from tests.faults.support import start_worker, stop_process
 from tests.services import missing
 
 pytestmark = [
@@ -44,21 +42,14 @@ def test_a_message_runs_webhook_and_republish_in_a_worker(
         missing("REDIS_URL is not set")
     queue = f"actions-test-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "worker.log"
-    command = [sys.executable, "-m", "celery", "-A", "mqttadmin", "worker"]
-    command += ["--mqtt-runtime", "-P", "threads", "--concurrency", "2", "-Q", queue]
-    command += ["-n", f"{queue}@%h", "--without-heartbeat", "--without-mingle"]
-    command += ["--without-gossip", "-l", "INFO"]
-    worker = subprocess.Popen(
-        command,
-        cwd=PROJECT,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "MQTTADMIN_ACTIONS_QUEUE": queue,
-            "MQTTADMIN_RUNTIME_POLL_INTERVAL": "0.5",
-        },
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+    worker = start_worker(
+        queue,
+        queue,
+        log,
+        pool="threads",
+        concurrency=2,
+        poll_interval=0.5,
+        extra_env={"MQTTADMIN_ACTIONS_QUEUE": queue},
     )
     received: list[mqtt.MQTTMessage] = []
     arrived = threading.Event()
@@ -101,12 +92,7 @@ def test_a_message_runs_webhook_and_republish_in_a_worker(
     finally:
         listener.loop_stop()
         listener.disconnect()
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker)
     assert elapsed < 2.0, f"actions took {elapsed:.2f}s"
     assert json.loads(http_sink.requests[0].body) == {"t": "plant/boiler", "v": 42}
     assert received[0].topic == "out/boiler" and received[0].payload == b"42"

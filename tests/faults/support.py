@@ -191,6 +191,8 @@ def start_worker(
     extra_env: dict[str, str] | None = None,
     lease_ttl: float = 3,
     poll_interval: float = 1,
+    pool: str = "solo",
+    concurrency: int = 1,
 ) -> subprocess.Popen[bytes]:
     """`celery -A mqttadmin worker` (with the MQTT runtime unless `runtime` is
     False) on the test database, consuming only `queue`, logging to `log`."""
@@ -206,9 +208,9 @@ def start_worker(
         command.append("--mqtt-runtime")
     command += [
         "-P",
-        "solo",
+        pool,
         "--concurrency",
-        "1",
+        str(concurrency),
         "-n",
         f"{name}@%h",
         # A queue of its own: these workers must not run other tests' tasks.
