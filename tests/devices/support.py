@@ -7,8 +7,6 @@ import itertools
 import queue
 import socket
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,6 +19,7 @@ from brokers.models import Broker
 from devices import services
 from devices.models import Device
 from mqttadmin.models import Product
+from tests.runtime_support import wait_until  # noqa: F401 (re-exported)
 
 _ids = itertools.count(1)
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -40,17 +39,6 @@ def make_device(
     return services.device_create(
         actor=None, product=product, broker=broker, device_id=device_id, **fields
     )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or predicate}")
-        time.sleep(0.05)
 
 
 def _client(client_id: str) -> mqtt.Client:

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,21 +35,10 @@ from mqttadmin.models import Product
 from tests.acl.conftest import connack
 from tests.clients import as_user
 from tests.factories import make_superuser
+from tests.runtime_support import wait_until
 from tests.services import missing
 
 pytestmark = pytest.mark.mosquitto
-WAIT = 15.0
-
-
-def wait_until(predicate: Any, timeout: float = WAIT, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what or predicate}")
-        time.sleep(0.05)
 
 
 def binaries() -> tuple[str, str]:
