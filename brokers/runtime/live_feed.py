@@ -25,13 +25,9 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from brokers.ingest import ReceivedMessage
-
-try:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-except ImportError:  # pragma: no cover - redis is a dependency; be safe anyway
-    RedisConnectionError = ConnectionError  # type: ignore[misc,assignment]
 
 logger = logging.getLogger(__name__)
 

@@ -18,13 +18,9 @@ from typing import Any
 
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from brokers.services import RUNTIME_GROUP
-
-try:
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-except ImportError:  # pragma: no cover - redis is a dependency; be safe anyway
-    RedisTimeoutError = TimeoutError  # type: ignore[misc,assignment]
 
 logger = logging.getLogger(__name__)
 
