@@ -70,15 +70,21 @@ def subscribed(broker: Broker) -> Callable[[], bool]:
     return state_is(broker, "connected", subscribed_topics_count=1)
 
 
+def subscribed_runtime(mosquitto: Any, start_runtime: Any) -> tuple[Any, Broker]:
+    """A durable broker, its connection row, and a runtime subscribed to it."""
+    broker_process = durable_broker(mosquitto)
+    broker = persistent_broker_row(broker_process.port)
+    start_runtime()
+    wait_until(subscribed(broker), 15, "subscribed")
+    return broker_process, broker
+
+
 def test_mosquitto_restarted_under_a_qos1_stream(
     mosquitto: Any, start_runtime: Any, figures: dict[str, Any]
 ) -> None:
     """Fault 1: the broker restarts mid-stream; the runtime reconnects within its
     backoff bound, the persistent session brings what was queued, zero gaps."""
-    broker_process = durable_broker(mosquitto)
-    broker = persistent_broker_row(broker_process.port)
-    start_runtime()
-    wait_until(subscribed(broker), 15, "subscribed")
+    broker_process, broker = subscribed_runtime(mosquitto, start_runtime)
 
     publisher = StampedPublisher(broker_process.port, rate=400, count=3000).start()
     try:
@@ -153,10 +159,7 @@ def test_a_poison_message_is_dead_lettered_and_the_stream_goes_on(
         real(batch)
 
     monkeypatch.setattr(ingest, "devices_ingest_batch", choking_on_poison)
-    broker_process = durable_broker(mosquitto)
-    broker = persistent_broker_row(broker_process.port)
-    start_runtime()
-    wait_until(subscribed(broker), 15, "subscribed")
+    broker_process, _broker = subscribed_runtime(mosquitto, start_runtime)
 
     publisher = StampedPublisher(broker_process.port, rate=500, count=1000).start()
     try:
@@ -181,10 +184,7 @@ def test_database_connections_killed_during_ingest(
     nothing was acknowledged before its commit, so zero gaps after recovery."""
     if connection.vendor != "postgresql":
         missing("pg_terminate_backend needs PostgreSQL (DATABASE_URL)")
-    broker_process = durable_broker(mosquitto)
-    broker = persistent_broker_row(broker_process.port)
-    start_runtime()
-    wait_until(subscribed(broker), 15, "subscribed")
+    broker_process, broker = subscribed_runtime(mosquitto, start_runtime)
 
     terminated = 0
     publisher = StampedPublisher(broker_process.port, rate=500, count=4000).start()
