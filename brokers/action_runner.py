@@ -28,6 +28,7 @@ from django.utils import timezone
 from brokers.actions import (
     ActionError,
     MessageContext,
+    action_label,
     plan,
     webhook_call,
 )
@@ -156,6 +157,14 @@ def _execute(
             validate_topic_name(topic)
         except ValidationError as exc:
             raise ActionError(f"rendered topic {topic!r} is invalid: {exc}") from None
+        if topic.startswith("$"):
+            # Rendered from message data anyone on the subscribed topic writes:
+            # never the broker's own topics ($CONTROL is its control API), whoever
+            # saved the action (see brokers.actions.republish_topic_is_reserved).
+            raise ActionError(
+                f"rendered topic {topic!r} starts with $: republishing to the "
+                "broker's own topics ($CONTROL, $SYS, ...) is refused"
+            )
         if topic_matches(subscription.match_filter, topic):
             # The copy would match this subscription again: an endless loop.
             raise ActionError(f"republishing to {topic!r} would loop back here")
@@ -280,7 +289,7 @@ def _execute_runs(runs: list[ActionRun]) -> dict[str, int]:
                     done.add(index)
                     stats["executed"] += 1
             except Exception as exc:
-                message = f"action {index} ({action.get('type')}): {exc}"
+                message = f"{action_label(index, action)}: {exc}"
                 logger.warning("subscription %s %s", subscription.pk, message)
                 stats["failed"] += 1
                 stats["error"] = message

@@ -1,9 +1,11 @@
 """Subscription actions: what runs for every matching message.
 
 An action is a dict with a `type`: webhook, republish, alert, email or telemetry.
-Text fields are templates in Django's template language, rendered on a context
-built from the message (`topic`, `topic_levels`, `payload`, `payload_text`, `qos`,
-`retain`, `received_at`, `broker`, `subscription`). Rendering never sees secrets.
+Text fields are templates in a vetted, bounded part of Django's template language
+(`brokers.templating`: no escaping, a `json` filter, a render budget), rendered on a
+context built from the message (`topic`, `topic_levels`, `payload`, `payload_text`,
+`qos`, `retain`, `received_at`, `broker`, `subscription`). Rendering never sees
+secrets.
 
 Webhook header values (`Authorization: Bearer ...`) are secrets: the model field
 keeps each one encrypted in the column, pages and the API show them as "***", and
@@ -26,9 +28,10 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.template import Context, Engine, TemplateSyntaxError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
 
+from brokers.templating import TemplateRenderError, render_bounded, template_problem
 from mqttadmin.audit import SECRET_MASK
 from mqttadmin.lib.crypto import Secret
 
@@ -55,23 +58,12 @@ WEBHOOK_BACKOFF = (0.5, 1.0, 2.0)
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 
-# Autoescape off: templates produce JSON, topics and text, not HTML.
-ENGINE = Engine(autoescape=False, libraries={}, builtins=[])
-
 
 class ActionError(Exception):
     """An action failed; the message is kept as the subscription's last error."""
 
 
 # --- Validation -----------------------------------------------------------------
-
-
-def _template_error(value: str) -> str | None:
-    try:
-        ENGINE.from_string(value)
-    except TemplateSyntaxError as exc:
-        return str(exc)
-    return None
 
 
 def _check_template(
@@ -84,9 +76,31 @@ def _check_template(
     if not isinstance(value, str):
         errors[key] = _("Must be text (a template).")
         return
-    problem = _template_error(value)
+    problem = template_problem(value)
     if problem:
         errors[key] = _("Template error: %s") % problem
+
+
+# A republish runs with nobody behind it, its topic rendered from a message that
+# any client allowed on the subscribed topic wrote: it never reaches the broker's
+# `$` topics ($CONTROL is its control API), whoever saved the action.
+DOLLAR_REPUBLISH_ERROR = _l(
+    "A republish topic must not start with $: those topics belong to the broker "
+    "($CONTROL is its control API, $SYS its statistics)."
+)
+
+
+def republish_topic_is_reserved(template: str) -> bool:
+    """Whether a republish topic template visibly targets a `$` topic: as written,
+    or as rendered for a message without fields (`{% if %}` tricks included).
+    The rendered topic is checked again for every message at run time."""
+    if template.strip().startswith("$"):
+        return True
+    try:
+        rendered = render_bounded(template, {})
+    except Exception:
+        return False  # a template that cannot render fails at run time anyway
+    return rendered.strip().startswith("$")
 
 
 def _validate_one(prefix: str, action: Any, errors: dict[str, str]) -> None:
@@ -122,6 +136,10 @@ def _validate_one(prefix: str, action: Any, errors: dict[str, str]) -> None:
             errors[f"{prefix}.timeout_s"] = _("timeout_s is from 0.1 to 60 seconds.")
     elif kind == "republish":
         _check_template(errors, f"{prefix}.topic", action.get("topic"), True)
+        if f"{prefix}.topic" not in errors and republish_topic_is_reserved(
+            action["topic"]
+        ):
+            errors[f"{prefix}.topic"] = DOLLAR_REPUBLISH_ERROR
         _check_template(errors, f"{prefix}.payload", action.get("payload"), False)
         if action.get("qos", 0) not in (0, 1, 2):
             errors[f"{prefix}.qos"] = _("QoS must be 0, 1 or 2.")
@@ -342,7 +360,8 @@ class MessageContext:
         text = self.payload.decode("utf-8", errors="replace")
         try:
             parsed: Any = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Not JSON, or nested deeper than the parser goes: the text itself.
             parsed = text
         return {
             "topic": self.topic,
@@ -357,25 +376,36 @@ class MessageContext:
         }
 
 
-def render(template: str | None, context: dict[str, Any]) -> str:
-    """Render one template; a broken template is an ActionError, never a crash."""
+def render(template: str | None, context: dict[str, Any], field: str = "") -> str:
+    """Render one template field (never escaped, within the render budget); a
+    broken or runaway template is an ActionError naming the field, never a crash."""
     if not template:
         return ""
     try:
-        return ENGINE.from_string(template).render(Context(context))
-    except Exception as exc:
-        raise ActionError(f"template error: {exc}") from exc
+        return render_bounded(template, context)
+    except TemplateRenderError as exc:
+        prefix = f"{field}: " if field else ""
+        raise ActionError(f"{prefix}template error: {exc}") from None
 
 
-def extract_number(template: str, context: dict[str, Any]) -> float:
-    raw = render(template, context).strip()
+def extract_number(template: str, context: dict[str, Any], field: str = "") -> float:
+    """The rendered template as a finite number (an alert's value)."""
+    raw = render(template, context, field).strip()
+    prefix = f"{field}: " if field else ""
     try:
         value = float(raw)
     except ValueError:
-        raise ActionError(f"value {raw!r} is not a number") from None
+        raise ActionError(f"{prefix}value {raw[:100]!r} is not a number") from None
     if math.isnan(value) or math.isinf(value):
-        raise ActionError(f"value {raw!r} is not a finite number")
+        raise ActionError(f"{prefix}value {raw!r} is not a finite number")
     return value
+
+
+def action_label(index: int, action: Any) -> str:
+    """How errors name an action: "Action 1 (webhook)", counted from 1 as the
+    editor shows them."""
+    kind = action.get("type") if isinstance(action, dict) else None
+    return _("Action %(number)d (%(type)s)") % {"number": index + 1, "type": kind}
 
 
 # --- Planning (dry run) and execution ------------------------------------------
@@ -407,24 +437,26 @@ def plan(action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             "method": str(action.get("method", "POST")).upper(),
             "url": action["url"],
             "headers": sorted(action.get("headers", {})),
-            "body": render(action.get("body") or "{{ payload_text }}", context),
+            "body": render(action.get("body") or "{{ payload_text }}", context, "body"),
         }
     if kind == "republish":
         return {
-            "topic": render(action["topic"], context).strip(),
-            "payload": render(action.get("payload") or "{{ payload_text }}", context),
+            "topic": render(action["topic"], context, "topic").strip(),
+            "payload": render(
+                action.get("payload") or "{{ payload_text }}", context, "payload"
+            ),
             "qos": action.get("qos", 0),
             "retain": action.get("retain", False),
         }
     if kind == "alert":
-        value = extract_number(action["value"], context)
+        value = extract_number(action["value"], context, "value")
         crossed = OPERATORS[action["op"]](value, float(action["threshold"]))
         return {
             "value": value,
             "crossed": crossed,
             "would": "open" if crossed else "resolve",
             "severity": action.get("severity", "warning"),
-            "message": render(action.get("message") or "", context),
+            "message": render(action.get("message") or "", context, "message"),
         }
     if kind == "email":
         recipients = action["to"]
@@ -432,8 +464,8 @@ def plan(action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             recipients = [r.strip() for r in recipients.split(",") if r.strip()]
         return {
             "to": recipients,
-            "subject": render(action["subject"], context).strip(),
-            "body": render(action.get("body") or "{{ payload_text }}", context),
+            "subject": render(action["subject"], context, "subject").strip(),
+            "body": render(action.get("body") or "{{ payload_text }}", context, "body"),
         }
     return {"would": "hand the message to device telemetry"}
 
@@ -441,14 +473,18 @@ def plan(action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 def dry_run(
     actions: list[dict[str, Any]], message: MessageContext
 ) -> list[dict[str, Any]]:
-    """Render every action for a sample message and report, without side effects."""
+    """Render every action for a sample message and report, without side effects.
+
+    Rendering is bounded as in a real run; an error names the action and its field
+    ("Action 1 (webhook): body: template error: ...")."""
     context = message.as_template_context()
     outcomes = []
     for index, action in enumerate(actions):
         try:
             outcomes.append(Outcome(index, action["type"], True, plan(action, context)))
         except ActionError as exc:
-            outcomes.append(Outcome(index, action["type"], False, {}, str(exc)))
+            error = f"{action_label(index, action)}: {exc}"
+            outcomes.append(Outcome(index, action["type"], False, {}, error))
     return [o.as_dict() for o in outcomes]
 
 
