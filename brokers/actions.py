@@ -270,25 +270,29 @@ def header_audit_values(name: str, actions: Any) -> dict[str, Any]:
     return values
 
 
-def _origin(url: Any) -> tuple[str, str] | None:
+def _destination(url: Any) -> tuple[str, str, str, str] | None:
+    """What a secret header is bound to: the whole URL (scheme and host in any
+    case; path and query exactly), as a receiver may route on either."""
     if not isinstance(url, str):
         return None
     parts = urlsplit(url)
-    return (parts.scheme.lower(), parts.netloc.lower()) if parts.netloc else None
+    if not parts.netloc:
+        return None
+    return (parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query)
 
 
 def _stored_header(stored: Any, index: int, url: Any, name: str) -> tuple[bool, Any]:
-    """(found, value) of header `name` in the best stored action for action `index`
-    calling `url`: same origin required, then same URL, then same position."""
-    origin = _origin(url)
-    if origin is None:
+    """(found, value) of header `name` in a stored action calling exactly `url`,
+    the one at the same position first."""
+    destination = _destination(url)
+    if destination is None:
         return False, None
     candidates = [
         (source_index, action)
         for source_index, action in actions_with_headers(stored)
-        if _origin(action.get("url")) == origin
+        if _destination(action.get("url")) == destination
     ]
-    candidates.sort(key=lambda c: (c[1].get("url") != url, c[0] != index, c[0]))
+    candidates.sort(key=lambda c: (c[0] != index, c[0]))
     for _source_index, action in candidates:
         for header, value in action["headers"].items():
             if str(header).lower() == name.lower():
@@ -300,12 +304,13 @@ def keep_masked_headers(actions: Any, stored: Any) -> Any:
     """The actions to store when a client sent `actions` over `stored` ones: a header
     value given as "***" (what reads show) keeps the stored value of that header.
 
-    The value comes from a stored action calling the same origin (scheme, host and
-    port) with a header of that name (in any case), the same URL and then the same
-    position first. So actions can be reordered or their path changed without
-    re-typing secrets, but a secret never follows its action to another server: who
-    cannot read it cannot send it elsewhere. Raises ValidationError
-    (`actions[i].headers: ...`) for a mask with no such stored value.
+    The value comes from a stored action calling the same URL (path and query
+    included) with a header of that name (in any case), the same position first.
+    So actions can be reordered without re-typing secrets, but a secret never
+    follows its action to another URL, not even another path on the same server
+    (a receiver may route by path, or log it): who cannot read it cannot send it
+    elsewhere. Raises ValidationError (`actions[i].headers: ...`) for a mask with
+    no such stored value.
     """
     if not isinstance(actions, list):
         return actions
@@ -330,8 +335,9 @@ def keep_masked_headers(actions: Any, stored: Any) -> Any:
                 errors.append(
                     f"actions[{index}].headers: "
                     + _(
-                        "“%s” is *** but no saved action to this address has that "
-                        "header: enter its value."
+                        "“%s” is *** but no saved action calling this exact URL has "
+                        "that header (a secret does not follow a changed URL): "
+                        "enter its value."
                     )
                     % name
                 )

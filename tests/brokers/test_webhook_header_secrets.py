@@ -183,7 +183,7 @@ def test_a_mask_without_a_stored_value_is_refused(
     assert not Subscription.objects.exists()
 
 
-def test_a_secret_does_not_follow_its_action_to_another_server(
+def test_a_secret_does_not_follow_its_action_to_another_url(
     broker: Broker, operator: APIClient, http_sink: Any
 ) -> None:
     pk = created(operator, broker, [webhook(f"{http_sink.url}/hook")])
@@ -193,11 +193,26 @@ def test_a_secret_does_not_follow_its_action_to_another_server(
     )
     assert elsewhere.status_code == 400
     assert "enter its value" in " ".join(elsewhere.json()["actions"])
-    # The same server on another path keeps them.
-    moved = patch_actions(operator, pk, [webhook(f"{http_sink.url}/other", **masked)])
+    # Another path or query on the same server is another URL: the secret stays
+    # behind too (a receiver may route by path, or log it).
+    for url in (f"{http_sink.url}/other", f"{http_sink.url}/hook?to=me"):
+        moved = patch_actions(operator, pk, [webhook(url, **masked)])
+        assert moved.status_code == 400, moved.content
+        assert "enter its value" in " ".join(moved.json()["actions"])
+    assert Subscription.objects.get(pk=pk).actions[0]["url"] == f"{http_sink.url}/hook"
+    # Re-entered, the path change goes through.
+    moved = patch_actions(
+        operator,
+        pk,
+        [
+            webhook(
+                f"{http_sink.url}/other", Authorization=NEW_SECRET, **{"X-Site": SITE}
+            )
+        ],
+    )
     assert moved.status_code == 200, moved.content
     request, _run = run_once(pk, http_sink)
-    assert request.path == "/other" and request.headers["Authorization"] == SECRET
+    assert request.path == "/other" and request.headers["Authorization"] == NEW_SECRET
 
 
 def test_reordered_actions_keep_their_own_secrets(
