@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from acl import services
 from acl.models import ManagedBroker, MqttRole, MqttRule, MqttUser
-from mqttadmin.admin_audit import AuditedModelAdmin
+from mqttadmin.admin_base import ProductScopedAdmin, ProductScopedInline
 
 
 class ManagedBrokerAdminForm(forms.ModelForm):
@@ -63,7 +63,9 @@ class ManagedBrokerAdminForm(forms.ModelForm):
         return data
 
 
-@admin.action(description=_("Apply to the broker (sync)"))
+# Syncing writes the password and ACL files on the portal's host and runs the reload
+# command there: superusers only (`has_host_permission`), like the host settings.
+@admin.action(description=_("Apply to the broker (sync)"), permissions=["host"])
 def sync_selected(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> None:
@@ -77,9 +79,11 @@ def sync_selected(
 
 
 @admin.register(ManagedBroker)
-class ManagedBrokerAdmin(AuditedModelAdmin):
+class ManagedBrokerAdmin(ProductScopedAdmin):
     form = ManagedBrokerAdminForm
     audit_secret_fields = ManagedBroker.SECRET_FIELDS
+    # Files the portal writes and commands it runs: read-only unless superuser.
+    host_fields = ManagedBroker.HOST_FIELDS
     list_display = ("broker", "management", "reload_method", "last_sync_state")
     list_filter = ("management", "reload_method", "last_sync_state")
     search_fields = ("broker__name",)
@@ -87,13 +91,13 @@ class ManagedBrokerAdmin(AuditedModelAdmin):
     actions = [sync_selected]
 
 
-class MqttRuleInline(admin.TabularInline):
+class MqttRuleInline(ProductScopedInline, admin.TabularInline):
     model = MqttRule
     extra = 1
 
 
 @admin.register(MqttRole)
-class MqttRoleAdmin(AuditedModelAdmin):
+class MqttRoleAdmin(ProductScopedAdmin):
     list_display = ("name", "broker")
     list_filter = ("broker",)
     search_fields = ("name", "broker__name")
@@ -101,7 +105,7 @@ class MqttRoleAdmin(AuditedModelAdmin):
 
 
 @admin.register(MqttUser)
-class MqttUserAdmin(AuditedModelAdmin):
+class MqttUserAdmin(ProductScopedAdmin):
     """Passwords are set on the Users & ACL tab (the hash is shown masked)."""
 
     audit_secret_fields = MqttUser.SECRET_FIELDS

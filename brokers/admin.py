@@ -23,7 +23,11 @@ from brokers.models import (
     RuntimeLease,
     Subscription,
 )
-from mqttadmin.admin_audit import AuditedModelAdmin
+from mqttadmin.admin_base import (
+    ProductScopedAdmin,
+    ProductScopedInline,
+    ReadOnlyScopedAdmin,
+)
 
 
 class BrokerAdminForm(forms.ModelForm):
@@ -99,7 +103,7 @@ class SubscriptionAdminForm(forms.ModelForm):
         return keep_masked_headers(self.cleaned_data.get("actions"), stored or [])
 
 
-class NudgingAdmin(AuditedModelAdmin):
+class NudgingAdmin(ProductScopedAdmin):
     """Saves and deletes tell the runtime to reconcile now rather than on its timer."""
 
     def save_model(
@@ -117,20 +121,13 @@ class NudgingAdmin(AuditedModelAdmin):
         services.runtime_nudge()
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyScopedAdmin):
     """Rows written by the runtime: looked at, never edited by hand."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    product_path = "broker__product"
 
 
-class SubscriptionInline(admin.TabularInline):
+class SubscriptionInline(ProductScopedInline, admin.TabularInline):
     model = Subscription
     extra = 0
     fields = ["name", "topic_filter", "qos", "enabled", "store_messages"]
@@ -255,7 +252,7 @@ class SubscriptionAdmin(NudgingAdmin):
 
 
 @admin.register(PublishTemplate)
-class PublishTemplateAdmin(AuditedModelAdmin):
+class PublishTemplateAdmin(ProductScopedAdmin):
     list_display = ["name", "topic", "broker", "encoding", "qos", "retain"]
     list_filter = ["encoding", "qos", "retain", "broker__product"]
     search_fields = ["name", "topic", "broker__name"]

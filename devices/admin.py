@@ -15,11 +15,11 @@ from django.http import HttpRequest
 
 from devices import services
 from devices.models import AlertRule, Device, DeviceImport
-from mqttadmin.admin_audit import AuditedModelAdmin
+from mqttadmin.admin_base import ProductScopedAdmin
 
 
 @admin.register(Device)
-class DeviceAdmin(AuditedModelAdmin):
+class DeviceAdmin(ProductScopedAdmin):
     list_display = [
         "name",
         "device_id",
@@ -63,7 +63,7 @@ class DeviceAdmin(AuditedModelAdmin):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(AuditedModelAdmin):
+class AlertRuleAdmin(ProductScopedAdmin):
     list_display = ["__str__", "product", "device", "severity", "enabled"]
     list_filter = ["enabled", "severity", "product"]
     search_fields = ["key", "device__device_id", "product__name"]
@@ -73,7 +73,7 @@ class AlertRuleAdmin(AuditedModelAdmin):
 
 
 @admin.register(DeviceImport)
-class DeviceImportAdmin(admin.ModelAdmin):
+class DeviceImportAdmin(ProductScopedAdmin):
     """Imports are started from the devices page; the admin only shows them."""
 
     list_display = ["pk", "product", "broker", "filename", "state", "imported"]

@@ -7,26 +7,38 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest
 
-from mqttadmin.admin_audit import AuditedAdminMixin, AuditedModelAdmin
+from mqttadmin.admin_audit import AuditedAdminMixin
+from mqttadmin.admin_base import (
+    ProductScopedAdmin,
+    ProductScopedInline,
+    ReadOnlyScopedAdmin,
+)
 from mqttadmin.models import AuditEntry, Membership, Product
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ProductScopedInline, admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
 
 
 @admin.register(Product)
-class ProductAdmin(AuditedModelAdmin):
+class ProductAdmin(ProductScopedAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
+    # Products are created and removed by superusers, as on the pages.
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
 
 @admin.register(Membership)
-class MembershipAdmin(AuditedModelAdmin):
+class MembershipAdmin(ProductScopedAdmin):
     list_display = ["user", "product", "role", "created_at"]
     list_filter = ["role", "product"]
     search_fields = ["user__username", "product__name"]
@@ -34,7 +46,7 @@ class MembershipAdmin(AuditedModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyScopedAdmin):
     list_display = [
         "created_at",
         "actor_name",
@@ -46,19 +58,13 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ["source", "product", "action"]
     search_fields = ["actor_name", "action", "target_repr"]
     date_hierarchy = "created_at"
-
-    # The log is evidence: nobody edits or deletes it from the admin.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # The log is evidence: nobody edits or deletes it from the admin (read-only);
+    # entries without a product are for superusers (the scoped queryset drops them).
 
 
-# Users are changed in the admin too; their changes are audited like the rest.
+# Users are changed in the admin too; their changes are audited like the rest. The
+# admin site makes this admin superuser-only: a staff user who could change users
+# could make themselves superuser.
 User = get_user_model()
 admin.site.unregister(User)
 

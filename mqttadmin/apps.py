@@ -1,4 +1,14 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
+
+
+class PortalAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the portal's site: product-scoped admins, and
+    superuser-only for every admin that is not (see mqttadmin.admin_base)."""
+
+    # Named in INSTALLED_APPS; never the mqttadmin app's own config.
+    default = False
+    default_site = "mqttadmin.admin_base.PortalAdminSite"
 
 
 class MqttAdminConfig(AppConfig):

@@ -81,7 +81,8 @@ SITE_URL: str = _read("SITE_URL", env.str, "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin with the portal's admin site (product-scoped).
+    "mqttadmin.apps.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -89,7 +90,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored as digests (django-rest-knox), never in clear.
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -394,7 +396,8 @@ MQTTADMIN_API_ANON_RATE: str = _rate("MQTTADMIN_API_ANON_RATE", "300/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Token <key>`; the database keeps only the key's digest.
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -417,6 +420,18 @@ REST_FRAMEWORK = {
     # `?format=csv|ndjson` selects history exports, not DRF renderers.
     "URL_FORMAT_OVERRIDE": None,
 }
+
+# API tokens live until revoked: by the user, or when their password changes or
+# the account is deactivated (mqttadmin.security).
+REST_KNOX = {
+    "TOKEN_TTL": None,
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+# Each request for a token issues a new one; beyond this many the oldest go.
+MQTTADMIN_TOKENS_PER_USER: int = _read("MQTTADMIN_TOKENS_PER_USER", env.int, 10)
+if MQTTADMIN_TOKENS_PER_USER < 1:
+    raise ImproperlyConfigured("MQTTADMIN_TOKENS_PER_USER must be 1 or more")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "MQTT Admin API",
