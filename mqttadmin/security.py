@@ -1,8 +1,13 @@
-"""Account security: client addresses, the user's sessions and API token, and the
-Security page where a user ends sessions and revokes their token.
+"""Account security: client addresses, the user's sessions and API tokens, and the
+Security page where a user ends sessions and revokes their tokens.
 
 Sessions are recorded in `UserSession` on login (signal) so a user can list them
 without scanning the whole session store; ending one deletes it from the store too.
+
+API tokens (django-rest-knox) are stored as SHA-512 digests: the clear token is
+shown once, when it is issued. They are revoked when the user's password changes or
+the account is deactivated, whichever way that happens (admin, forms, the
+`changepassword` command): a `pre_save`/`post_save` pair on the user model.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from mqttadmin.audit import audit_record
 from mqttadmin.models import UserSession
@@ -163,13 +170,90 @@ def sessions_end_others(*, actor: Any, keep_key: str | None) -> int:
     return ended
 
 
-def token_revoke(*, actor: Any) -> bool:
-    """Delete `actor`'s API token; clients using it get 401 from now on."""
+def token_issue(*, user: Any) -> str:
+    """A new API token for `user`. Only its digest is stored: the clear token is
+    returned here, once. Beyond MQTTADMIN_TOKENS_PER_USER the oldest are revoked."""
     with transaction.atomic():
-        deleted, _ = Token.objects.filter(user=actor).delete()
+        _instance, token = AuthToken.objects.create(user=user, expiry=None)
+        keep = AuthToken.objects.filter(user=user).order_by("-created", "-pk")
+        stale = list(
+            keep.values_list("pk", flat=True)[settings.MQTTADMIN_TOKENS_PER_USER :]
+        )
+        if stale:
+            AuthToken.objects.filter(pk__in=stale).delete()
+        audit_record(actor=user, action="auth.token_issue", target=user)
+    return token
+
+
+def token_revoke(*, actor: Any, reason: str = "") -> bool:
+    """Delete every API token of `actor`; clients using them get 401 from now on."""
+    with transaction.atomic():
+        deleted, _ = AuthToken.objects.filter(user=actor).delete()
         if deleted:
-            audit_record(actor=actor, action="auth.token_revoke", target=actor)
+            audit_record(
+                actor=actor,
+                action="auth.token_revoke",
+                target=actor,
+                changes={"reason": [None, reason]} if reason else None,
+            )
     return bool(deleted)
+
+
+# --- Tokens die with the password -----------------------------------------------------
+
+_REVOKE_FLAG = "_mqttadmin_revoke_tokens"
+
+
+@receiver(
+    pre_save,
+    sender=settings.AUTH_USER_MODEL,
+    dispatch_uid="mqttadmin.security.note_credential_change",
+)
+def note_credential_change(
+    sender: Any, instance: Any, update_fields: Any = None, **_: Any
+) -> None:
+    """Mark the user when this save changes the password or deactivates them."""
+    if instance.pk is None:
+        return
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return  # e.g. last_login on every login: no query
+    stored = (
+        sender._default_manager.filter(pk=instance.pk)
+        .values("password", "is_active")
+        .first()
+    )
+    if stored is None:
+        return
+    deactivated = stored["is_active"] and not instance.is_active
+    password_changed = stored["password"] != instance.password
+    # Django re-hashes a password with a newer hasher when it checks it at login
+    # (save(update_fields=["password"]) with no new raw password): same password.
+    rehash = (
+        password_changed
+        and update_fields is not None
+        and set(update_fields) == {"password"}
+        and getattr(instance, "_password", None) is None
+        and is_password_usable(instance.password)
+        and is_password_usable(stored["password"])
+    )
+    if deactivated or (password_changed and not rehash):
+        setattr(
+            instance,
+            _REVOKE_FLAG,
+            "deactivated" if deactivated else "password changed",
+        )
+
+
+@receiver(
+    post_save,
+    sender=settings.AUTH_USER_MODEL,
+    dispatch_uid="mqttadmin.security.revoke_tokens_on_credential_change",
+)
+def revoke_tokens_on_credential_change(sender: Any, instance: Any, **_: Any) -> None:
+    reason = getattr(instance, _REVOKE_FLAG, None)
+    if reason:
+        delattr(instance, _REVOKE_FLAG)
+        token_revoke(actor=instance, reason=reason)
 
 
 # --- The Security page ----------------------------------------------------------------
@@ -195,7 +279,7 @@ def account_security(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("%d other sessions were ended.") % count)
         elif action == "revoke-token":
             if token_revoke(actor=request.user):
-                messages.success(request, _("Your API token was revoked."))
+                messages.success(request, _("Your API tokens were revoked."))
             else:
                 messages.info(request, _("You have no API token."))
         else:
@@ -209,6 +293,6 @@ def account_security(request: HttpRequest) -> HttpResponse:
         {
             "sessions": sessions_of(request.user),
             "current_key": current_key,
-            "token": Token.objects.filter(user=request.user).first(),
+            "tokens": AuthToken.objects.filter(user=request.user).order_by("-created"),
         },
     )

@@ -8,10 +8,8 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import permissions, serializers, status
-from rest_framework.authtoken.models import Token
+from rest_framework import parsers, permissions, renderers, serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -79,12 +77,19 @@ class TokenRequestSerializer(AuthTokenSerializer):
     ),
     responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
 )
-class TokenView(ObtainAuthToken):
-    """POST: exchange a username and password for an API token (failed attempts
-    count towards the login lockout). DELETE: revoke the caller's token."""
+class TokenView(APIView):
+    """POST: exchange a username and password for a new API token, shown this once
+    (only its digest is stored; failed attempts count towards the login lockout).
+    DELETE: revoke the caller's tokens."""
 
     throttle_classes = [TokenRateThrottle, AnonymousRateThrottle]
+    parser_classes = [parsers.FormParser, parsers.MultiPartParser, parsers.JSONParser]
+    renderer_classes = [renderers.JSONRenderer]
     serializer_class = TokenRequestSerializer
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> TokenRequestSerializer:
+        kwargs["context"] = {"request": self.request, "view": self}
+        return self.serializer_class(*args, **kwargs)
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.request.method == "DELETE":
@@ -99,9 +104,8 @@ class TokenView(ObtainAuthToken):
             if getattr(request, "axes_locked_out", False) or _is_locked(request):
                 return _locked_out()
             return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
-        user = serializer.validated_data["user"]
-        token, _created = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token = security.token_issue(user=serializer.validated_data["user"])
+        return Response({"token": token})
 
     @extend_schema(
         request=None, responses={204: None}, operation_id="auth_token_revoke"

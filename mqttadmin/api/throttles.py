@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -32,9 +32,9 @@ class TokenRateThrottle(_LiveRateThrottle):
         user = request.user
         if not user or not user.is_authenticated:
             return None
-        if isinstance(request.auth, Token):
-            # Hashed: the cache must not hold usable tokens.
-            ident = "t" + hashlib.sha256(request.auth.key.encode()).hexdigest()[:32]
+        if isinstance(request.auth, AuthToken):
+            # The stored digest: the cache must not hold usable tokens.
+            ident = "t" + hashlib.sha256(request.auth.digest.encode()).hexdigest()[:32]
         else:
             # date_joined too: a user id reused after a restore or in a test
             # database must not inherit another account's counter.

@@ -4,19 +4,29 @@ stored hashed and die with the password, management settings are for admins."""
 
 from __future__ import annotations
 
+import importlib
+import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib import admin
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from knox.models import AuthToken
+from rest_framework.test import APIClient
 
 from acl.models import ManagedBroker
 from brokers.models import Broker
 from mqttadmin.admin_base import ProductScopedMixin
+from mqttadmin.models import AuditEntry
+from tests.factories import PASSWORD, make_product, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -229,3 +239,154 @@ def test_staff_cannot_run_the_sync_action(seeded: dict, tmp_path: Path) -> None:
     assert after.last_sync_at is None
     assert not Path(managed.password_file).exists()
     assert not Path(managed.acl_file).exists()
+
+
+# --- API tokens: stored hashed, revoked with the password ---------------------------
+
+
+def issue_token(username: str, password: str = PASSWORD) -> str:
+    answer = APIClient().post(
+        "/api/v1/auth/token/",
+        {"username": username, "password": password},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    return answer.json()["token"]
+
+
+def token_works(token: str) -> bool:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    status = api.get("/api/v1/products/").status_code
+    assert status in (200, 401)
+    return status == 200
+
+
+def database_holds(text: str) -> bool:
+    """True when any text column of any table holds `text`."""
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            description = connection.introspection.get_table_description(cursor, table)
+            for column in description:
+                if "char" not in column.type_code.__str__().lower() and (
+                    connection.vendor == "postgresql"
+                ):
+                    continue
+                name = connection.ops.quote_name(column.name)
+                cursor.execute(
+                    f"SELECT 1 FROM {connection.ops.quote_name(table)} "  # noqa: S608
+                    f"WHERE CAST({name} AS TEXT) LIKE %s",
+                    [f"%{text}%"],
+                )
+                if cursor.fetchone():
+                    return True
+    return False
+
+
+def test_tokens_are_stored_as_digests_only() -> None:
+    user = make_user("bot")
+    token = issue_token("bot")
+    assert token_works(token)
+    row = AuthToken.objects.get(user=user)
+    assert row.digest != token and len(row.digest) == 128
+    assert not database_holds(token)
+    # Shown once: asking again issues another token, the first keeps working.
+    second = issue_token("bot")
+    assert second != token and token_works(token) and token_works(second)
+
+
+def test_create_service_account_prints_the_token_once_and_stores_a_digest() -> None:
+    product = make_product("Qxa Plant")
+    out = io.StringIO()
+    call_command("create_service_account", product.slug, "svc-bot", stdout=out)
+    token = out.getvalue().strip()
+    assert token_works(token)
+    assert not database_holds(token)
+
+
+def test_a_password_reset_in_the_admin_revokes_the_users_tokens(seeded: dict) -> None:
+    victor = seeded["users"]["viewer"]
+    token = issue_token("victor")
+    root = Client()
+    root.force_login(seeded["users"]["superuser"])
+    answer = root.post(
+        reverse("admin:auth_user_password_change", args=[victor.pk]),
+        {"password1": "An0ther-Secret-pw", "password2": "An0ther-Secret-pw"},
+    )
+    assert answer.status_code == 302, answer.content.decode()[-1500:]
+    assert not token_works(token)
+    assert not AuthToken.objects.filter(user=victor).exists()
+    assert AuditEntry.objects.filter(action="auth.token_revoke", actor=victor).exists()
+
+
+def test_changing_the_password_with_a_form_revokes_tokens() -> None:
+    user = make_user("bot")
+    token = issue_token("bot")
+    form = PasswordChangeForm(
+        user,
+        {
+            "old_password": PASSWORD,
+            "new_password1": "An0ther-Secret-pw",
+            "new_password2": "An0ther-Secret-pw",
+        },
+    )
+    assert form.is_valid(), form.errors
+    form.save()
+    assert not token_works(token)
+
+
+def test_the_changepassword_command_revokes_tokens(monkeypatch: Any) -> None:
+    from django.contrib.auth.management.commands import changepassword
+
+    make_user("bot")
+    token = issue_token("bot")
+    monkeypatch.setattr(
+        changepassword.Command, "_get_pass", lambda self, prompt="": "An0ther-pw-9"
+    )
+    call_command("changepassword", "bot", stdout=io.StringIO())
+    assert not token_works(token)
+    # The new password gives a new token that works.
+    assert token_works(issue_token("bot", "An0ther-pw-9"))
+
+
+def test_deactivating_a_user_revokes_tokens_for_good(seeded: dict) -> None:
+    victor = seeded["users"]["viewer"]
+    token = issue_token("victor")
+    victor.is_active = False
+    victor.save()
+    victor.is_active = True
+    victor.save()
+    assert not token_works(token)
+
+
+def test_logging_in_or_saving_other_fields_keeps_tokens() -> None:
+    user = make_user("bot")
+    token = issue_token("bot")
+    login = Client().post("/login/", {"username": "bot", "password": PASSWORD})
+    assert login.status_code == 302
+    user.refresh_from_db()
+    user.first_name = "Bot"
+    user.save()
+    assert token_works(token)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_issued_before_hashing_keep_working() -> None:
+    """The data migration turns clear tokens into digests; clients keep their key."""
+    user = make_user("legacy")
+    key = "0123456789abcdef0123456789abcdef01234567"  # a DRF authtoken key
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+            "created timestamp NOT NULL, user_id integer NOT NULL)"
+        )
+        cursor.execute(
+            "INSERT INTO authtoken_token (key, created, user_id) VALUES (%s, %s, %s)",
+            [key, "2025-01-01 00:00:00", user.pk],
+        )
+    migration = importlib.import_module("mqttadmin.migrations.0004_hash_api_tokens")
+    with connection.schema_editor() as editor:
+        migration.hash_clear_tokens(django_apps, editor)
+    assert "authtoken_token" not in connection.introspection.table_names()
+    assert not database_holds(key)
+    assert token_works(key)

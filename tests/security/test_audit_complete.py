@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from mqttadmin.models import AuditEntry
+from mqttadmin.security import token_issue
 from tests.clients import as_user, logged_in
 from tests.security.routes import (
     CREATE_BODIES,
@@ -127,7 +127,7 @@ def test_every_api_change_is_audited(
         broker.port = request.getfixturevalue("mosquitto")().port
         broker.save(update_fields=["port"])
     if name == "api-token":
-        Token.objects.create(user=superuser)
+        token_issue(user=superuser)
     url = route.url(kwargs_for(route, mine, seeded["users"]["viewer"]))
     url += QUERY_PARAMS[name](mine) if name in QUERY_PARAMS else ""
     body = body_for(client, route, method, url, mine)

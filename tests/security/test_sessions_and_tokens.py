@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from mqttadmin.models import AuditEntry, UserSession
+from mqttadmin.security import token_issue
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +101,7 @@ def test_the_api_lists_and_ends_sessions() -> None:
     user = make_user("sam")
     phone = browser("sam", "Phone")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user)}")
     listed = api.get("/api/v1/auth/sessions/").json()
     assert [s["user_agent"] for s in listed] == ["Phone"]
     assert listed[0]["current"] is False
@@ -142,7 +143,7 @@ def test_a_revoked_token_stops_working_and_is_audited() -> None:
     assert api.get("/api/v1/products/").status_code == 200
     assert api.delete("/api/v1/auth/token/").status_code == 204
     assert api.get("/api/v1/products/").status_code == 401
-    assert not Token.objects.filter(user=user).exists()
+    assert not AuthToken.objects.filter(user=user).exists()
     assert AuditEntry.objects.filter(action="auth.token_revoke", actor=user).exists()
 
 
@@ -152,11 +153,11 @@ def test_revoking_needs_authentication() -> None:
 
 def test_the_security_page_revokes_the_token() -> None:
     user = make_user("sam")
-    Token.objects.create(user=user)
+    token_issue(user=user)
     laptop = browser("sam", "Laptop")
-    assert b"Revoke API token" in laptop.get("/account/security/").content
+    assert b"Revoke API tokens" in laptop.get("/account/security/").content
     laptop.post("/account/security/", {"action": "revoke-token"})
-    assert not Token.objects.filter(user=user).exists()
+    assert not AuthToken.objects.filter(user=user).exists()
     assert b"You have no API token" in laptop.get("/account/security/").content
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from mqttadmin.security import token_issue
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +27,7 @@ def low_rates(settings: Any) -> None:
 
 def with_token(user: Any) -> APIClient:
     client = APIClient()
-    key = Token.objects.create(user=user).key
+    key = token_issue(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 

@@ -5,17 +5,18 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from mqttadmin.audit import audit_record
 from mqttadmin.models import Membership, Product
 from mqttadmin.roles import Role
+from mqttadmin.security import token_issue
 
 
 class Command(BaseCommand):
     help = (
         "Create a service account for a product's own MQTT service and print its API "
-        "token. It has no password (no pages) and is the only kind of account that "
+        "token (once: only its digest is kept). It has no password (no pages) and "
+        "is the only kind of account that "
         "receives the product's broker password from /mqtt-config/."
     )
 
@@ -40,11 +41,12 @@ class Command(BaseCommand):
         user.set_unusable_password()
         user.save()
         Membership.objects.create(product=product, user=user, role=Role.SERVICE)
-        token = Token.objects.create(user=user)
+        token = token_issue(user=user)
         audit_record(
             actor=None,
             action="membership.add",
             target=product,
             changes={"user": [None, user.username], "role": [None, Role.SERVICE]},
         )
-        self.stdout.write(token.key)
+        # Printed this once: only its digest is stored.
+        self.stdout.write(token)
