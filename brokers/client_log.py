@@ -43,6 +43,7 @@ from brokers.models import (
     ConnectedClient,
 )
 from dashboard.models import Alert, AlertState, Severity
+from mqttadmin.frames import BROKER_CLIENTS
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def record_log(broker_id: int, lines: Iterable[tuple[datetime.datetime, str]]) -
         from brokers.services import broadcast
 
         group = broker_group(broker_id)
-        transaction.on_commit(lambda: broadcast(group, {"type": "broker.clients"}))
+        transaction.on_commit(lambda: broadcast(group, {"type": BROKER_CLIENTS}))
     return seen_log
 
 

@@ -40,8 +40,15 @@ from brokers.models import (
 )
 from brokers.retained import retained_clear
 from mqttadmin.audit import audit_record, diff, snapshot
-from mqttadmin.lib.topics import topic_matches, validate_topic_name
+from mqttadmin.frames import RUNTIME_NUDGE
+from mqttadmin.lib.topics import (
+    check_publish_target,
+    check_subscribe_target,
+    topic_matches,
+    validate_topic_name,
+)
 from mqttadmin.models import Product
+from mqttadmin.roles import Role
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ def runtime_nudge() -> None:
     Best effort: the runtime reconciles on a timer too, so a lost nudge only costs
     latency.
     """
-    transaction.on_commit(lambda: broadcast(RUNTIME_GROUP, {"type": "runtime.nudge"}))
+    transaction.on_commit(lambda: broadcast(RUNTIME_GROUP, {"type": RUNTIME_NUDGE}))
 
 
 def broadcast(group: str, message: dict[str, Any]) -> None:
@@ -166,6 +173,12 @@ def broker_control(*, actor: Any, broker: Broker, action: str) -> Broker:
     return broker
 
 
+def may_control(actor: Any, broker: Broker) -> bool:
+    """Whether `actor` may reach the broker's `$CONTROL` API through the portal:
+    product admins (and superusers) only, never the system (actor None)."""
+    return broker.product.allows(actor, Role.ADMIN) if actor is not None else False
+
+
 def broker_status(broker: Broker) -> BrokerStatus:
     """The broker's status row (created on demand for rows made before it existed)."""
     status, _created = BrokerStatus.objects.get_or_create(
@@ -255,10 +268,17 @@ def _mqtt5_properties(
     return properties
 
 
-def prepare_message(broker: Broker, request: PublishRequest) -> OutgoingMessage:
-    """Validate one message completely; raises ValidationError naming the field."""
+def prepare_message(
+    broker: Broker, request: PublishRequest, *, may_control: bool = False
+) -> OutgoingMessage:
+    """Validate one message completely; raises ValidationError naming the field.
+
+    `$` topics are refused (`$CONTROL` too, unless `may_control`): see
+    `mqttadmin.lib.topics.check_publish_target`.
+    """
     try:
         validate_topic_name(request.topic)
+        check_publish_target(request.topic, may_control=may_control)
     except ValidationError as exc:
         raise ValidationError({"topic": exc.messages}) from None
     if request.qos not in (0, 1, 2):
@@ -291,12 +311,15 @@ def broker_publish(
 ) -> int:
     """Validate every message first (nothing is sent if one is bad), then publish.
 
-    In a batch, errors name the message: `messages[3].topic`.
+    In a batch, errors name the message: `messages[3].topic`. The broker's `$`
+    topics are refused; `$CONTROL/...` only for a product admin (the connection's
+    credentials may be the broker's Dynamic Security admin's).
     """
+    control = may_control(actor, broker)
     messages = []
     for index, request in enumerate(requests):
         try:
-            messages.append(prepare_message(broker, request))
+            messages.append(prepare_message(broker, request, may_control=control))
         except ValidationError as exc:
             if not batch:
                 raise
@@ -339,6 +362,20 @@ def _actions_to_store(
     return {**fields, "actions": actions}
 
 
+def _check_subscription_access(actor: Any, subscription: Subscription) -> None:
+    """Below product admin, no subscription under `$CONTROL` (the broker's control
+    API carries MQTT passwords in clear)."""
+    if not subscription.topic_filter:
+        return
+    try:
+        check_subscribe_target(
+            subscription.subscribe_filter,
+            may_control=may_control(actor, subscription.broker),
+        )
+    except ValidationError as exc:
+        raise ValidationError({"topic_filter": exc.messages}) from None
+
+
 @transaction.atomic
 def subscription_create(*, actor: Any, broker: Broker, **fields: Any) -> Subscription:
     """Add a filter to the broker's desired state; the runtime subscribes within ~1s.
@@ -348,6 +385,7 @@ def subscription_create(*, actor: Any, broker: Broker, **fields: Any) -> Subscri
     """
     subscription = Subscription(broker=broker, **_actions_to_store(fields, None))
     subscription.full_clean()
+    _check_subscription_access(actor, subscription)
     subscription.save()
     audit_record(
         actor=actor,
@@ -372,10 +410,14 @@ def subscription_update(
     never their values.
     """
     before = snapshot(subscription, SUBSCRIPTION_FIELDS)
+    # Checked on the stored filter too: below admin, a $CONTROL subscription an
+    # admin made is not to be re-enabled, re-pointed or given actions.
+    _check_subscription_access(actor, subscription)
     fields = _actions_to_store(fields, subscription)
     for name, value in fields.items():
         setattr(subscription, name, value)
     subscription.full_clean()
+    _check_subscription_access(actor, subscription)
     subscription.save()
     changes = diff(before, snapshot(subscription, SUBSCRIPTION_FIELDS))
     if changes:
@@ -457,6 +499,10 @@ def publish_template_save(
     for name, value in fields.items():
         setattr(template, name, value)
     template.full_clean()
+    try:
+        check_publish_target(template.topic, may_control=may_control(actor, broker))
+    except ValidationError as exc:
+        raise ValidationError({"topic": exc.messages}) from None
     encode_payload(template.payload, template.encoding)
     template.save()
     audit_record(
@@ -517,8 +563,13 @@ def broker_retained_clear(
     subtree when `recursive`); returns the topics cleared.
 
     Raises ValidationError for a bad topic and PublishError when the broker cannot
-    be reached; nothing is audited then, since nothing changed.
+    be reached; nothing is audited then, since nothing changed. Clearing sends a
+    message, so the broker's `$` topics are refused as for publishing.
     """
+    try:
+        check_publish_target(topic, may_control=may_control(actor, broker))
+    except ValidationError as exc:
+        raise ValidationError({"topic": exc.messages}) from None
     cleared = retained_clear(
         ConnectionSettings.from_broker(broker), topic, recursive=recursive
     )

@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -40,6 +41,8 @@ from brokers.runtime.live_feed import (
     register_web_loop,
 )
 from dashboard import selectors
+from mqttadmin.frames import SESSION_LOGOUT
+from mqttadmin.lib.payloads import parse_json
 from mqttadmin.models import Product
 
 logger = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 # How often server-pushed frames re-check the session and membership.
 RECHECK_EVERY = 1.0
-LOGOUT_EVENT = "session.logout"
+LOGOUT_EVENT = SESSION_LOGOUT
 # A page's request frame larger than this is refused unread.
 MAX_REQUEST_BYTES = 4096
 
@@ -128,6 +131,33 @@ class LiveConsumer(AsyncWebsocketConsumer):
             )
         await self.left()
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Every message of the socket and of its groups comes through here.
+
+        A group frame this consumer has no handler for is ignored (logged at
+        debug): Channels would raise and close the socket with 1011, and every
+        group carries frames meant for other pages (`mqttadmin.frames`). A
+        handler that fails on one frame loses that frame, not the socket: live
+        push is at most once and the page re-syncs.
+        """
+        kind = str(message.get("type", ""))
+        if kind.startswith("websocket."):
+            await super().dispatch(message)
+            return
+        try:
+            name = get_handler_name(message)
+        except ValueError:
+            name = ""
+        if not name or not callable(getattr(self, name, None)):
+            logger.debug("%s ignores %r frames", type(self).__name__, kind)
+            return
+        try:
+            await super().dispatch(message)
+        except Exception:
+            logger.exception(
+                "%s could not handle a %r frame", type(self).__name__, kind
+            )
+
     async def receive(
         self, text_data: str | None = None, bytes_data: Any = None
     ) -> None:
@@ -138,10 +168,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             return
         if text_data is None or len(text_data) > MAX_REQUEST_BYTES:
             return
-        try:
-            request = json.loads(text_data)
-        except ValueError:
-            return
+        parsed = parse_json(text_data)
+        request = None if parsed is None else parsed.value
         if isinstance(request, dict):
             await self.handle_request(request)
 

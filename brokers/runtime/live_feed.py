@@ -28,6 +28,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from brokers.ingest import ReceivedMessage
+from mqttadmin.frames import BROKER_MESSAGES
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ TICK = 0.1
 CAP = 25
 # A live row shows a preview; the full payload is in the history.
 PAYLOAD_LIMIT = 4096
-MESSAGES_FRAME = "broker.messages"
+MESSAGES_FRAME = BROKER_MESSAGES
 
 Sender = Callable[[str, dict[str, Any]], None]
 

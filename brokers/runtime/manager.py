@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import (
     DatabaseError,
     IntegrityError,
@@ -40,7 +41,10 @@ from brokers.runtime.session import (
     fingerprint,
 )
 from brokers.services import broadcast
+from mqttadmin.audit import audit_record
+from mqttadmin.frames import BROKER_STATUS
 from mqttadmin.lib.crypto import SecretDecryptionError
+from mqttadmin.lib.topics import parse_topic_filter
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ STOP_TIMEOUT = 15.0
 # messages at most); when full, reading stops and brokers hold messages back.
 QUEUE_SIZE = 50000
 EVENT_QUEUE_SIZE = 10000
+# Filters already checked against the broker's rules (filter -> error or "").
+FILTER_CHECKS_MAX = 10000
 
 
 class Runtime:
@@ -101,6 +107,7 @@ class Runtime:
         self._nudges = NudgeListener(self.wake)
         # Brokers whose row cannot be loaded, with the reason already reported.
         self._unusable: dict[int, str] = {}
+        self._filter_checks: dict[str, str] = {}
         self.ticks = 0
 
     # --- lifecycle ----------------------------------------------------------------
@@ -213,6 +220,12 @@ class Runtime:
             target = desired
             if shared_group:
                 topic_filter = f"$share/{shared_group}/{topic_filter}"
+            problem = self._filter_problem(topic_filter)
+            if problem:
+                # A row saved before today's rules (or written around them): the
+                # broker would drop the connection on it, so it is never sent.
+                self._isolate(broker_id, {topic_filter: problem})
+                continue
             if topic_filter.startswith("$share/"):
                 target = shared
             # Two rows with one filter are one subscription, at the higher QoS.
@@ -220,6 +233,53 @@ class Runtime:
                 qos, target[broker_id].get(topic_filter, 0)
             )
         return desired, dict(shared)
+
+    def _filter_problem(self, topic_filter: str) -> str:
+        """Why the broker would not take `topic_filter` ("" when it would)."""
+        problem = self._filter_checks.get(topic_filter)
+        if problem is None:
+            try:
+                parse_topic_filter(topic_filter)
+                problem = ""
+            except ValidationError as exc:
+                problem = "Invalid filter, never sent to the broker: " + " ".join(
+                    exc.messages
+                )
+            if len(self._filter_checks) >= FILTER_CHECKS_MAX:
+                self._filter_checks.clear()
+            self._filter_checks[topic_filter] = problem
+        return problem
+
+    def _isolate(self, broker_id: int, refused: dict[str, str]) -> None:
+        """Disable the broker's subscriptions behind refused filters, keeping why in
+        `last_error`: the connection goes on with the others, and enabling one
+        again (after fixing the broker's ACL, say) gives it another try."""
+        rows = Subscription.objects.filter(broker_id=broker_id, enabled=True).only(
+            "pk", "name", "topic_filter", "shared_group", "broker_id"
+        )
+        now = timezone.now()
+        for row in rows:
+            reason = refused.get(row.subscribe_filter)
+            if reason is None:
+                continue
+            with transaction.atomic():
+                updated = Subscription.objects.filter(pk=row.pk, enabled=True).update(
+                    enabled=False, last_error=reason[:2000], updated_at=now
+                )
+                if updated:
+                    audit_record(
+                        actor=None,
+                        action="subscription.refused",
+                        target=row,
+                        product=Broker.objects.get(pk=broker_id).product,
+                        changes={
+                            "enabled": [True, False],
+                            "last_error": [None, reason],
+                        },
+                    )
+            logger.warning(
+                "broker %s: subscription %s disabled: %s", broker_id, row.pk, reason
+            )
 
     def _reconcile_shared(self, broker: Broker, subscriptions: dict[str, int]) -> None:
         session = self.shared_sessions.get(broker.pk)
@@ -390,6 +450,15 @@ class Runtime:
                 return
             session = event.session
             fields = event.fields
+            if "refused" in fields:
+                try:
+                    self._isolate(session.broker_id, fields["refused"])
+                except Exception:
+                    self._requeue(event)
+                    raise
+                fields = {k: v for k, v in fields.items() if k != "refused"}
+                if not fields:
+                    continue
             if "subscribed_topics_count" in fields:
                 # The broker's count covers the owner's and this runtime's shared
                 # session, read now rather than as each callback saw it.
@@ -467,7 +536,7 @@ class Runtime:
         )
         if row is None:
             return
-        frame: dict[str, Any] = {"type": "broker.status", "broker_id": broker_id}
+        frame: dict[str, Any] = {"type": BROKER_STATUS, "broker_id": broker_id}
         for name, value in row.items():
             frame[name] = value.isoformat() if hasattr(value, "isoformat") else value
         broadcast(Broker(pk=broker_id).group_name, frame)

@@ -21,6 +21,7 @@ from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_la
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from brokers.services import RUNTIME_GROUP
+from mqttadmin.frames import RUNTIME_NUDGE
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class NudgeListener:
                         # nothing is wrong, receive again.
                         logger.debug("idle receive timed out", exc_info=True)
                         continue
-                    if message.get("type") == "runtime.nudge":
+                    if message.get("type") == RUNTIME_NUDGE:
                         self._wake()
                 if time.monotonic() - joined_at > REJOIN_EVERY:
                     await layer.group_add(RUNTIME_GROUP, channel)
