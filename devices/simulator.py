@@ -89,14 +89,12 @@ def _simulator_password(directory: Path) -> str:
     """Kept encrypted in var/: the simulator needs it in plain to connect, and the
     portal keeps only a hash of MQTT users' passwords."""
     from mqttadmin.lib.crypto import decrypt, encrypt
+    from mqttadmin.lib.files import create_private
 
     path = directory / SECRET_FILE
-    if path.exists():
-        return decrypt(path.read_text().strip())
-    password = secrets.token_urlsafe(18)
-    path.write_text(encrypt(password) + "\n")
-    path.chmod(0o600)
-    return password
+    # Created 0600 from the start; if another process got there first, use theirs.
+    create_private(path, encrypt(secrets.token_urlsafe(18)) + "\n")
+    return decrypt(path.read_text().strip())
 
 
 def _accepts(broker: Broker, username: str, password: str) -> bool:

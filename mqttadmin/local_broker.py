@@ -228,11 +228,10 @@ def dynsec_file_admits(path: Path, username: str, password: str) -> bool:
 def _write_private(path: Path, text: str) -> None:
     """Write atomically, readable by this user only (the file holds a hash, the
     broker running as this user must be able to rewrite it)."""
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    # Imported here: this module also runs as a script (the guard) without Django.
+    from mqttadmin.lib import files
+
+    files.write_private(path, text)
 
 
 @dataclass(frozen=True)
@@ -254,8 +253,9 @@ class LocalBrokerFiles:
         return self.directory / "mosquitto.log"
 
     def prepare(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.directory.chmod(0o700)
+        from mqttadmin.lib import files
+
+        files.private_directory(self.directory)
 
     def write_dynsec(self, username: str, password: str) -> None:
         document = dynsec_document(username, password)

@@ -14,6 +14,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from mqttadmin.lib.files import create_private, private_directory, private_sqlite
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -46,15 +48,14 @@ def _bool(name: str, default: bool) -> bool:
 
 
 VAR_DIR = Path(_read("MQTTADMIN_VAR_DIR", env.str, str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# var/ holds the database and generated secrets: this user's only (0700).
+private_directory(VAR_DIR)
 
 
 def _generated_secret(filename: str, factory) -> str:  # type: ignore[no-untyped-def]
     """A secret kept in var/ so it survives restarts of an embedded install."""
     path = VAR_DIR / filename
-    if not path.exists():
-        path.write_text(factory())
-        path.chmod(0o600)
+    if create_private(path, factory()):
         warnings.warn(
             f"Generated {path}; set the matching environment variable in production.",
             stacklevel=2,
@@ -165,8 +166,15 @@ if DATABASE_URL:
     _db["CONN_HEALTH_CHECKS"] = True
     if _db["ENGINE"] == "django.db.backends.postgresql":
         _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    elif _db["ENGINE"] == "django.db.backends.sqlite3" and _db.get("NAME") not in (
+        "",
+        ":memory:",
+    ):
+        private_sqlite(Path(_db["NAME"]))
     DATABASES = {"default": _db}
 else:
+    # 0600 before SQLite first opens it; its -wal and -shm files inherit the mode.
+    private_sqlite(VAR_DIR / "mqttadmin.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from mqttadmin.lib.files import create_private
+
 KEY_FILE = "secret_keys"
 
 
@@ -36,9 +38,7 @@ def _configured_keys() -> list[str]:
             '.decode())")'
         )
     path = settings.VAR_DIR / KEY_FILE
-    if not path.exists():
-        path.write_text(Fernet.generate_key().decode() + "\n")
-        path.chmod(0o600)
+    if create_private(path, Fernet.generate_key().decode() + "\n"):
         warnings.warn(
             f"Generated an encryption key for stored secrets in {path}; back it up, "
             "or set MQTTADMIN_SECRET_KEYS.",

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from devices.simulator import start_demo
 from mqttadmin import embedded
+from mqttadmin.lib.files import write_private
 from mqttadmin.local_broker import start_local_broker
 
 logger = logging.getLogger(__name__)
@@ -35,9 +36,10 @@ def ensure_initial_admin() -> tuple[str, str] | None:
         return None
     password = secrets.token_urlsafe(12)
     user_model.objects.create_superuser(username="admin", email="", password=password)
-    path = settings.VAR_DIR / INITIAL_ADMIN_FILE
-    path.write_text(f"username: admin\npassword: {password}\n")
-    path.chmod(0o600)
+    write_private(
+        settings.VAR_DIR / INITIAL_ADMIN_FILE,
+        f"username: admin\npassword: {password}\n",
+    )
     return "admin", password
 
 
