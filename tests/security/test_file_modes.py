@@ -84,7 +84,7 @@ def test_a_first_start_creates_private_files_only(tmp_path: Path) -> None:
 def test_an_existing_install_is_made_private_on_start(tmp_path: Path) -> None:
     var = tmp_path / "var"
     var.mkdir(mode=0o755)
-    os.chmod(var, 0o755)
+    os.chmod(var, 0o755)  # noqa: S103 (an old install's mode, on purpose)
     database = var / "mqttadmin.sqlite3"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").write_bytes(b"")
