@@ -137,6 +137,15 @@ class BrokerForm(forms.ModelForm):
             "ca_cert": forms.Textarea(attrs={"rows": 3}),
             "client_cert": forms.Textarea(attrs={"rows": 3}),
         }
+        help_texts = {
+            "username": _l(
+                "The account of the portal's own connection: it receives the "
+                "subscriptions' messages and sends what members publish "
+                "(Publish tab, API, device commands, republish actions). Give it "
+                "an account of its own, not the broker's Dynamic Security admin; "
+                "a managed broker's admin account is set under Users & ACL."
+            ),
+        }
 
     def __init__(self, *args: Any, product: Product, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

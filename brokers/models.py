@@ -28,10 +28,15 @@ from mqttadmin.lib.topics import (
     validate_share_group,
     validate_topic_filter,
     validate_topic_name,
+    validate_topic_text,
 )
 from mqttadmin.models import Product, ProductScopedQuerySet
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+# Stored messages keep at most this much of a payload by default (per broker).
+DEFAULT_HISTORY_PAYLOAD_BYTES = 256 * 1024
+# A stored payload can be no larger than MQTT allows (about 256 MB).
+MQTT_MAX_PAYLOAD_BYTES = 268435455
 SESSION_EXPIRY_MAX = 0xFFFFFFFF
 
 
@@ -460,6 +465,12 @@ class Subscription(models.Model):
             raise ValidationError(
                 {"shared_group": _("The filter already names a $share group.")}
             )
+        if self.shared_group and self.topic_filter:
+            # The group's two levels count towards the broker's level limit.
+            try:
+                validate_topic_filter(self.subscribe_filter)
+            except ValidationError as exc:
+                raise ValidationError({"topic_filter": exc.messages}) from None
 
     @property
     def product(self) -> Product:
@@ -694,10 +705,18 @@ class ProductMqttConfig(models.Model):
         return f"MQTT settings of {self.product}"
 
     def clean(self) -> None:
+        errors: dict[str, Any] = {}
         if self.use_shared and not self.shared_group:
-            raise ValidationError(
-                {"shared_group": _("Shared subscriptions need a group name.")}
-            )
+            errors["shared_group"] = _("Shared subscriptions need a group name.")
+        # Services build their filters from these: what the broker would refuse
+        # (control characters, more than 200 levels) is refused here.
+        for name in ("topic_prefix", "topic_pattern"):
+            try:
+                validate_topic_text(getattr(self, name))
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
 
 class ServiceStatusReport(models.Model):

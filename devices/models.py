@@ -21,6 +21,7 @@ from dashboard.models import Severity
 from devices.choices import OPERATORS, DeviceStatus, ImportState, RuleOperator
 from mqttadmin.lib.topics import (
     SHARE_PREFIX,
+    is_control_topic,
     validate_topic_filter,
     validate_topic_name,
 )
@@ -193,6 +194,26 @@ class Device(models.Model):
             raise ValidationError(
                 {"broker": _("The broker belongs to another product.")}
             )
+        self._check_reserved_topics()
+
+    def _check_reserved_topics(self) -> None:
+        """Devices never live under the broker's own `$` topics: commands are
+        published with the portal connection's credentials (on a Dynamic Security
+        broker maybe its admin's), and `$CONTROL` is the broker's control API."""
+        errors: dict[str, str] = {}
+        if self.command_topic.startswith("$"):
+            errors["command_topic"] = _(
+                "A command topic must not start with $: those topics belong to the "
+                "broker ($CONTROL is its control API)."
+            )
+        for name in ("topic", "telemetry_topic", "availability_topic"):
+            if is_control_topic(getattr(self, name)):
+                errors[name] = _(
+                    "Topics under $CONTROL/ are the broker's control API, not a "
+                    "device's."
+                )
+        if errors:
+            raise ValidationError(errors)
 
     def apply_topic_defaults(self, previous_topic: str | None = None) -> None:
         """Fill empty telemetry/command topics from the base topic; ones that were

@@ -600,8 +600,13 @@ class PublishTemplateSerializer(serializers.ModelSerializer):
         )
         values.update({k: attrs[k] for k in TEMPLATE_MESSAGE_FIELDS if k in attrs})
         # The same checks as publishing it: payload encoding and size, properties
-        # only for MQTT 5.
-        services.prepare_message(broker, publish_request(values))
+        # only for MQTT 5, $CONTROL for product admins only.
+        request = self.context.get("request")
+        services.prepare_message(
+            broker,
+            publish_request(values),
+            may_control=services.may_control(getattr(request, "user", None), broker),
+        )
         return attrs
 
 

@@ -52,6 +52,10 @@ PUT_WAIT = 0.5
 SYS_ONLY = frozenset({SYS_FILTER})
 # A read burst hands over its messages at the latest after this many.
 FLUSH_AT = 500
+# A filter the broker answered by closing the connection this many times in a
+# row (it was the first unanswered SUBSCRIBE each time) is given up: once could be
+# a network blip, twice is the filter.
+DISCONNECT_STRIKES = 2
 
 
 def shared_client_id(client_id: str, owner: str) -> str:
@@ -105,6 +109,12 @@ class _Subscriptions:
     pending: dict[int, list[str]] = field(default_factory=dict)
     # Filters a persistent session on the broker may still hold across reconnects.
     remembered: set[str] = field(default_factory=set)
+    # Filters the broker closed the connection on (first unanswered SUBSCRIBE at a
+    # disconnect), with how many times in a row; cleared by a SUBACK.
+    strikes: dict[str, int] = field(default_factory=dict)
+    # Filters given up on (see DISCONNECT_STRIKES) and left out of `desired` until
+    # the runtime stops asking for them (it disables their subscriptions).
+    poisoned: set[str] = field(default_factory=set)
 
 
 def _failure_reason(host: str, port: int) -> tuple[str, str]:
@@ -269,6 +279,11 @@ class BrokerSession:
         desired = {**desired, **self._sys_subscriptions()}
         with self._lock:
             subs = self._subs
+            if subs.poisoned:
+                # Asked for no more (its subscription was disabled): forget it, so
+                # enabling it again gives it a fresh try.
+                subs.poisoned.intersection_update(desired)
+                desired = {t: q for t, q in desired.items() if t not in subs.poisoned}
             if desired == subs.desired and (
                 not self._connected or desired == subs.applied
             ):
@@ -325,26 +340,41 @@ class BrokerSession:
         self.client.connect_async(**self._connect_kwargs())
 
     def _subscribe(self, items: list[tuple[str, int]]) -> None:
+        """One SUBSCRIBE per filter: a filter the broker answers by closing the
+        connection is then the first unanswered one (see _on_disconnect), and a
+        refusal names one filter."""
         assert self.client is not None
         subs = self._subs
-        try:
-            rc, mid = self.client.subscribe(items)
-        except ValueError:
-            # One bad filter must not keep the others out: send them one by one.
-            if len(items) > 1:
-                for item in items:
-                    self._subscribe([item])
-                return
-            logger.warning(
-                "broker %s: the broker library refuses filter %r",
-                self.broker_id,
-                items[0][0],
-            )
-            return
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            subs.pending[mid] = [topic for topic, _qos in items]
-            subs.applied.update(dict(items))
-            subs.remembered.update(subs.pending[mid])
+        for topic, qos in items:
+            try:
+                rc, mid = self.client.subscribe([(topic, qos)])
+            except ValueError as exc:
+                logger.warning(
+                    "broker %s: the MQTT library refuses filter %r: %s",
+                    self.broker_id,
+                    topic,
+                    exc,
+                )
+                self._give_up(topic, f"The MQTT library refuses this filter: {exc}")
+                continue
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
+                subs.pending[mid] = [topic]
+                subs.applied[topic] = qos
+                subs.remembered.add(topic)
+
+    def _give_up(self, topic: str, reason: str) -> None:
+        """Stop asking for `topic` on this session and tell the runtime, which
+        disables the subscriptions behind it (lock held by the caller)."""
+        subs = self._subs
+        subs.poisoned.add(topic)
+        subs.desired.pop(topic, None)
+        subs.applied.pop(topic, None)
+        subs.granted.discard(topic)
+        # Never UNSUBSCRIBE it later either: that packet could close the
+        # connection just as well.
+        subs.remembered.discard(topic)
+        subs.strikes.pop(topic, None)
+        self._emit(refused={topic: reason})
 
     def _emit(self, **fields: Any) -> None:
         try:
@@ -394,7 +424,14 @@ class BrokerSession:
                     # A kept session still has filters dropped while we were away.
                     client.unsubscribe(stale)
                 if subs.desired:
-                    self._subscribe(list(subs.desired.items()))
+                    # Suspects last: the others are granted before the broker
+                    # closes the connection on one of them again.
+                    self._subscribe(
+                        sorted(
+                            subs.desired.items(),
+                            key=lambda item: subs.strikes.get(item[0], 0),
+                        )
+                    )
             self._emit(
                 state=ConnectionState.CONNECTED,
                 last_connected_at=timezone.now(),
@@ -430,8 +467,11 @@ class BrokerSession:
             with self._lock:
                 was_connected, refused = self._connected, self._refused
                 self._connected = False
+                unanswered = next(iter(self._subs.pending.values()), [])
                 self._subs.applied, self._subs.granted = {}, set()
                 self._subs.pending = {}
+                if unanswered and was_connected and not self._closing.is_set():
+                    self._suspect(unanswered[0], reason)
             if self._closing.is_set():
                 return
             if refused:
@@ -449,6 +489,28 @@ class BrokerSession:
         except Exception:
             logger.exception("broker %s: on_disconnect failed", self.broker_id)
 
+    def _suspect(self, topic: str, reason: ReasonCode) -> None:
+        """The broker closed the connection with `topic`'s SUBSCRIBE the first
+        unanswered one: a strike; at DISCONNECT_STRIKES the filter is given up, so
+        one bad filter cannot keep the connection in a reconnect loop (lock held)."""
+        subs = self._subs
+        strikes = subs.strikes.get(topic, 0) + 1
+        subs.strikes[topic] = strikes
+        logger.warning(
+            "broker %s closed the connection (%s) right after SUBSCRIBE %r (%d/%d)",
+            self.broker_id,
+            reason,
+            topic[:200],
+            strikes,
+            DISCONNECT_STRIKES,
+        )
+        if strikes >= DISCONNECT_STRIKES and topic in subs.desired:
+            self._give_up(
+                topic,
+                f"The broker closed the connection right after this SUBSCRIBE "
+                f"{strikes} times in a row ({reason}).",
+            )
+
     def _on_subscribe(
         self,
         client: mqtt.Client,
@@ -461,7 +523,9 @@ class BrokerSession:
             with self._lock:
                 subs = self._subs
                 topics = subs.pending.pop(mid, [])
+                refused: dict[str, str] = {}
                 for topic, code in zip(topics, reason_codes, strict=False):
+                    subs.strikes.pop(topic, None)
                     if code.is_failure:
                         subs.granted.discard(topic)
                         logger.warning(
@@ -470,9 +534,16 @@ class BrokerSession:
                             topic,
                             code,
                         )
+                        # Left in `applied`: not sent again on this connection.
+                        refused[topic] = (
+                            f"The broker refused this subscription: {code} "
+                            f"(SUBACK 0x{code.value:02X})."
+                        )
                     elif topic in subs.desired:
                         subs.granted.add(topic)
                 count = len(subs.granted - SYS_ONLY)
+            if refused:
+                self._emit(refused=refused)
             self._emit(subscribed_topics_count=count)
         except Exception:
             logger.exception("broker %s: on_subscribe failed", self.broker_id)
