@@ -63,14 +63,20 @@ def _generated_secret(filename: str, factory) -> str:  # type: ignore[no-untyped
     return path.read_text().strip()
 
 
-DEBUG: bool = _bool("DEBUG", True)
+# Off unless DEBUG=1 is set: Django's debug pages show settings and tracebacks to
+# whoever makes a request fail.
+DEBUG: bool = _bool("DEBUG", False)
+DATABASE_URL: str = _read("DATABASE_URL", env.str, "")
+EMBEDDED: bool = not DATABASE_URL
 
 SECRET_KEY: str = _read("SECRET_KEY", env.str, "")
 if not SECRET_KEY:
-    if not DEBUG:
+    # An embedded install (one process, SQLite in var/) keeps a generated key in
+    # var/; a distributed one shares a key between its processes, so it is set.
+    if not (EMBEDDED or DEBUG):
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set when DEBUG is off (e.g. SECRET_KEY=$(openssl rand "
-            "-hex 32))."
+            "SECRET_KEY must be set when DATABASE_URL is set and DEBUG is off "
+            "(e.g. SECRET_KEY=$(openssl rand -hex 32))."
         )
     SECRET_KEY = _generated_secret("secret_key", lambda: secrets.token_urlsafe(50))
 
@@ -113,6 +119,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # NUL in a query parameter or form field: a 400 naming it (mqttadmin.input_guard).
+    "mqttadmin.input_guard.RefuseNulMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -146,8 +154,6 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------
-DATABASE_URL: str = _read("DATABASE_URL", env.str, "")
-EMBEDDED: bool = not DATABASE_URL
 _DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "psql", "sqlite")
 if DATABASE_URL and DATABASE_URL.split("://", 1)[0] not in _DATABASE_SCHEMES:
     raise ImproperlyConfigured(
@@ -331,6 +337,21 @@ MQTTADMIN_TRUSTED_PROXY_COUNT: int = _read("MQTTADMIN_TRUSTED_PROXY_COUNT", env.
 if MQTTADMIN_TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("MQTTADMIN_TRUSTED_PROXY_COUNT must be 0 or more")
 
+# Outbound policy (mqttadmin.lib.outbound): webhooks reach public addresses only.
+# Comma-separated addresses, CIDR ranges and host names opened on top, e.g.
+# 10.0.0.0/8,127.0.0.1,hooks.internal,*.corp.example
+MQTTADMIN_OUTBOUND_ALLOW: list[str] = [
+    entry.strip()
+    for entry in _read("MQTTADMIN_OUTBOUND_ALLOW", env.list, [])
+    if entry.strip()
+]
+try:
+    from mqttadmin.lib.outbound import parse_allow
+
+    parse_allow(MQTTADMIN_OUTBOUND_ALLOW)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"MQTTADMIN_OUTBOUND_ALLOW: {exc}") from exc
+
 # Content Security Policy: no inline scripts or styles anywhere (JS lives in
 # static/js/, htmx's indicator styles are off via the htmx-config meta tag).
 CONTENT_SECURITY_POLICY = {
@@ -401,6 +422,9 @@ def _rate(name: str, default: str) -> str:
 
 MQTTADMIN_API_RATE: str = _rate("MQTTADMIN_API_RATE", "3000/minute")
 MQTTADMIN_API_ANON_RATE: str = _rate("MQTTADMIN_API_ANON_RATE", "300/minute")
+# Broker connection tests (page and API share the count): each opens a TCP
+# connection from the portal's network, so they are a per-user budget.
+MQTTADMIN_BROKER_TEST_RATE: str = _rate("MQTTADMIN_BROKER_TEST_RATE", "20/minute")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -409,6 +433,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bounded JSON (size, depth), NUL refused (mqttadmin.api.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "mqttadmin.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["mqttadmin.api.filters.BoundedFilterBackend"],
     # Per token (or user) and per client address for anonymous calls; 429 with
     # Retry-After past the rate.

@@ -66,7 +66,10 @@ def test_database_and_redis_urls_switch_to_services(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({"DEBUG": "0"}, "SECRET_KEY"),
+        (
+            {"DEBUG": "0", "DATABASE_URL": "postgres://u@127.0.0.1:5432/db"},
+            "SECRET_KEY",
+        ),
         ({"DEBUG": "maybe"}, "DEBUG"),
         ({"DATABASE_URL": "nosuchdb://x/y"}, "DATABASE_URL"),
         ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL"),
