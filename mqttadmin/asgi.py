@@ -10,14 +10,15 @@ django_asgi_app = get_asgi_application()
 # Imported after Django is set up: the routing modules import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from mqttadmin.routing import websocket_urlpatterns  # noqa: E402
+from mqttadmin.ws_origin import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        # The Origin must be the portal's own (scheme, host and port), as for CSRF.
+        "websocket": SameOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
