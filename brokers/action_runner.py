@@ -278,7 +278,21 @@ def _execute_runs(runs: list[ActionRun]) -> dict[str, int]:
     run_errors: dict[int, list[str]] = defaultdict(list)
     for run in runs:
         subscription = run.subscription
-        context = _context(run, subscription).as_template_context()
+        try:
+            context = _context(run, subscription).as_template_context()
+        except Exception as exc:
+            # A message no template context can be built from (whatever its
+            # payload holds) fails its own run, never the rest of the batch: runs
+            # of other subscriptions and products share this task.
+            message = f"message on {run.topic[:200]!r} unreadable: {exc!r}"[:2000]
+            logger.warning(
+                "subscription %s run %s %s", subscription.pk, run.pk, message
+            )
+            stats = per_subscription[subscription.pk]
+            stats["failed"] += 1
+            stats["error"] = message
+            run_errors[run.pk].append(message)
+            continue
         done = set(run.done_indexes)
         for index, action in enumerate(subscription.actions):
             if index in done:

@@ -14,7 +14,6 @@ writing "***" back keeps the stored value (`keep_masked_headers`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import operator
@@ -34,6 +33,7 @@ from django.utils.translation import gettext_lazy as _l
 from brokers.templating import TemplateRenderError, render_bounded, template_problem
 from mqttadmin.audit import SECRET_MASK
 from mqttadmin.lib.crypto import Secret
+from mqttadmin.lib.payloads import parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -364,11 +364,10 @@ class MessageContext:
 
     def as_template_context(self) -> dict[str, Any]:
         text = self.payload.decode("utf-8", errors="replace")
-        try:
-            parsed: Any = json.loads(text)
-        except (ValueError, RecursionError):
-            # Not JSON, or nested deeper than the parser goes: the text itself.
-            parsed = text
+        # Not JSON, or beyond the bounds (depth, size, NaN) that keep templates
+        # and encoders safe: the text itself.
+        found = parse_json(text)
+        parsed: Any = text if found is None else found.value
         return {
             "topic": self.topic,
             "topic_levels": self.topic.split("/"),

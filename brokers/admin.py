@@ -185,6 +185,7 @@ class BrokerAdmin(NudgingAdmin):
                     "connect_timeout",
                     "fallback_hosts",
                     "max_payload_bytes",
+                    "history_payload_max_bytes",
                 ]
             },
         ),

@@ -66,13 +66,12 @@ class LiveRow:
 
     @classmethod
     def from_stored(cls, message: StoredMessage) -> LiveRow:
-        data = bytes(message.data) if message.data is not None else None
         return cls(
             message.topic,
             message.received_at,
             message.qos,
             message.retain,
-            selectors.payload_preview(data, message.text, LIVE_PREVIEW_CHARS),
+            selectors.message_preview(message, LIVE_PREVIEW_CHARS),
             message.id,
         )
 
@@ -202,7 +201,9 @@ class BrokerConsumer(LiveConsumer):
         messages = StoredMessage.objects.filter(broker_id=self.broker.pk)
         if self.topic_filter:
             messages = messages.filter(history.filter_to_q(self.topic_filter))
-        return [LiveRow.from_stored(m) for m in messages.order_by("-id")[:LIVE_RESYNC]]
+        # Payload prefixes only: a resync must not read megabyte payloads whole.
+        heads = history.with_payload_heads(messages.order_by("-id"))
+        return [LiveRow.from_stored(m) for m in heads[:LIVE_RESYNC]]
 
     async def _publish(self, request: dict[str, Any]) -> None:
         if self.role is None or not self.role.allows(Role.OPERATOR):

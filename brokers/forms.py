@@ -102,6 +102,7 @@ class BrokerForm(forms.ModelForm):
                 "connect_timeout",
                 "fallback_hosts",
                 "max_payload_bytes",
+                "history_payload_max_bytes",
             ),
         ),
         (_l("Subscriptions"), ("subscribe_all", "collect_sys_stats")),
@@ -131,6 +132,7 @@ class BrokerForm(forms.ModelForm):
             "connect_timeout",
             "fallback_hosts",
             "max_payload_bytes",
+            "history_payload_max_bytes",
             "collect_sys_stats",
         ]
         widgets = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import datetime
 import io
 import json
@@ -19,18 +18,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db import models, transaction
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Coalesce, Length, Substr
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from brokers.models import Broker, StoredMessage, Topic
+from mqttadmin.lib.csv_cells import SafeWriter
+from mqttadmin.lib.payloads import parse_json
 from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.lib.topics import parse_topic_filter
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 PRUNE_CHUNK = 10_000
+# A list (API page, Activity tab, topic page) reads at most this many characters
+# (bytes for binary) of each payload from the database; a longer one is cut
+# (`payload_cut`) and read whole through the message's own endpoint or an export.
+LIST_PAYLOAD_CHARS = 8 * 1024
+# And one page of a list holds at most this many characters of payloads and
+# topics: past it the page ends early and its cursor continues from there.
+PAGE_BUDGET_CHARS = 1024 * 1024
 
 
 def filter_to_q(topic_filter: str, field: str = "topic") -> Q:
@@ -144,19 +153,66 @@ def parse_limit(value: str | None) -> int:
 
 
 def page_of(
-    queryset: QuerySet[StoredMessage], limit: int, cursor: str | None
+    queryset: QuerySet[StoredMessage],
+    limit: int,
+    cursor: str | None,
+    budget: int | None = None,
 ) -> tuple[list[StoredMessage], str | None]:
-    """One page, newest first, and the cursor of the next (older) page."""
+    """One page, newest first, and the cursor of the next (older) page.
+
+    With a `budget` (characters of topics and payload prefixes, see
+    `with_payload_heads`), the page ends early once it is spent (never empty).
+    """
     if cursor:
         queryset = queryset.filter(id__lt=decode_cursor(cursor))
     rows = list(queryset[: limit + 1])
     has_more = len(rows) > limit
     rows = rows[:limit]
+    if budget is not None:
+        spent = 0
+        for index, row in enumerate(rows):
+            spent += len(row.topic) + _head_length(row)
+            if spent > budget and index > 0:
+                rows, has_more = rows[:index], True
+                break
     return rows, encode_cursor(rows[-1].id) if has_more and rows else None
 
 
+def with_payload_heads(
+    queryset: QuerySet[StoredMessage], chars: int = LIST_PAYLOAD_CHARS
+) -> QuerySet[StoredMessage]:
+    """The messages with only a prefix of each payload read from the database.
+
+    One character more than shown is read, so a longer payload is known to be cut.
+    The whole `text`/`data` columns are deferred: a list of 20 MB payloads reads a
+    few kilobytes per row. Rows stored before sizes were kept take their size from
+    the column's length (characters, for text).
+    """
+    return queryset.defer("text", "data").annotate(
+        text_head=Substr("text", 1, chars + 1),
+        data_head=Substr("data", 1, chars + 1, output_field=models.BinaryField()),
+        stored_size=Coalesce(
+            F("payload_size"),
+            Length("text"),
+            Length("data"),
+            output_field=models.BigIntegerField(),
+        ),
+    )
+
+
+def _head_length(message: StoredMessage) -> int:
+    head = getattr(message, "text_head", None)
+    if head is None:
+        head = getattr(message, "data_head", None)
+    return len(head) if head is not None else 0
+
+
 def payload_view(payload: bytes | None, text: str | None = None) -> dict[str, Any]:
-    """A payload shown as it fits: JSON, text, or base64 for binary."""
+    """A payload shown as it fits: JSON, text, or base64 for binary.
+
+    JSON only when `mqttadmin.lib.payloads.parse_json` reads it within its bounds
+    (depth, size, finite numbers); anything else is the text exactly as received.
+    """
     if text is None and payload is not None:
         try:
             text = payload.decode("utf-8") if b"\x00" not in payload else None
@@ -165,10 +221,9 @@ def payload_view(payload: bytes | None, text: str | None = None) -> dict[str, An
     if text is not None:
         stripped = text.strip()
         if stripped[:1] in ("{", "[") or _is_json_scalar(stripped):
-            try:
-                return {"payload": json.loads(stripped), "payload_encoding": "json"}
-            except ValueError:
-                pass
+            parsed = parse_json(stripped)
+            if parsed is not None:
+                return {"payload": parsed.value, "payload_encoding": "json"}
         return {"payload": text, "payload_encoding": "text"}
     return {
         "payload": base64.b64encode(payload or b"").decode("ascii"),
@@ -180,13 +235,62 @@ def _is_json_scalar(text: str) -> bool:
     return bool(re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null", text))
 
 
-def message_as_dict(message: StoredMessage) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StoredPayload:
+    """What a reader has of a stored payload: all of it, or a list's prefix."""
+
+    text: str | None
+    data: bytes | None
+    size: int
+    truncated: bool  # history kept only a prefix (the broker's cap)
+    cut: bool  # this read has only a prefix of what history kept
+
+
+def stored_payload(
+    message: StoredMessage, chars: int = LIST_PAYLOAD_CHARS
+) -> StoredPayload:
+    """The payload of a message read whole, or through `with_payload_heads`."""
+    if hasattr(message, "text_head"):
+        text = message.text_head
+        data = bytes(message.data_head) if message.data_head is not None else None
+        cut = len(text if text is not None else data or b"") > chars
+        if cut:
+            text = text[:chars] if text is not None else None
+            data = data[:chars] if data is not None else None
+        size = message.stored_size
+    else:
+        text = message.text
+        data = bytes(message.data) if message.data is not None else None
+        cut = False
+        size = message.payload_size
+        if size is None:
+            size = len(text.encode("utf-8")) if text is not None else len(data or b"")
+    return StoredPayload(text, data, int(size or 0), message.payload_truncated, cut)
+
+
+def message_as_dict(
+    message: StoredMessage, chars: int = LIST_PAYLOAD_CHARS
+) -> dict[str, Any]:
+    """A message as the API and exports give it. A payload history kept only part
+    of is `payload_truncated`; one a list read only part of is `payload_cut`: both
+    are shown as text (or base64), never as JSON, since their JSON is incomplete."""
+    stored = stored_payload(message, chars)
+    if (stored.truncated or stored.cut) and stored.text is not None:
+        view = {"payload": stored.text, "payload_encoding": "text"}
+    elif stored.truncated or stored.cut:
+        view = {
+            "payload": base64.b64encode(stored.data or b"").decode("ascii"),
+            "payload_encoding": "base64",
+        }
+    else:
+        view = payload_view(stored.data, stored.text)
     return {
         "id": message.id,
         "topic": message.topic,
-        **payload_view(
-            bytes(message.data) if message.data is not None else None, message.text
-        ),
+        **view,
+        "payload_size": stored.size,
+        "payload_truncated": stored.truncated,
+        "payload_cut": stored.cut,
         "qos": message.qos,
         "retain": message.retain,
         "properties": message.properties or {},
@@ -202,24 +306,34 @@ EXPORT_FIELDS = (
     "retain",
     "payload_encoding",
     "payload",
+    "payload_size",
+    "payload_truncated",
 )
 
 
 def export_ndjson(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
-    """One JSON document per line, streamed in chunks (never all in memory)."""
+    """One JSON document per line, streamed in chunks (never all in memory).
+
+    Always valid JSON: `payload_view` never parses NaN or Infinity, and
+    allow_nan=False would rather fail than write them.
+    """
     for message in queryset.iterator(chunk_size=2000):
-        yield json.dumps(message_as_dict(message), ensure_ascii=False) + "\n"
+        row = message_as_dict(message)
+        del row["payload_cut"]  # exports read every payload whole
+        yield json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def export_csv(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
+    """CSV streamed in chunks; cells that a spreadsheet would run as a formula get
+    a leading single quote (`mqttadmin.lib.csv_cells`)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(EXPORT_FIELDS)
     for message in queryset.iterator(chunk_size=2000):
         row = message_as_dict(message)
         payload = row["payload"]
         if row["payload_encoding"] == "json":
-            payload = json.dumps(payload, ensure_ascii=False)
+            payload = json.dumps(payload, ensure_ascii=False, allow_nan=False)
         writer.writerow(
             [
                 row["id"],
@@ -229,6 +343,8 @@ def export_csv(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
                 int(row["retain"]),
                 row["payload_encoding"],
                 payload,
+                row["payload_size"],
+                int(row["payload_truncated"]),
             ]
         )
         yield buffer.getvalue()

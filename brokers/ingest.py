@@ -21,7 +21,9 @@ from django.db.models import F
 
 from brokers.action_runner import enqueue_runs
 from brokers.models import (
+    DEFAULT_HISTORY_PAYLOAD_BYTES,
     ActionRun,
+    Broker,
     BrokerStatus,
     DeadLetter,
     StoredMessage,
@@ -78,13 +80,21 @@ class SubscriptionCache:
         self.ttl = ttl
         self._loaded_at = -1e9
         self._matches: dict[int, list[SubscriptionMatch]] = {}
+        self._caps: dict[int, int] = {}
 
     def get(self, broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
         now = time.monotonic()
         if now - self._loaded_at > self.ttl or not broker_ids <= self._matches.keys():
-            self._matches = subscriptions_by_broker(broker_ids | self._matches.keys())
+            wanted = broker_ids | self._matches.keys()
+            self._matches = subscriptions_by_broker(wanted)
+            self._caps = history_payload_caps(wanted)
             self._loaded_at = now
         return self._matches
+
+    def caps(self, broker_ids: set[int]) -> dict[int, int]:
+        """The brokers' stored-payload caps, as of the last `get`."""
+        self.get(broker_ids)
+        return self._caps
 
 
 def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
@@ -101,6 +111,33 @@ def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[Subscription
             SubscriptionMatch(pk, topic_filter, store, bool(actions), shared)
         )
     return found
+
+
+def history_payload_caps(broker_ids: set[int]) -> dict[int, int]:
+    """Each broker's `history_payload_max_bytes`: what history keeps of a payload."""
+    return dict(
+        Broker.objects.filter(pk__in=broker_ids).values_list(
+            "pk", "history_payload_max_bytes"
+        )
+    )
+
+
+def cut_payload(payload: bytes, cap: int) -> bytes:
+    """The first `cap` bytes of a payload; a UTF-8 text payload is cut before the
+    character the cap would split, so the kept prefix is still text."""
+    if len(payload) <= cap:
+        return payload
+    head = payload[:cap]
+    for trim in range(4):
+        kept = head[: len(head) - trim]
+        try:
+            kept.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:
+                return head  # invalid before the cut: binary, kept as bytes
+            continue
+        return kept
+    return head
 
 
 def split_payload(payload: bytes) -> tuple[str | None, bytes | None]:
@@ -172,13 +209,20 @@ def _matching(
 
 
 def _history_rows(
-    batch: list[ReceivedMessage], matched: list[Matched]
+    batch: list[ReceivedMessage], matched: list[Matched], caps: dict[int, int]
 ) -> list[tuple[Any, ...]]:
     rows = []
     for message, match in zip(batch, matched, strict=True):
         if not match.stored:
             continue
-        text, data = split_payload(message.payload)
+        size = len(message.payload)
+        cap = caps.get(message.broker_id, DEFAULT_HISTORY_PAYLOAD_BYTES)
+        # A 20 MB payload stored whole is read whole by every page that lists it:
+        # history keeps a prefix, its real size and a flag.
+        truncated = size > cap
+        text, data = split_payload(
+            cut_payload(message.payload, cap) if truncated else message.payload
+        )
         rows.append(
             (
                 message.broker_id,
@@ -189,6 +233,8 @@ def _history_rows(
                 message.retain,
                 json_safe(message.properties) if message.properties else None,
                 message.received_at,
+                size,
+                truncated,
             )
         )
     return rows
@@ -220,7 +266,18 @@ def _copy_text(value: str | None) -> str:
 
 
 def _copy_line(row: tuple[Any, ...]) -> str:
-    broker_id, topic, text, data, qos, retain, properties, received_at = row
+    (
+        broker_id,
+        topic,
+        text,
+        data,
+        qos,
+        retain,
+        properties,
+        received_at,
+        payload_size,
+        payload_truncated,
+    ) = row
     return (
         "\t".join(
             (
@@ -232,6 +289,8 @@ def _copy_line(row: tuple[Any, ...]) -> str:
                 "t" if retain else "f",
                 "\\N" if properties is None else _copy_text(json.dumps(properties)),
                 received_at.isoformat(),
+                str(payload_size),
+                "t" if payload_truncated else "f",
             )
         )
         + "\n"
@@ -247,6 +306,8 @@ HISTORY_COLUMNS = (
     "retain",
     "properties",
     "received_at",
+    "payload_size",
+    "payload_truncated",
 )
 
 
@@ -338,8 +399,9 @@ def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> N
     broker_ids = {m.broker_id for m in batch}
     matches = cache.get(broker_ids) if cache else subscriptions_by_broker(broker_ids)
     matched = _matching(batch, matches)
+    caps = cache.caps(broker_ids) if cache else history_payload_caps(broker_ids)
     with transaction.atomic():
-        _write_history(_history_rows(batch, matched))
+        _write_history(_history_rows(batch, matched, caps))
         seen = [
             message
             for message, match in zip(batch, matched, strict=True)

@@ -201,6 +201,15 @@ class Broker(models.Model):
         default=DEFAULT_MAX_PAYLOAD_BYTES,
         validators=[MinValueValidator(1), MaxValueValidator(268435455)],
     )
+    history_payload_max_bytes = models.PositiveIntegerField(
+        _l("largest payload to store (bytes)"),
+        default=DEFAULT_HISTORY_PAYLOAD_BYTES,
+        validators=[MinValueValidator(64), MaxValueValidator(MQTT_MAX_PAYLOAD_BYTES)],
+        help_text=_l(
+            "History keeps the first this many bytes of a larger payload, marked as "
+            "truncated with its real size."
+        ),
+    )
     history_max_age_days = models.PositiveIntegerField(
         _l("keep history for (days)"),
         default=30,
@@ -537,7 +546,9 @@ class StoredMessage(models.Model):
     """One message of a broker's history.
 
     The payload is kept once: as `text` when it is valid UTF-8 without NUL (most
-    payloads; searchable), otherwise as raw bytes in `data`.
+    payloads; searchable), otherwise as raw bytes in `data`. A payload larger than
+    the broker's `history_payload_max_bytes` is kept cut to that size:
+    `payload_truncated` is set and `payload_size` is the size received.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -562,6 +573,10 @@ class StoredMessage(models.Model):
     retain = models.BooleanField(default=False)
     properties = models.JSONField(null=True, blank=True)
     received_at = models.DateTimeField()
+    # The size of the payload as received (bytes); NULL for rows stored before
+    # sizes were kept (their payload is whole: its size is that of text or data).
+    payload_size = models.PositiveBigIntegerField(null=True, blank=True)
+    payload_truncated = models.BooleanField(default=False)
 
     objects = BrokerScopedQuerySet.as_manager()
 

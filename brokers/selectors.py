@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class PayloadPreview:
     text: str
     size: int
     truncated: bool
+    # History kept only a prefix of the payload (the broker's stored-payload cap).
+    stored_truncated: bool = False
 
     @property
     def is_binary(self) -> bool:
@@ -114,18 +117,29 @@ class MessageRow:
     preview: PayloadPreview
 
 
+def message_preview(
+    message: StoredMessage, limit: int = PREVIEW_CHARS
+) -> PayloadPreview:
+    """The preview of a stored message, read whole or through
+    `history.with_payload_heads`. A payload only partly at hand (cut by history's
+    cap or by the list's read) is shown as its raw prefix: its JSON is incomplete."""
+    stored = history.stored_payload(message)
+    if not (stored.truncated or stored.cut):
+        preview = payload_preview(stored.data, stored.text, limit)
+        return PayloadPreview(
+            preview.kind, preview.text, stored.size, preview.truncated
+        )
+    if stored.text is not None:
+        kind, shown = "text", stored.text
+    else:
+        kind, shown = "base64", base64.b64encode(stored.data or b"").decode("ascii")
+    return PayloadPreview(kind, shown[:limit], stored.size, True, stored.truncated)
+
+
 def message_rows(
     messages: list[StoredMessage], limit: int = PREVIEW_CHARS
 ) -> list[MessageRow]:
-    return [
-        MessageRow(
-            m,
-            payload_preview(
-                bytes(m.data) if m.data is not None else None, m.text, limit
-            ),
-        )
-        for m in messages
-    ]
+    return [MessageRow(m, message_preview(m, limit)) for m in messages]
 
 
 # --- The topic tree ----------------------------------------------------------
@@ -267,7 +281,7 @@ def topic_history(
     queryset = history.messages_for(broker, history.HistoryQuery()).filter(
         topic=topic.topic
     )
-    messages = list(queryset[:limit])
+    messages = list(history.with_payload_heads(queryset)[:limit])
     return TopicHistory(message_rows(messages), numeric_chart(messages, topic.unit))
 
 
@@ -297,8 +311,10 @@ def numeric_chart(
     points: list[tuple[float, dict[str, float]]] = []
     series: list[str] = []
     for message in reversed(messages):
-        data = bytes(message.data) if message.data is not None else None
-        view = history.payload_view(data, message.text)
+        stored = history.stored_payload(message)
+        if stored.truncated or stored.cut:
+            continue  # a prefix of a document carries no trustworthy numbers
+        view = history.payload_view(stored.data, stored.text)
         if view["payload_encoding"] != "json":
             continue
         numbers = _numbers_of(view["payload"])

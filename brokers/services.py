@@ -32,6 +32,7 @@ from brokers.client import (
     publish_messages,
 )
 from brokers.models import (
+    MQTT_MAX_PAYLOAD_BYTES,
     Broker,
     BrokerStatus,
     PublishTemplate,
@@ -41,6 +42,7 @@ from brokers.models import (
 from brokers.retained import retained_clear
 from mqttadmin.audit import audit_record, diff, snapshot
 from mqttadmin.frames import RUNTIME_NUDGE
+from mqttadmin.lib.payloads import json_problem, parse_json
 from mqttadmin.lib.topics import (
     check_publish_target,
     check_subscribe_target,
@@ -58,6 +60,7 @@ BROKER_FIELDS = (
     "name",
     "enabled",
     "max_payload_bytes",
+    "history_payload_max_bytes",
     "history_max_age_days",
     "history_max_messages",
     *Broker.CONNECTION_FIELDS,
@@ -222,12 +225,14 @@ def encode_payload(payload: Any, encoding: str) -> bytes:
             ) from None
     if encoding == PayloadEncoding.JSON:
         if isinstance(payload, str):
-            try:
-                payload = json.loads(payload)
-            except ValueError as exc:
+            # Bounded parse (depth, size, finite numbers): deep JSON is a 400.
+            parsed = parse_json(payload, max_bytes=MQTT_MAX_PAYLOAD_BYTES)
+            if parsed is None:
+                problem = json_problem(payload, max_bytes=MQTT_MAX_PAYLOAD_BYTES)
                 raise ValidationError(
-                    {"payload": _("The payload is not valid JSON: %s") % exc}
+                    {"payload": _("The payload is not valid JSON: %s") % problem}
                 ) from None
+            payload = parsed.value
         return json.dumps(payload, separators=(",", ":")).encode("utf-8")
     raise ValidationError(
         {"encoding": _("Encoding must be one of: utf8, base64, json.")}

@@ -598,7 +598,10 @@ def _activity_context(
     queryset = history.messages_for(broker, form.query)
     try:
         page, next_cursor = history.page_of(
-            queryset, HISTORY_PAGE, context["cursor"] or None
+            history.with_payload_heads(queryset),
+            HISTORY_PAGE,
+            context["cursor"] or None,
+            budget=history.PAGE_BUDGET_CHARS,
         )
     except ValidationError as exc:
         apply_errors(form, exc)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -36,6 +37,8 @@ REQUIRED_COLUMNS = ("device_id", "name", "type", "topic")
 OPTIONAL_COLUMNS = ("availability_topic",)
 DERIVED_FIELDS = ("telemetry_topic", "command_topic")
 MAX_ROWS = 50_000
+# Lines read, blank ones included: a file of blank lines costs as much to read.
+MAX_LINES = 2 * MAX_ROWS
 MAX_REPORTED_ERRORS = 200
 PROGRESS_EVERY = 500
 BULK_SIZE = 500
@@ -71,6 +74,30 @@ class ImportFailed(Exception):
         self.errors = errors
 
 
+def read_capped(upload: Any, field: str = "file") -> bytes:
+    """An uploaded file or request body, read only up to the size limit
+    (MQTTADMIN_DEVICE_IMPORT_MAX_BYTES); a larger one is refused by `field`."""
+    limit = settings.MQTTADMIN_DEVICE_IMPORT_MAX_BYTES
+    size = getattr(upload, "size", None)
+    data = b"" if size is not None and size > limit else upload.read(limit + 1)
+    if (size is not None and size > limit) or len(data) > limit:
+        raise ImportFailed(
+            [
+                RowError(
+                    1,
+                    "",
+                    field,
+                    _(
+                        "The file is larger than %(limit)d bytes "
+                        "(at most %(rows)d rows)."
+                    )
+                    % {"limit": limit, "rows": MAX_ROWS},
+                )
+            ]
+        )
+    return data
+
+
 def decode_csv(data: bytes) -> str:
     """The text of an uploaded file (UTF-8, with or without a byte order mark)."""
     try:
@@ -99,6 +126,13 @@ def parse_csv(text: str) -> tuple[list[ImportRow], list[RowError]]:
     try:
         for record in reader:
             start, read = read + 1, reader.line_num
+            if read > MAX_LINES:
+                errors.append(
+                    RowError(
+                        start, "", "file", _("At most %d lines per file.") % MAX_LINES
+                    )
+                )
+                return [], errors
             if not any(cell.strip() for cell in record):
                 continue
             if columns is None:

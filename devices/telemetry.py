@@ -27,7 +27,6 @@ device being seen and do not trigger alert rules.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 from collections import defaultdict
@@ -39,6 +38,7 @@ from django.db import connection, transaction
 from devices.alerts import evaluate_rules
 from devices.choices import DeviceStatus
 from devices.models import MAX_KEY_LENGTH, Device, TelemetryPoint
+from mqttadmin.lib.payloads import parse_json
 from mqttadmin.lib.topics import topic_matches
 
 if TYPE_CHECKING:
@@ -103,9 +103,11 @@ def flatten_payload(payload: bytes, topic: str) -> dict[str, float]:
         return {}
     if not text:
         return {}
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
+    # Bounded (depth, size): a deep payload is no telemetry, and must not fail
+    # the ingest batch it came in. NaN and infinities are dropped by _number.
+    parsed = parse_json(text, allow_non_finite=True)
+    data: Any = None if parsed is None else parsed.value
+    if parsed is None:
         try:
             data = float(text)
         except ValueError:

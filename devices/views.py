@@ -362,7 +362,7 @@ def device_import(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            text = csv_import.decode_csv(upload.read())
+            text = csv_import.decode_csv(csv_import.read_capped(upload))
         except csv_import.ImportFailed as exc:
             form.add_error("file", exc.errors[0].reason)
         else:

@@ -484,6 +484,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- MQTT runtime -------------------------------------------------------------------
 MQTTADMIN_REQUIRE_SERVICES: bool = _bool("MQTTADMIN_REQUIRE_SERVICES", False)
+
+# The largest devices CSV file an import reads (bytes); 50,000 rows fit in 5 MiB.
+MQTTADMIN_DEVICE_IMPORT_MAX_BYTES: int = _read(
+    "MQTTADMIN_DEVICE_IMPORT_MAX_BYTES", env.int, 5 * 1024 * 1024
+)
+if MQTTADMIN_DEVICE_IMPORT_MAX_BYTES < 1024:
+    raise ImproperlyConfigured("MQTTADMIN_DEVICE_IMPORT_MAX_BYTES must be 1024 or more")
 # Fernet keys for broker secrets, newest first (see mqttadmin.lib.crypto).
 MQTTADMIN_SECRET_KEYS: list[str] = _read("MQTTADMIN_SECRET_KEYS", env.list, [])
 # Decided at start-up: test runners turn DEBUG off later, which must not change it.

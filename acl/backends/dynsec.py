@@ -44,9 +44,12 @@ from brokers.client import (
     describe_connack,
     side_client,
 )
+from mqttadmin.lib.payloads import parse_json
 
 REQUEST_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = "$CONTROL/dynamic-security/v1/response"
+# A listing of thousands of clients is megabytes; deeper or larger is not a reply.
+DYNSEC_RESPONSE_BYTES = 64 * 1024 * 1024
 SUBSCRIBE_PATTERN = "subscribePattern"
 RECEIVE = "publishClientReceive"
 SEND = "publishClientSend"
@@ -152,10 +155,14 @@ class DynsecSession:
             client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
         ) -> None:
             # Runs on the network thread: parse, file the replies, return.
-            try:
-                body = json.loads(message.payload)
-                responses = body.get("responses") or []
-            except (ValueError, AttributeError):
+            # Bounded parse: anyone allowed to publish on the response topic
+            # could send deep JSON, which must not kill the network thread.
+            parsed = parse_json(message.payload, max_bytes=DYNSEC_RESPONSE_BYTES)
+            body = None if parsed is None else parsed.value
+            if not isinstance(body, dict):
+                return
+            responses = body.get("responses") or []
+            if not isinstance(responses, list):
                 return
             with self._cond:
                 for response in responses:

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from brokers import history
 from brokers.api.views import BrokerUnreachable, services
 from brokers.client import ConnectionSettings, PublishError
-from brokers.models import Broker, Topic
+from brokers.models import Broker, StoredMessage, Topic
 from brokers.retained import retained_list
 from mqttadmin.audit import audit_record
 from mqttadmin.permissions import get_for_user_or_404
@@ -49,6 +49,14 @@ class MessageSerializer(serializers.Serializer):
     topic = serializers.CharField()
     payload = serializers.JSONField()
     payload_encoding = serializers.ChoiceField(["text", "json", "base64"])
+    payload_size = serializers.IntegerField(help_text="Bytes as received.")
+    payload_truncated = serializers.BooleanField(
+        help_text="History kept only the first history_payload_max_bytes bytes."
+    )
+    payload_cut = serializers.BooleanField(
+        help_text="This list shows only the first 8,192 characters; the message's "
+        "own endpoint and the exports give all that history kept."
+    )
     qos = serializers.IntegerField()
     retain = serializers.BooleanField()
     properties = serializers.DictField()
@@ -56,7 +64,14 @@ class MessageSerializer(serializers.Serializer):
 
 
 class MessagesView(APIView):
-    """A broker's message history, newest first, with cursor paging and export."""
+    """A broker's message history, newest first, with cursor paging and export.
+
+    A page is bounded in bytes: each payload is cut to its first 8,192 characters
+    (`payload_cut`), and a page ends early (with a `next_cursor`) once its topics
+    and payloads reach about a million characters. `GET .../messages/{id}/` and
+    the CSV/NDJSON exports give whole payloads (as history kept them: see
+    `payload_truncated`).
+    """
 
     @extend_schema(
         parameters=[
@@ -101,7 +116,10 @@ class MessagesView(APIView):
             )
         limit = history.parse_limit(request.query_params.get("limit"))
         rows, next_cursor = history.page_of(
-            queryset, limit, request.query_params.get("cursor")
+            history.with_payload_heads(queryset),
+            limit,
+            request.query_params.get("cursor"),
+            budget=history.PAGE_BUDGET_CHARS,
         )
         return Response(
             {
@@ -125,6 +143,18 @@ class MessagesView(APIView):
             changes={"deleted": [None, deleted], "topic": [None, query.topic]},
         )
         return Response({"deleted": deleted})
+
+
+class MessageDetailView(APIView):
+    """One stored message with all of its payload that history kept."""
+
+    @extend_schema(responses=MessageSerializer)
+    def get(self, request: Request, pk: int, message_id: int) -> Response:
+        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        message = get_object_or_404(
+            StoredMessage.objects.filter(broker=broker), pk=message_id
+        )
+        return Response(history.message_as_dict(message))
 
 
 class TopicSerializer(serializers.ModelSerializer):

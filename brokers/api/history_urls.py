@@ -11,6 +11,11 @@ urlpatterns = [
         name="broker-messages",
     ),
     path(
+        "brokers/<int:pk>/messages/<int:message_id>/",
+        history.MessageDetailView.as_view(),
+        name="broker-message-detail",
+    ),
+    path(
         "brokers/<int:pk>/topics/", history.TopicsView.as_view(), name="broker-topics"
     ),
     path(

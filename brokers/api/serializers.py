@@ -258,6 +258,7 @@ class BrokerSerializer(serializers.ModelSerializer):
             "connect_timeout",
             "fallback_hosts",
             "max_payload_bytes",
+            "history_payload_max_bytes",
             "collect_sys_stats",
             "address",
             "created_at",

@@ -67,7 +67,7 @@ class CsvTextParser(BaseParser):
         media_type: str | None = None,
         parser_context: dict[str, Any] | None = None,
     ) -> str:
-        return csv_import.decode_csv(stream.read())
+        return csv_import.decode_csv(csv_import.read_capped(stream))
 
 
 def _import_failure(exc: csv_import.ImportFailed) -> Response:
@@ -243,7 +243,7 @@ class DeviceViewSet(viewsets.ModelViewSet):
             raise ValidationError(
                 {"file": [_("Send a text/csv body or a multipart file named file.")]}
             )
-        return csv_import.decode_csv(upload.read())
+        return csv_import.decode_csv(csv_import.read_capped(upload))
 
 
 class AlertRuleViewSet(viewsets.ModelViewSet):

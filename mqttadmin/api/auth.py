@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mqttadmin import security
+from mqttadmin.api.parsers import BoundedJSONParser
 from mqttadmin.api.throttles import AnonymousRateThrottle, TokenRateThrottle
 from mqttadmin.models import UserSession
 
@@ -83,7 +84,7 @@ class TokenView(APIView):
     DELETE: revoke the caller's tokens."""
 
     throttle_classes = [TokenRateThrottle, AnonymousRateThrottle]
-    parser_classes = [parsers.FormParser, parsers.MultiPartParser, parsers.JSONParser]
+    parser_classes = [parsers.FormParser, parsers.MultiPartParser, BoundedJSONParser]
     renderer_classes = [renderers.JSONRenderer]
     serializer_class = TokenRequestSerializer
 

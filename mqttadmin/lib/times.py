@@ -7,6 +7,11 @@ import datetime
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+# Times users give are bounded: readers take spans around them (`until - 24 h`),
+# which overflow Python's datetime near year 1 or 9999 (an OverflowError, a 500).
+EARLIEST = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+LATEST = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
+
 
 def parse_iso_time(
     value: str | None, name: str, errors: dict[str, str]
@@ -33,7 +38,15 @@ def to_utc(
     if timezone.is_naive(value):
         value = timezone.make_aware(value, datetime.UTC)
     try:
-        return value.astimezone(datetime.UTC)
+        value = value.astimezone(datetime.UTC)
     except OverflowError:
         errors[name] = _("%s is out of range.") % name
         return None
+    if not EARLIEST <= value < LATEST:
+        errors[name] = _("%(name)s must be between %(earliest)s and %(latest)s.") % {
+            "name": name,
+            "earliest": EARLIEST.date().isoformat(),
+            "latest": LATEST.date().isoformat(),
+        }
+        return None
+    return value

@@ -258,7 +258,7 @@ def test_exports_stream_every_row() -> None:
     )
     assert rows[0][:3] == ["id", "received_at", "topic"]
     assert [r[2] for r in rows[1:]] == ["e/3", "e/2", "e/1"]
-    assert rows[1][5:] == ["base64", "//4="]
+    assert rows[1][5:] == ["base64", "//4=", "2", "0"]  # then size, truncated
     assert rows[2][6] == "plain, with comma"
     lines = list(export_ndjson(messages_for(broker, HistoryQuery())))
     documents = [json.loads(line) for line in lines]
