@@ -187,7 +187,13 @@ def _bounded(func: Callable[..., Any]) -> Callable[..., Any]:
         budget = _budget.get()
         if budget is not None:
             budget.spend()
-        result = func(value, *args, **kwargs)
+        try:
+            result = func(value, *args, **kwargs)
+        except TemplateRenderError as exc:
+            if budget is not None:
+                # Kept: `{% if %}` swallows errors, the render must still fail.
+                budget.exceeded = budget.exceeded or str(exc)
+            raise
         if budget is not None and isinstance(result, str | list | tuple | dict):
             budget.check_value(len(result))
         return result
