@@ -1,9 +1,10 @@
 """The acl API under /api/v1/brokers/{id}/: MQTT users and roles, sync, export,
 management settings and lifecycle.
 
-A broker outside the user's products is a 404. Members read users, roles and the
-management settings; product admins (and superusers) make every change, export
-(it shows password hashes), sync and reload. Each change is applied to the broker
+A broker outside the user's products is a 404. Members read users and roles;
+product admins (and superusers) read the management settings (they name files and
+commands on the portal's host), make every change, export (it shows password
+hashes), sync and reload. Each change is applied to the broker
 at once and the answer carries `{"sync": {"state", "error"}}`.
 """
 
@@ -221,7 +222,10 @@ class AclExportView(BrokerScoped, APIView):
 
 
 class ManagementView(BrokerScoped, APIView):
-    """How the broker is managed (none, dynsec or files) and reloaded."""
+    """How the broker is managed (none, dynsec or files) and reloaded. Admins only,
+    reads too: the settings name files and commands on the portal's host."""
+
+    read_role = Role.ADMIN
 
     @extend_schema(responses=ManagedBrokerSerializer)
     def get(self, request: Request, broker_pk: int) -> Response:

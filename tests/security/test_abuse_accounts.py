@@ -390,3 +390,53 @@ def test_tokens_issued_before_hashing_keep_working() -> None:
     assert "authtoken_token" not in connection.introspection.table_names()
     assert not database_holds(key)
     assert token_works(key)
+
+
+# --- Management settings name host files and commands: admins only ----------------
+
+
+HOST_MARKERS = ("/qxa/passwd", "/qxa/acl", "reload_command", "restart_command")
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator", "service"])
+def test_members_below_admin_never_read_management_settings(
+    seeded: dict, role: str
+) -> None:
+    broker = seeded["mine"]["broker"]
+    managed = ManagedBroker.objects.get(broker=broker)
+    managed.last_sync_state = "failed"
+    managed.last_sync_error = f"cannot write {managed.password_file}: denied"
+    managed.save()
+    user = seeded["users"][role]
+    api = APIClient()
+    api.force_authenticate(user)
+    answer = api.get(f"/api/v1/brokers/{broker.pk}/management/")
+    assert answer.status_code == 403
+    # Nothing of them anywhere else in the API the member can read.
+    for path in ("mqtt-users/", "mqtt-roles/", "acl/export/", ""):
+        text = api.get(f"/api/v1/brokers/{broker.pk}/{path}").content.decode()
+        assert not [m for m in HOST_MARKERS if m in text], path
+    page = Client()
+    page.force_login(user)
+    tab = reverse("acl:tab", args=[broker.pk])
+    for response in (
+        page.get(tab),
+        page.get(tab, headers={"HX-Request": "true"}),
+        page.get(reverse("brokers:detail", args=[broker.pk]) + "?tab=acl"),
+    ):
+        text = response.content.decode()
+        assert response.status_code == 200
+        assert not [m for m in HOST_MARKERS if m in text]
+        assert "true" not in re.findall(r"<code>([^<]*)</code>", text)
+    settings_page = page.get(reverse("acl:management", args=[broker.pk]))
+    assert settings_page.status_code == 403
+    assert "/qxa/" not in settings_page.content.decode()
+
+
+def test_product_admins_read_management_settings(seeded: dict) -> None:
+    broker = seeded["mine"]["broker"]
+    api = APIClient()
+    api.force_authenticate(seeded["users"]["admin"])
+    answer = api.get(f"/api/v1/brokers/{broker.pk}/management/")
+    assert answer.status_code == 200
+    assert answer.json()["password_file"].endswith("/qxa/passwd")
