@@ -212,6 +212,18 @@ class ManagedBroker(models.Model):
                 errors["acl_file"] = _(
                     "The ACL file must differ from the password file."
                 )
+            if self.broker_id:
+                pinned = list(
+                    MqttUser.objects.filter(broker_id=self.broker_id)
+                    .exclude(client_id="")
+                    .order_by("username")
+                    .values_list("username", flat=True)[:5]
+                )
+                if pinned:
+                    errors["management"] = _(
+                        "The files backend cannot enforce a client id, and these "
+                        "users have one: %(users)s. Clear their client ids first."
+                    ) % {"users": ", ".join(pinned)}
         if self.management == Management.FILES or self.pid_file or self.reload_command:
             if self.reload_method == ReloadMethod.SIGNAL and not self.pid_file:
                 errors["pid_file"] = _("Reloading by signal needs the pid file.")
@@ -339,6 +351,26 @@ class MqttUser(models.Model):
 
     def __str__(self) -> str:
         return self.username
+
+    def clean(self) -> None:
+        # Mosquitto's password and ACL files have no place for a client id: pinned
+        # there, any client could still log in as this user under another id.
+        if self.client_id and self.broker_id:
+            management = (
+                ManagedBroker.objects.filter(broker_id=self.broker_id)
+                .values_list("management", flat=True)
+                .first()
+            )
+            if management == Management.FILES:
+                raise ValidationError(
+                    {
+                        "client_id": _(
+                            "The files backend cannot enforce a client id (Mosquitto's "
+                            "password and ACL files have no place for it): leave it "
+                            "empty, or manage this broker with Dynamic Security."
+                        )
+                    }
+                )
 
     @property
     def product(self) -> Product:

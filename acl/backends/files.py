@@ -19,8 +19,12 @@ Mapping and its limits:
 - Rules naming %u or %c become `pattern` lines, which Mosquitto applies to every
   client (not just the users holding the role); they are written while at least one
   enabled user holds such a role, and are checked after the user's own lines.
-- A user's client id is not enforced here (the files have no place for it); it
-  only fills %c in patterns.
+- A user's client id cannot be enforced here (the files have no place for it), so
+  one is refused for users of a files-managed broker (MqttUser.clean, and a switch
+  to this backend while users have one); a sync reports any found all the same.
+  %c in a pattern is whatever id the client sent: with this backend any client
+  can pick any client id, so %c patterns are spoofable (use %u, or Dynamic
+  Security with client ids, to tie topics to an identity).
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ from mqttadmin.lib.topics import validate_topic_filter
 ACL_HEADER = (
     "# Written by MQTT Admin: changes made here are replaced on its next write.\n"
     "# acl_file has no priorities: deny lines come first in each block, then the\n"
-    "# rest by priority. pattern lines (%u, %c) apply to every client.\n"
+    "# rest by priority. pattern lines (%u, %c) apply to every client; %c is the\n"
+    "# client id the client chose, which nothing here checks.\n"
 )
 ACL_ACCESS = {"read", "write", "readwrite", "deny"}
 PASSWORD_MODE = 0o640
@@ -312,7 +317,14 @@ class FilesBackend:
         # The portal owns the files: unknown entries go with this write.
         pruned = [f"user {name}" for name in drift.unknown_users]
         self._write_and_reload(state, force_reload=True)
-        return SyncOutcome(drift=drift, pruned=pruned)
+        # Saved before the rule, or written around it: say it is not enforced.
+        errors = [
+            f"user {user.username}: client_id {user.client_id!r} is not enforced by "
+            "the files backend (any client id can log in as this user)"
+            for user in state.users
+            if user.client_id and user.enabled
+        ]
+        return SyncOutcome(drift=drift, pruned=pruned, errors=errors)
 
     def drift(self, state: DesiredState) -> Drift:
         """Compare the files on disk with what the portal writes."""
