@@ -92,7 +92,7 @@ def test_operator_cannot_create_a_broker_admin_through_the_publish_api(
         },
         format="json",
     )
-    assert single.status_code == 400 and "$CONTROL" in single.json()["topic"][0]
+    assert single.status_code == 400 and "control API" in single.json()["topic"][0]
     assert batch.status_code == 400 and "messages[1].topic" in batch.json()
     assert settled_clients(dynsec) == before
     assert not AuditEntry.objects.filter(action="broker.publish").exists()
@@ -148,7 +148,7 @@ def test_operator_cannot_publish_to_control_from_the_publish_tab(
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200
-    assert "$CONTROL" in response.content.decode()
+    assert "control API" in response.content.decode()
     assert settled_clients(dynsec) == before
     assert not AuditEntry.objects.filter(action="broker.publish").exists()
 
@@ -171,7 +171,7 @@ def test_operator_cannot_publish_an_admins_control_template(
         {"template": str(template.pk)},
         HTTP_HX_REQUEST="true",
     )
-    assert "$CONTROL" in response.content.decode()
+    assert "control API" in response.content.decode()
     assert settled_clients(dynsec) == before
 
 
@@ -195,7 +195,7 @@ def test_operator_cannot_save_a_control_template(
         | {"template_name": "t2"},
         HTTP_HX_REQUEST="true",
     )
-    assert "$CONTROL" in page.content.decode()
+    assert "control API" in page.content.decode()
     assert not PublishTemplate.objects.exists()
 
 
@@ -226,7 +226,7 @@ def test_operator_cannot_publish_to_control_over_the_socket(
         await communicator.disconnect()
 
     async_to_sync(scenario)()
-    assert "$CONTROL" in result[0]
+    assert "control API" in result[0]
     assert settled_clients(dynsec) == before
     assert not AuditEntry.objects.filter(action="broker.publish").exists()
 
@@ -336,7 +336,7 @@ def test_a_device_command_to_control_is_refused_when_sent(
         {"payload": json.loads(create_client_command("evil8"))},
         format="json",
     )
-    assert response.status_code == 400 and "$CONTROL" in str(response.json())
+    assert response.status_code == 400 and "control API" in str(response.json())
     assert settled_clients(dynsec) == before
     assert not AuditEntry.objects.filter(action="device.command").exists()
 
@@ -388,7 +388,7 @@ def test_operator_cannot_subscribe_to_control(
         {"name": "spy", "topic_filter": topic_filter, "qos": "0"},
         HTTP_HX_REQUEST="true",
     )
-    assert "$CONTROL" in page.content.decode()
+    assert "control API" in page.content.decode()
     assert not Subscription.objects.exists()
 
 
