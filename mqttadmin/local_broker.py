@@ -228,10 +228,18 @@ def dynsec_file_admits(path: Path, username: str, password: str) -> bool:
 def _write_private(path: Path, text: str) -> None:
     """Write atomically, readable by this user only (the file holds a hash, the
     broker running as this user must be able to rewrite it)."""
-    # Imported here: this module also runs as a script (the guard) without Django.
-    from mqttadmin.lib import files
-
-    files.write_private(path, text)
+    # As mqttadmin.lib.files.write_private, which this module cannot import: it
+    # also runs on its own (the guard process, without the package on the path).
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(temporary, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
 
 
 @dataclass(frozen=True)
@@ -253,9 +261,8 @@ class LocalBrokerFiles:
         return self.directory / "mosquitto.log"
 
     def prepare(self) -> None:
-        from mqttadmin.lib import files
-
-        files.private_directory(self.directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
 
     def write_dynsec(self, username: str, password: str) -> None:
         document = dynsec_document(username, password)
@@ -616,6 +623,10 @@ def register_local_broker(port: int) -> Broker:
         if not broker.username or not broker.password:
             wanted.update(username=ADMIN_USERNAME, password=secrets.token_urlsafe(24))
         stale = {k: v for k, v in wanted.items() if getattr(broker, k) != v}
+        if stale and broker.password and "password" not in stale:
+            # The same local Mosquitto on a new port: its password is given again
+            # knowingly (a stored secret does not follow a new port on its own).
+            stale["password"] = broker.password
         if stale:
             broker = broker_services.broker_update(actor=None, broker=broker, **stale)
     managed = acl_services.managed_of(broker)

@@ -33,6 +33,8 @@ def test_healthz_names_the_failing_database(tmp_path: Path) -> None:
         "DJANGO_SETTINGS_MODULE": "mqttadmin.settings",
         "MQTTADMIN_VAR_DIR": str(tmp_path),
         "DATABASE_URL": f"postgres://nobody@127.0.0.1:{free_port()}/nowhere",
+        # With DATABASE_URL every process shares one key: it must be set.
+        "SECRET_KEY": "x" * 50,
     }
     result = subprocess.run(
         [sys.executable, "-c", probe],
