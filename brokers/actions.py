@@ -32,6 +32,7 @@ from django.utils.translation import gettext_lazy as _l
 
 from brokers.templating import TemplateRenderError, render_bounded, template_problem
 from mqttadmin.audit import SECRET_MASK
+from mqttadmin.lib import outbound
 from mqttadmin.lib.crypto import Secret
 from mqttadmin.lib.payloads import parse_json
 
@@ -118,6 +119,9 @@ def _validate_one(prefix: str, action: Any, errors: dict[str, str]) -> None:
         parts = urlsplit(url) if isinstance(url, str) else None
         if not parts or parts.scheme not in ("http", "https") or not parts.netloc:
             errors[f"{prefix}.url"] = _("url must be an http:// or https:// address.")
+        elif blocked := outbound.url_error(url):
+            # Literal internal addresses early; names are checked when connecting.
+            errors[f"{prefix}.url"] = blocked
         method = str(action.get("method", "POST")).upper()
         if method not in HTTP_METHODS:
             errors[f"{prefix}.method"] = _("method must be one of: %s.") % ", ".join(
@@ -498,13 +502,16 @@ _client_lock = threading.Lock()
 
 
 def _http_client() -> Any:
-    """One pooled client for all webhooks: connections are kept alive and reused."""
+    """One pooled client for all webhooks: connections are kept alive and reused.
+
+    Every connection it opens passes the outbound policy (mqttadmin.lib.outbound):
+    internal addresses are refused after DNS resolution, redirects not followed.
+    """
     global _client
-    import httpx
 
     with _client_lock:
         if _client is None:
-            _client = httpx.Client(follow_redirects=False)
+            _client = outbound.http_client()
         return _client
 
 
@@ -517,6 +524,15 @@ def _without_header_values(text: str, headers: dict[str, Any]) -> str:
             for form in {value, repr(value.encode("utf-8", "replace"))[2:-1]}:
                 text = text.replace(form, SECRET_MASK)
     return text
+
+
+BLOCKED = _l("blocked by the outbound policy")
+
+
+def _url_for_error(url: str) -> str:
+    """scheme://host[:port] of a URL: its path and query may carry tokens."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def webhook_call(
@@ -547,6 +563,13 @@ def webhook_call(
                 follow_redirects=False,
             )
         except httpx.HTTPError as exc:
+            if outbound.blocked_cause(exc) is not None:
+                # Nothing was sent; retrying cannot help, and the text must not
+                # depend on what (if anything) listens there.
+                raise ActionError(
+                    _("webhook %(url)s: %(reason)s")
+                    % {"url": _url_for_error(action["url"]), "reason": BLOCKED}
+                ) from None
             last_error = _without_header_values(
                 f"{exc.__class__.__name__}: {exc}", action.get("headers", {})
             )

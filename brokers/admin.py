@@ -6,6 +6,7 @@ Status rows and runtime leases belong to the runtime: the admin only shows them.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from django import forms
@@ -23,6 +24,7 @@ from brokers.models import (
     RuntimeLease,
     Subscription,
 )
+from brokers.secret_binding import BINDING_FIELDS, secret_binding_errors
 from mqttadmin.admin_base import (
     ProductScopedAdmin,
     ProductScopedInline,
@@ -72,6 +74,24 @@ class BrokerAdminForm(forms.ModelForm):
                 cleaned[name] = ""
             elif not cleaned.get(name):
                 cleaned[name] = getattr(self.instance, name, "") or ""
+        if self.instance.pk:
+            # As in the API and the pages: a kept secret stays with the
+            # destinations it was saved for (brokers.secret_binding).
+            candidate = SimpleNamespace(
+                **{
+                    name: cleaned.get(name, getattr(self.instance, name))
+                    for name in BINDING_FIELDS
+                }
+            )
+            supplied = {
+                name
+                for name in Broker.SECRET_FIELDS
+                if self.data.get(self.add_prefix(name)) or cleaned.get(f"clear_{name}")
+            }
+            for name, error in secret_binding_errors(
+                self.instance, candidate, supplied
+            ).items():
+                self.add_error(name, error)
         return cleaned
 
 

@@ -221,12 +221,25 @@ class BrokerForm(forms.ModelForm):
                 cleaned[name] = getattr(self.instance, name, "") or ""
         return cleaned
 
+    def supplied_secrets(self) -> set[str]:
+        """The secrets typed (or cleared) in this submission, not kept from storage:
+        only these may go to a changed host (brokers.secret_binding)."""
+        return {
+            name
+            for name in Broker.SECRET_FIELDS
+            if self.data.get(self.add_prefix(name))
+            or self.cleaned_data.get(f"clear_{name}")
+        }
+
     def service_fields(self) -> dict[str, Any]:
-        """The cleaned values the broker services take."""
+        """The cleaned values the broker services take; a kept secret is left out
+        (the service reads a secret passed as given anew)."""
+        supplied = self.supplied_secrets()
         return {
             name: self.cleaned_data[name]
             for name in self.Meta.fields
             if name in self.cleaned_data
+            and (name not in Broker.SECRET_FIELDS or name in supplied)
         }
 
     def connection_errors(self) -> dict[str, list[str]]:

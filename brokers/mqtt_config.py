@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 
 from brokers import services
 from brokers.models import Broker, ProductMqttConfig, ServiceStatusReport
-from mqttadmin.audit import audit_record, diff, snapshot
+from mqttadmin.audit import SECRET_MASK, audit_record, diff, snapshot
 from mqttadmin.models import Product
 
 # Seed 001's names for broker settings -> the Broker model's fields.
@@ -65,7 +65,9 @@ def broker_fields_from(payload: dict[str, Any]) -> dict[str, Any]:
     }
     if "verify_cert" in payload:
         fields["tls_insecure"] = not bool(payload["verify_cert"])
-    if fields.get("password") is None:
+    # Writing back what was read ("***" or null) keeps the stored password; only
+    # a password given here is "given anew" (brokers.secret_binding).
+    if fields.get("password") is None or fields.get("password") == SECRET_MASK:
         fields.pop("password", None)
     return fields
 

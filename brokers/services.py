@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,7 @@ from brokers.models import (
     Topic,
 )
 from brokers.retained import retained_clear
+from brokers.secret_binding import binding_snapshot, check_secret_binding
 from mqttadmin.audit import audit_record, diff, snapshot
 from mqttadmin.frames import RUNTIME_NUDGE
 from mqttadmin.lib.payloads import json_problem, parse_json
@@ -123,14 +124,27 @@ def broker_create(*, actor: Any, product: Product, **fields: Any) -> Broker:
 
 @transaction.atomic
 def broker_update(*, actor: Any, broker: Broker, **fields: Any) -> Broker:
-    """Change a broker; connection settings make the runtime reconnect it."""
+    """Change a broker; connection settings make the runtime reconnect it.
+
+    Secrets are passed only when given anew (or cleared with ""). A change that
+    would send a stored password or client key to another host:port, or over
+    weaker TLS, without giving it again raises ValidationError on that field and
+    saves nothing.
+    """
     unknown = set(fields) - set(BROKER_FIELDS)
     if unknown:
         raise ValueError(f"unknown broker fields: {sorted(unknown)}")
     before = snapshot(broker, BROKER_FIELDS)
+    saved = binding_snapshot(broker)
     for name, value in fields.items():
         setattr(broker, name, value)
-    _save_broker(broker)
+    broker.full_clean()
+    # A secret given in `fields` is given anew; one left out stays bound to the
+    # destinations it was saved for (see brokers.secret_binding).
+    check_secret_binding(
+        saved, broker, supplied={n for n in Broker.SECRET_FIELDS if n in fields}
+    )
+    broker.save()
     changes = diff(before, snapshot(broker, BROKER_FIELDS), Broker.SECRET_FIELDS)
     if changes:
         audit_record(
@@ -190,8 +204,22 @@ def broker_status(broker: Broker) -> BrokerStatus:
     return status
 
 
-def broker_test_connection(settings: ConnectionSettings) -> ConnectionTestResult:
-    """Try the settings once (saved or not), within their connect timeout."""
+def broker_test_connection(
+    settings: ConnectionSettings,
+    *,
+    broker: Broker | None = None,
+    supplied: Collection[str] = (),
+) -> ConnectionTestResult:
+    """Try the settings once (saved or not), within their connect timeout.
+
+    With `broker`, the settings started from its saved ones: a stored secret not
+    in `supplied` (given anew with this test) is used only with the destinations
+    it was saved for, else ValidationError names the field and nothing is sent.
+    Brokers are often private, so the outbound policy does not apply here; the
+    views restrict testing to operators and throttle it per user.
+    """
+    if broker is not None:
+        check_secret_binding(broker, settings, supplied)
     return probe_connection(settings)
 
 

@@ -52,6 +52,7 @@ from brokers.forms import (
 )
 from brokers.models import Broker, PublishTemplate, Subscription, Topic
 from brokers.retained import retained_list
+from brokers.throttles import connection_test_allowed
 from mqttadmin.audit import audit_record
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
@@ -223,11 +224,29 @@ def broker_test(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
     form.is_valid()
     errors = form.connection_errors()
-    result = (
-        None
-        if errors
-        else services.broker_test_connection(form.connection_settings()).as_dict()
-    )
+    result = None
+    status = 200
+    allowed, wait = connection_test_allowed(request)
+    if not allowed:
+        # The same per-user budget as the API's (brokers.throttles).
+        status = 429
+        errors = {
+            "": [
+                _("Too many connection tests: try again in %(seconds)d s.")
+                % {"seconds": int(wait or 1) + 1}
+            ]
+        }
+    elif not errors:
+        try:
+            result = services.broker_test_connection(
+                form.connection_settings(),
+                broker=broker,
+                supplied=form.supplied_secrets(),
+            ).as_dict()
+        except ValidationError as exc:
+            # A stored secret the changed settings would send elsewhere.
+            apply_errors(form, exc)
+            errors = form.connection_errors()
     context = {
         "form": form,
         "product": product,
@@ -237,8 +256,10 @@ def broker_test(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "test_hint": TEST_HINTS.get(result["error"], "") if result else "",
     }
     if request.htmx:
-        return render(request, "brokers/partials/test_result.html", context)
-    return render(request, "brokers/form.html", context)
+        return render(
+            request, "brokers/partials/test_result.html", context, status=status
+        )
+    return render(request, "brokers/form.html", context, status=status)
 
 
 @login_required

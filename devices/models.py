@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _l
 from brokers.models import Broker, Subscription
 from dashboard.models import Severity
 from devices.choices import OPERATORS, DeviceStatus, ImportState, RuleOperator
+from mqttadmin.lib import outbound
 from mqttadmin.lib.topics import (
     SHARE_PREFIX,
     is_control_topic,
@@ -345,6 +346,9 @@ class AlertRule(models.Model):
             errors["device"] = _("The device belongs to another product.")
         if self.threshold is not None and not math.isfinite(self.threshold):
             errors["threshold"] = _("The threshold is a finite number.")
+        if self.notify_webhook and (blocked := outbound.url_error(self.notify_webhook)):
+            # Literal internal addresses early; the send checks every address.
+            errors["notify_webhook"] = blocked
         if errors:
             raise ValidationError(errors)
 

@@ -14,6 +14,27 @@ from tests.factories import make_product, make_superuser, make_user
 from tests.runtime_support import runtime_starter, uncommitted_sqlite_reads
 from tests.services import MosquittoProcess, missing
 
+# The outbound policy blocks loopback by default; the suite's webhook sink
+# (tests/http_sink.py) listens there. Opened for the worker and daphne processes
+# the fault tests start (they read the environment) and for this process, whose
+# settings pytest-django loaded before this file. tests/security/
+# test_outbound_policy.py sets it back to empty to prove the default blocks.
+os.environ.setdefault("MQTTADMIN_OUTBOUND_ALLOW", "127.0.0.1,::1")
+
+
+def _allow_loopback_webhooks() -> None:
+    from django.conf import settings
+
+    if not settings.MQTTADMIN_OUTBOUND_ALLOW:
+        settings.MQTTADMIN_OUTBOUND_ALLOW = [
+            entry.strip()
+            for entry in os.environ["MQTTADMIN_OUTBOUND_ALLOW"].split(",")
+            if entry.strip()
+        ]
+
+
+_allow_loopback_webhooks()
+
 
 @pytest.fixture
 def api() -> APIClient:

@@ -19,6 +19,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from brokers import services
@@ -31,6 +32,7 @@ from brokers.mqtt_config import (
     mqtt_config_put,
     service_status_report,
 )
+from brokers.throttles import ConnectionTestRateThrottle
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
@@ -164,7 +166,14 @@ class MqttConfigView(APIView):
 
 
 class MqttConfigTestView(APIView):
-    """Test the saved settings, or settings in the body (seed 001's names)."""
+    """Test the saved settings, or settings in the body (seed 001's names).
+
+    Operators only, within the per-user budget of connection tests."""
+
+    throttle_classes = [
+        *api_settings.DEFAULT_THROTTLE_CLASSES,
+        ConnectionTestRateThrottle,
+    ]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, pk: int) -> Response:
@@ -178,17 +187,26 @@ class MqttConfigTestView(APIView):
             )
         except ValidationError as exc:
             raise ApiValidationError(exc.message_dict) from None
-        if config and config.primary_broker:
-            settings = ConnectionSettings.from_broker(
-                config.primary_broker, **overrides
-            )
+        saved = config.primary_broker if config else None
+        if saved is not None:
+            settings = ConnectionSettings.from_broker(saved, **overrides)
         elif overrides.get("host"):
             settings = ConnectionSettings(**overrides)
         else:
             raise ApiValidationError(
                 {"host": [_("Give a host, or configure MQTT first.")]}
             )
-        result = services.broker_test_connection(settings)
+        try:
+            result = services.broker_test_connection(
+                settings,
+                broker=saved,
+                supplied=[k for k in overrides if k == "password"],
+            )
+        except ValidationError as exc:
+            # Seed 001's names: the stored password is `broker.password` here.
+            raise ApiValidationError(
+                {f"broker.{k}": v for k, v in exc.message_dict.items()}
+            ) from None
         # Seed 001's shape ("error" + "details"), plus the portal's own fields.
         failure = (
             f"Connection failed with code {result.reason_code}"

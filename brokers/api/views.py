@@ -51,6 +51,7 @@ from brokers.filtersets import (
     SubscriptionFilterSet,
 )
 from brokers.models import Broker, PublishTemplate, Subscription
+from brokers.throttles import ConnectionTestRateThrottle
 from mqttadmin.api.permissions import ProductRolePermission
 from mqttadmin.models import Product
 from mqttadmin.roles import Role
@@ -214,7 +215,16 @@ class BrokerViewSet(viewsets.ModelViewSet):
         responses={200: ConnectionTestResultSerializer},
         operation_id="v1_brokers_test_settings",
     )
-    @action(detail=False, methods=["post"], url_path="test", url_name="test")
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="test",
+        url_name="test",
+        throttle_classes=[
+            *api_settings.DEFAULT_THROTTLE_CLASSES,
+            ConnectionTestRateThrottle,
+        ],
+    )
     def test_settings(self, request: Request) -> Response:
         """Try unsaved connection settings once (operators of any product)."""
         if not Product.objects.for_user(request.user, Role.OPERATOR).exists():
@@ -231,7 +241,16 @@ class BrokerViewSet(viewsets.ModelViewSet):
         responses={200: ConnectionTestResultSerializer},
         operation_id="v1_brokers_test_saved",
     )
-    @action(detail=True, methods=["post"], url_path="test", url_name="test-saved")
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="test",
+        url_name="test-saved",
+        throttle_classes=[
+            *api_settings.DEFAULT_THROTTLE_CLASSES,
+            ConnectionTestRateThrottle,
+        ],
+    )
     def test_connection(self, request: Request, pk: str) -> Response:
         """Try the saved settings once; fields in the body override saved ones."""
         broker = self.get_object()
@@ -240,7 +259,11 @@ class BrokerViewSet(viewsets.ModelViewSet):
             context={**self.get_serializer_context(), "broker": broker},
         )
         payload.is_valid(raise_exception=True)
-        result = services.broker_test_connection(payload.connection_settings())
+        result = services.broker_test_connection(
+            payload.connection_settings(),
+            broker=broker,
+            supplied=[n for n in Broker.SECRET_FIELDS if n in payload.validated_data],
+        )
         return Response(result.as_dict())
 
 

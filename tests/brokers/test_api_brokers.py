@@ -421,7 +421,7 @@ def test_secrets_are_never_returned(world: dict, client_pair: tuple) -> None:
         created,
         client.get(url()),
         client.get(f"/api/v1/brokers/{broker_id}/"),
-        client.patch(f"/api/v1/brokers/{broker_id}/", {"port": 8883}, format="json"),
+        client.patch(f"/api/v1/brokers/{broker_id}/", {"keepalive": 30}, format="json"),
         client.put(
             f"/api/v1/brokers/{broker_id}/",
             {**created.json(), "password": PASSWORD, "client_key": key},
@@ -465,13 +465,13 @@ def test_secret_kept_when_omitted_or_masked_and_cleared_with_empty(
     broker = make_broker(world["product"], username="sensor", password=PASSWORD)
     client = as_user(world["users"]["operator"])
 
-    client.patch(url(broker), {"port": 1884}, format="json")
+    client.patch(url(broker), {"keepalive": 30}, format="json")
     broker.refresh_from_db()
-    assert broker.password == PASSWORD
+    assert broker.password == PASSWORD and broker.keepalive == 30
 
-    client.patch(url(broker), {"password": "***", "port": 1885}, format="json")
+    client.patch(url(broker), {"password": "***", "keepalive": 31}, format="json")
     broker.refresh_from_db()
-    assert broker.password == PASSWORD and broker.port == 1885
+    assert broker.password == PASSWORD and broker.keepalive == 31
 
     client.patch(url(broker), {"password": "new-one"}, format="json")
     broker.refresh_from_db()

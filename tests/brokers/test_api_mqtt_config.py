@@ -80,7 +80,7 @@ def test_topic_only_change_needs_no_restart(world: dict) -> None:
     client.put(url(world), {"broker": BROKER, "topics": TOPICS}, format="json")
     response = client.put(url(world), {"topics": {"qos": 0}}, format="json")
     assert response.json()["requires_restart"] is False
-    response = client.put(url(world), {"broker": {"port": 1884}}, format="json")
+    response = client.put(url(world), {"broker": {"keep_alive": 30}}, format="json")
     assert response.json()["requires_restart"] is True
 
 

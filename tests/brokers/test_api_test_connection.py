@@ -255,6 +255,26 @@ def test_saved_password_is_used_when_left_out(
 ) -> None:
     broker = make_broker(
         world["product"],
+        port=password_broker.port,
+        username=MQTT_USER,
+        password=MQTT_PASSWORD,
+        protocol="5",
+    )
+    client = as_user(world["users"]["operator"])
+    for body in ({}, {"password": "***"}, {"keepalive": 30}):
+        data = client.post(saved_url(broker), body, format="json").json()
+        assert data["ok"] is True, data
+    data = client.post(saved_url(broker), {"password": "wrong"}, format="json").json()
+    assert_bad_credentials(data, "5")
+
+
+def test_saved_password_does_not_follow_another_port(
+    world: dict, password_broker: Any
+) -> None:
+    """The stored password is bound to the host:port it was saved with: another
+    port needs it again (tests/security/test_secret_binding.py has the attack)."""
+    broker = make_broker(
+        world["product"],
         port=free_port(),
         username=MQTT_USER,
         password=MQTT_PASSWORD,
@@ -268,14 +288,15 @@ def test_saved_password_is_used_when_left_out(
         {"port": password_broker.port},
         {"port": password_broker.port, "password": "***"},
     ):
-        data = client.post(saved_url(broker), body, format="json").json()
-        assert data["ok"] is True, data
+        response = client.post(saved_url(broker), body, format="json")
+        assert response.status_code == 400
+        assert "password" in response.json()
     data = client.post(
         saved_url(broker),
-        {"port": password_broker.port, "password": "wrong"},
+        {"port": password_broker.port, "password": MQTT_PASSWORD},
         format="json",
     ).json()
-    assert_bad_credentials(data, "5")
+    assert data["ok"] is True, data
 
 
 def test_saved_test_overrides_are_validated_with_saved_fields(world: dict) -> None:

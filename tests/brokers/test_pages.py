@@ -428,16 +428,32 @@ def test_edit_with_empty_secrets_keeps_them(world: dict, tls_material: Any) -> N
     key = broker.client_key
     client = logged_in(world["users"]["operator"])
     # Browsers post textareas with CRLF: the unchanged certificates are no change.
-    data = _edit_data(broker, port="8883")
+    data = _edit_data(broker, keepalive="30")
     for name in ("ca_cert", "client_cert"):
         data[name] = data[name].replace("\n", "\r\n")
     response = client.post(f"/brokers/{broker.pk}/edit/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
     broker.refresh_from_db()
-    assert broker.port == 8883
+    assert broker.keepalive == 30
     assert broker.password == STORED_PASSWORD and broker.client_key == key
     entry = AuditEntry.objects.get(action="broker.update")
-    assert entry.source == "page" and entry.changes == {"port": [1883, 8883]}
+    assert entry.source == "page" and entry.changes == {"keepalive": [60, 30]}
+
+
+def test_edit_to_another_port_needs_the_secrets_again(
+    world: dict, tls_material: Any
+) -> None:
+    """Stored secrets stay with the host:port they were saved for
+    (tests/security/test_secret_binding.py)."""
+    broker = _secret_broker(world, tls_material)
+    client = logged_in(world["users"]["operator"])
+    html = client.post(
+        f"/brokers/{broker.pk}/edit/", _edit_data(broker, port="8883")
+    ).content.decode()
+    assert "Enter the password again" in error_next_to(html, "password")
+    assert "Enter the client key again" in error_next_to(html, "client_key")
+    broker.refresh_from_db()
+    assert broker.port == 1883
 
 
 def test_edit_clear_removes_the_password(world: dict, tls_material: Any) -> None:
