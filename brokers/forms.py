@@ -43,6 +43,14 @@ class BrokerForm(forms.ModelForm):
     stored one, unless its "clear" box is ticked.
     """
 
+    # Optional in a post (pages and scripts from before it existed): left out,
+    # the saved cap (or the default) stays. Its range is the model's.
+    history_payload_max_bytes = forms.IntegerField(
+        label=Broker._meta.get_field("history_payload_max_bytes").verbose_name,
+        help_text=Broker._meta.get_field("history_payload_max_bytes").help_text,
+        required=False,
+    )
+
     password = forms.CharField(
         label=_l("password"),
         required=False,
@@ -107,6 +115,10 @@ class BrokerForm(forms.ModelForm):
         ),
         (_l("Subscriptions"), ("subscribe_all", "collect_sys_stats")),
     )
+
+    def clean_history_payload_max_bytes(self) -> int:
+        value = self.cleaned_data.get("history_payload_max_bytes")
+        return self.instance.history_payload_max_bytes if value is None else value
 
     class Meta:
         model = Broker

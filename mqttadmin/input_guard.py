@@ -27,7 +27,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def nul_message() -> str:
-    return _("Null characters are not allowed.")
+    return _("Null characters (NUL) are not allowed.")
 
 
 def first_nul_path(value: Any, path: str = "") -> str | None:

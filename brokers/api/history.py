@@ -148,7 +148,9 @@ class MessagesView(APIView):
 class MessageDetailView(APIView):
     """One stored message with all of its payload that history kept."""
 
-    @extend_schema(responses=MessageSerializer)
+    @extend_schema(
+        operation_id="v1_brokers_message_detail", responses=MessageSerializer
+    )
     def get(self, request: Request, pk: int, message_id: int) -> Response:
         broker = get_for_user_or_404(Broker, request.user, pk=pk)
         message = get_object_or_404(

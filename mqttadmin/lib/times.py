@@ -7,10 +7,11 @@ import datetime
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-# Times users give are bounded: readers take spans around them (`until - 24 h`),
-# which overflow Python's datetime near year 1 or 9999 (an OverflowError, a 500).
-EARLIEST = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-LATEST = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
+# Times users give are bounded: readers take spans around them (`until - 24 h`,
+# buckets of up to a day), which overflow Python's datetime in year 1 or 9999
+# (an OverflowError, a 500). A year either side is room enough.
+EARLIEST = datetime.datetime(2, 1, 1, tzinfo=datetime.UTC)
+LATEST = datetime.datetime(9999, 1, 1, tzinfo=datetime.UTC)
 
 
 def parse_iso_time(
