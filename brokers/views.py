@@ -228,8 +228,9 @@ def broker_test(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     status = 200
     allowed, wait = connection_test_allowed(request)
     if not allowed:
-        # The same per-user budget as the API's (brokers.throttles).
-        status = 429
+        # The same per-user budget as the API's (brokers.throttles). htmx does
+        # not swap a 4xx answer in, so its fragment says it with a 200.
+        status = 200 if request.htmx else 429
         errors = {
             "": [
                 _("Too many connection tests: try again in %(seconds)d s.")

@@ -422,6 +422,13 @@ def test_connection_tests_are_rate_limited_per_user_across_api_and_page(
         {"host": "127.0.0.1", "port": "1"},
         HTTP_HX_REQUEST="true",
     )
+    # htmx swaps only 2xx answers in: the fragment carries the refusal.
+    assert response.status_code == 200
+    assert "Too many connection tests" in response.content.decode()
+    assert "Connection refused" not in response.content.decode()
+    response = page.post(
+        f"/brokers/{broker.pk}/test/", {"host": "127.0.0.1", "port": "1"}
+    )
     assert response.status_code == 429
     assert "Too many connection tests" in response.content.decode()
     # Another user has a budget of their own.
