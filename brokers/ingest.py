@@ -243,12 +243,16 @@ def _history_rows(
 def json_safe(value: Any) -> Any:
     """MQTT 5 properties as JSON: bytes (correlation data) become text or hex."""
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     if isinstance(value, bytes | bytearray):
         text, _data = split_payload(bytes(value))
         return text if text is not None else {"hex": bytes(value).hex()}
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL's jsonb cannot hold U+0000: one such property would fail
+        # every retry of the batch. Kept visible, as the escape's text.
+        return value.replace("\x00", "\\u0000")
     return value
 
 

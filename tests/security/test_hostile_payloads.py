@@ -662,3 +662,18 @@ def test_csv_import_of_blank_lines_is_bounded(world: dict) -> None:
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "file"
     assert not Device.objects.exists()
+
+
+@pytest.mark.django_db
+def test_nul_in_mqtt5_properties_is_stored_escaped(world: dict) -> None:
+    """PostgreSQL's jsonb refuses U+0000: such a property failed every retry."""
+    broker = _broker(world["product"])
+    message = _received(broker, "p", b"a\x00b")
+    message.properties = {"UserProperty": [("k\x00", "v\x00")], "ContentType": "x\x00"}
+    store_batch([message])
+    stored = StoredMessage.objects.get(broker=broker)
+    assert stored.properties == {
+        "UserProperty": [["k\\u0000", "v\\u0000"]],
+        "ContentType": "x\\u0000",
+    }
+    assert bytes(stored.data) == b"a\x00b"
