@@ -26,6 +26,7 @@ import functools
 import ipaddress
 import re
 import socket
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -326,8 +327,13 @@ class PolicyNetworkBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def http_client(**kwargs: Any) -> httpx.Client:
+def http_client(
+    ssl_context: ssl.SSLContext | None = None, **kwargs: Any
+) -> httpx.Client:
     """An httpx client whose every connection goes through the outbound policy.
+
+    TLS verifies the URL's host name (sent as SNI) against `ssl_context` (default:
+    the certifi bundle, as httpx does), whatever address it was dialled on.
 
     Redirects are not followed (a redirect to an internal address would be
     checked anyway, but following one repeats a request the operator did not
@@ -338,7 +344,7 @@ def http_client(**kwargs: Any) -> httpx.Client:
     # httpx has no argument for the network backend: the pool it would build,
     # with ours. tests/security/test_outbound_policy.py fails if this stops working.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=100,
         max_keepalive_connections=20,
         keepalive_expiry=5.0,

@@ -254,6 +254,75 @@ def test_redirects_are_not_followed(settings: Any, http_sink: HttpSink) -> None:
         internal.server_close()
 
 
+def test_tls_checks_the_url_host_name_not_the_dialled_address(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The socket goes to the checked address, while SNI and the certificate
+    check use the URL's name: a certificate for hooks.test only is accepted."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from tests.brokers.conftest import _ca, _key, _name, _pem
+
+    ca_cert, ca_key = _ca("Outbound Test CA")
+    key = _key()
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("hooks.test"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("hooks.test")]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_text(_pem(cert))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = _answering_server()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    names: list[str | None] = []
+    server_context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real_getaddrinfo(
+            "127.0.0.1" if host == "hooks.test" else host, *args, **kwargs
+        )
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    settings.MQTTADMIN_OUTBOUND_ALLOW = ["hooks.test"]
+    client_context = ssl.create_default_context(cadata=_pem(ca_cert))
+    try:
+        port = server.server_address[1]
+        client = outbound.http_client(ssl_context=client_context)
+        response = client.get(f"https://hooks.test:{port}/", timeout=5)
+        assert response.status_code == 418
+        assert names == ["hooks.test"]
+        # The same server reached by address fails the name check: the URL's
+        # host is what TLS verifies.
+        settings.MQTTADMIN_OUTBOUND_ALLOW = ["hooks.test", "127.0.0.1"]
+        with pytest.raises(Exception, match=r"certificate|hostname|match"):
+            client.get(f"https://127.0.0.1:{port}/", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --- At save time ---------------------------------------------------------------
 
 INTERNAL_URLS = [
