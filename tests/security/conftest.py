@@ -29,7 +29,13 @@ def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from acl.models import ManagedBroker, MqttRole, MqttRule, MqttUser
     from brokers import services as broker_services
     from brokers.ingest import ReceivedMessage, store_batch
-    from brokers.models import ProductMqttConfig, PublishTemplate, Subscription, Topic
+    from brokers.models import (
+        ProductMqttConfig,
+        PublishTemplate,
+        StoredMessage,
+        Subscription,
+        Topic,
+    )
     from dashboard.models import Alert
     from devices.models import AlertRule, DeviceImport
     from devices.services import device_create
@@ -85,6 +91,7 @@ def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     store_batch(
         [ReceivedMessage(broker.pk, f"{prefix}/temp", b"21", 0, False, timezone.now())]
     )
+    message = StoredMessage.objects.get(broker=broker)
     mqtt_role = MqttRole.objects.create(broker=broker, name=f"{prefix}-role")
     MqttRule.objects.create(role=mqtt_role, topic=f"{prefix}/#", access="read")
     mqtt_user = MqttUser.objects.create(broker=broker, username=f"{prefix}-user")
@@ -94,6 +101,7 @@ def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
             "product": product,
             "broker": broker,
             "topic": topic,
+            "message": message,
             "subscription": subscription,
             "template": template,
             "device": device,

@@ -43,6 +43,7 @@ OBJECT_FOR: dict[tuple[str, str], str] = {
     ("brokers:topic-annotate", "tid"): "topic",
     ("brokers:template-delete", "tid"): "template",
     ("broker-topic-detail", "topic_id"): "topic",
+    ("broker-message-detail", "message_id"): "message",
     ("broker-mqtt-user", "pk"): "mqtt_user",
     ("broker-mqtt-role", "pk"): "mqtt_role",
     ("acl:user-edit", "uid"): "mqtt_user",
