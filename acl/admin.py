@@ -60,6 +60,9 @@ class ManagedBrokerAdminForm(forms.ModelForm):
             data["management_password"] = ""
         elif not data.get("management_password") and self.instance.pk:
             data["management_password"] = self.instance.management_password
+        else:
+            # Typed now: bound to where the broker points now.
+            self.instance.management_bound_to = {}
         return data
 
 

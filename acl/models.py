@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from types import SimpleNamespace
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from django.utils.translation import gettext_lazy as _l
 
 from acl.choices import Access, Management, ReloadMethod, SyncState
 from brokers.models import Broker, BrokerScopedQuerySet
+from brokers.secret_binding import binding_of, what_moved
 from mqttadmin.lib.crypto import EncryptedTextField
 from mqttadmin.lib.topics import (
     SHARE_PREFIX,
@@ -129,6 +131,10 @@ class ManagedBroker(models.Model):
         help_text=_l("Dynamic Security admin; empty uses the connection's username."),
     )
     management_password = EncryptedTextField(_l("admin password"), blank=True)
+    # Where the admin password may be sent: the broker's destinations and TLS
+    # settings when it was saved (see brokers.secret_binding). An operator may move
+    # the connection elsewhere; the admin password must not follow it.
+    management_bound_to = models.JSONField(default=dict, blank=True, editable=False)
     password_file = models.CharField(
         _l("password file"),
         max_length=1024,
@@ -201,6 +207,28 @@ class ManagedBroker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.broker}: {self.get_management_display()}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Derived state, not a side effect: an admin password is bound to where the
+        # broker points when it is entered. Whoever takes a newly typed password
+        # empties the binding first (management_update, the admin form).
+        bound = self.management_bound_to
+        if not self.management_password:
+            self.management_bound_to = {}
+        elif not bound:
+            self.management_bound_to = binding_of(self.broker)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and self.management_bound_to != bound:
+            kwargs["update_fields"] = {*update_fields, "management_bound_to"}
+        super().save(*args, **kwargs)
+
+    def management_password_moved(self) -> str | None:
+        """Why the stored admin password may not be sent to the broker as it is now
+        configured (its host, port or TLS changed since it was entered), or None."""
+        if not self.management_password or not self.management_bound_to:
+            return None
+        saved = SimpleNamespace(**self.management_bound_to)
+        return what_moved(saved, self.broker)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

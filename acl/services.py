@@ -132,6 +132,9 @@ def management_update(*, actor: Any, broker: Broker, **fields: Any) -> ManagedBr
         )
     for name, value in fields.items():
         setattr(managed, name, value)
+    if fields.get("management_password"):
+        # Typed now: bound to where the broker points now (see ManagedBroker.save).
+        managed.management_bound_to = {}
     managed.full_clean()
     with transaction.atomic():
         managed.save()

@@ -75,6 +75,19 @@ def binding_snapshot(broker: Any) -> Any:
     return SimpleNamespace(**values)
 
 
+def binding_of(broker: Any) -> dict[str, Any]:
+    """The binding values of `broker` as plain JSON, for a secret stored elsewhere
+    (e.g. a managed broker's admin password) that must stay bound the same way."""
+    return {
+        "host": broker.host,
+        "port": int(broker.port),
+        "fallback_hosts": list(broker.fallback_hosts or ()),
+        "use_tls": bool(broker.use_tls),
+        "tls_insecure": bool(broker.tls_insecure),
+        "ca_cert": _pem(broker.ca_cert),
+    }
+
+
 def secret_binding_errors(
     saved: Any, candidate: Any, supplied: Collection[str]
 ) -> dict[str, str]:

@@ -26,6 +26,7 @@ from functools import cached_property
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from django.utils.translation import gettext as _
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -114,6 +115,14 @@ def admin_settings(managed: Any) -> ConnectionSettings:
     """The broker's connection settings with the management credentials."""
     broker = managed.broker
     overrides: dict[str, Any] = {}
+    if managed.management_username and managed.management_password_moved():
+        raise ApplyError(
+            _(
+                "The stored admin password was entered while the broker pointed "
+                "elsewhere (its host, port or TLS settings changed since); enter "
+                "the admin password again on the Users & ACL settings."
+            )
+        )
     if managed.management_username:
         overrides["username"] = managed.management_username
         overrides["password"] = managed.management_password

@@ -410,3 +410,71 @@ def test_product_mqtt_config_put_elsewhere_is_refused_and_changes_nothing(
         assert "broker.password" in response.json()
     assert stored(broker) == before
     assert attacker.received == b""
+
+
+ADMIN_SECRET = "dynsec-Admin-Pa55"
+
+
+def test_admin_password_does_not_follow_an_operators_new_host(
+    world: dict, saved: Any, attacker: Any
+) -> None:
+    """The Dynamic Security admin password lives on the managed broker, not the
+    connection: an operator who moves the connection (typing a connection password
+    of their own) must not get the admin password sent to the new host by the next
+    sync an admin runs."""
+    from acl import services as acl_services
+    from acl.choices import Management
+
+    broker = make_broker(world, saved.port)
+    acl_services.management_update(
+        actor=None,
+        broker=broker,
+        management=Management.DYNSEC,
+        management_username="portal-admin",
+        management_password=ADMIN_SECRET,
+    )
+    response = as_user(world["users"]["operator"]).patch(
+        f"/api/v1/brokers/{broker.pk}/",
+        {"port": attacker.port, "password": NEW_SECRET},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+
+    report = acl_services.acl_sync(
+        actor=world["users"]["admin"], broker=Broker.objects.get(pk=broker.pk)
+    )
+
+    assert report.sync.state == "failed"
+    assert "enter the admin password again" in report.sync.error
+    assert ADMIN_SECRET.encode() not in attacker.received
+
+
+def test_admin_password_entered_again_is_bound_to_the_new_host(
+    world: dict, saved: Any, attacker: Any
+) -> None:
+    from acl import services as acl_services
+    from acl.choices import Management
+    from acl.models import ManagedBroker
+
+    broker = make_broker(world, saved.port)
+    acl_services.management_update(
+        actor=None,
+        broker=broker,
+        management=Management.DYNSEC,
+        management_username="portal-admin",
+        management_password=ADMIN_SECRET,
+    )
+    broker = services.broker_update(
+        actor=None, broker=broker, port=attacker.port, password=NEW_SECRET
+    )
+    assert ManagedBroker.objects.get(pk=broker.pk).management_password_moved()
+
+    acl_services.management_update(
+        actor=world["users"]["admin"],
+        broker=broker,
+        management_password=ADMIN_SECRET,
+    )
+
+    managed = ManagedBroker.objects.get(pk=broker.pk)
+    assert managed.management_password_moved() is None
+    assert managed.management_bound_to["port"] == attacker.port
