@@ -78,8 +78,10 @@ TWEAKS: dict[str, Any] = {
     "name": "renamed",
     "description": "changed",
     "threshold": 42,
-    "client_id": "qxa-renamed",
 }
+# The seeded broker is managed by files, which refuse a client id pin: an MQTT
+# user's change is to its enabled flag.
+ROUTE_TWEAKS: dict[str, dict[str, Any]] = {"broker-mqtt-user": {"enabled": False}}
 # Bookkeeping a save updates even when the user changed nothing: saving a form
 # unchanged is not a change to audit (a role's rules are rewritten as new rows).
 BOOKKEEPING = {"id", "last_login", "updated_at", "last_sync_at", "last_sync_state"}
@@ -107,7 +109,7 @@ def body_for(client: Any, route: Any, method: str, url: str, tenant: Any) -> Any
     if method in ("put", "patch"):
         current = client.get(url)
         data = current.json() if current.status_code == 200 else {}
-        for key, value in TWEAKS.items():
+        for key, value in {**TWEAKS, **ROUTE_TWEAKS.get(route.name, {})}.items():
             if key in data:
                 data[key] = value
         return data
