@@ -43,7 +43,8 @@ from brokers.models import (
     ConnectedClient,
 )
 from dashboard.models import Alert, AlertState, Severity
-from mqttadmin.frames import BROKER_CLIENTS
+from mqttadmin.frames import BROKER_CLIENTS, frame
+from mqttadmin.realtime import broadcast_on_commit, broker_group
 
 logger = logging.getLogger(__name__)
 
@@ -281,12 +282,7 @@ def record_log(broker_id: int, lines: Iterable[tuple[datetime.datetime, str]]) -
     if events or connected_changed:
         # Open Clients tabs re-render their table now (best effort; the tab's
         # slow poll catches a lost push).
-        # Imported here: the runtime's modules import this one.
-        from brokers.runtime.live_feed import broker_group
-        from brokers.services import broadcast
-
-        group = broker_group(broker_id)
-        transaction.on_commit(lambda: broadcast(group, {"type": BROKER_CLIENTS}))
+        broadcast_on_commit(broker_group(broker_id), frame(BROKER_CLIENTS))
     return seen_log
 
 

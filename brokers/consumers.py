@@ -27,9 +27,9 @@ from django.utils.translation import gettext as _
 from brokers import history, selectors, services
 from brokers.client import PublishError
 from brokers.models import Broker, StoredMessage, Topic
-from brokers.runtime.live_feed import broker_group
 from dashboard.consumers import LiveConsumer
 from mqttadmin.lib.topics import parse_topic_filter, topic_matches
+from mqttadmin.realtime import broker_group
 from mqttadmin.roles import Role
 
 # Stored messages a (re)connecting feed starts from.

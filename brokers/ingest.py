@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
@@ -31,41 +30,16 @@ from brokers.models import (
 )
 from brokers.sys_stats import route_sys_messages
 from devices.telemetry import ingest_batch as devices_ingest_batch
-from mqttadmin.lib.topics import topic_matches
+from mqttadmin.pipeline import (
+    Matched,
+    ReceivedMessage,
+    SubscriptionMatch,
+    match_batch,
+)
 
 logger = logging.getLogger(__name__)
 
 LAST_PAYLOAD_BYTES = 4096
-
-
-@dataclass(slots=True)
-class ReceivedMessage:
-    """One PUBLISH as the runtime received it.
-
-    Not frozen: a frozen dataclass sets each field through object.__setattr__,
-    a cost paid per message on paho's network thread.
-    """
-
-    broker_id: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    received_at: datetime.datetime
-    mid: int = 0
-    properties: dict[str, Any] = field(default_factory=dict)
-    # Received by a shared-subscription session: it stands only for the
-    # subscriptions of a $share group (the broker gave it to one member of the group).
-    shared: bool = False
-
-
-@dataclass(frozen=True)
-class SubscriptionMatch:
-    id: int
-    topic_filter: str
-    store_messages: bool
-    has_actions: bool
-    shared: bool = False
 
 
 class SubscriptionCache:
@@ -148,64 +122,6 @@ def split_payload(payload: bytes) -> tuple[str | None, bytes | None]:
         except UnicodeDecodeError:
             pass
     return None, payload
-
-
-@dataclass(frozen=True, slots=True)
-class Matched:
-    """What one received message stands for.
-
-    A message stands for the subscriptions of the session that received it: a
-    shared session's copy for the $share subscriptions, the owner's for the others,
-    so a message both kinds match is counted and acted on once per subscription.
-    When the owner's own session also receives (or stores) a shared copy's topic,
-    only the owner's copy counts in the topic index (and becomes a history row),
-    so both hold the message once.
-    """
-
-    subscriptions: list[SubscriptionMatch]
-    owner_receives: bool = False
-    owner_stores: bool = False
-
-    @property
-    def stored(self) -> bool:
-        return not self.owner_stores and any(
-            m.store_messages for m in self.subscriptions
-        )
-
-
-def _match_one(
-    message: ReceivedMessage, candidates: list[SubscriptionMatch]
-) -> Matched:
-    if not message.shared:
-        return Matched(
-            [
-                m
-                for m in candidates
-                if not m.shared and topic_matches(m.topic_filter, message.topic)
-            ]
-        )
-    hits = [m for m in candidates if topic_matches(m.topic_filter, message.topic)]
-    owners = [m for m in hits if not m.shared]
-    return Matched(
-        [m for m in hits if m.shared],
-        owner_receives=bool(owners),
-        owner_stores=any(m.store_messages for m in owners),
-    )
-
-
-def _matching(
-    batch: list[ReceivedMessage], matches: dict[int, list[SubscriptionMatch]]
-) -> list[Matched]:
-    """For each message, what it stands for (computed once per topic in a batch)."""
-    cache: dict[tuple[int, str, bool], Matched] = {}
-    result = []
-    for message in batch:
-        key = (message.broker_id, message.topic, message.shared)
-        found = cache.get(key)
-        if found is None:
-            found = cache[key] = _match_one(message, matches.get(message.broker_id, []))
-        result.append(found)
-    return result
 
 
 def _history_rows(
@@ -402,7 +318,7 @@ def _subscription_work(batch: list[ReceivedMessage], matched: list[Matched]) -> 
 def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> None:
     broker_ids = {m.broker_id for m in batch}
     matches = cache.get(broker_ids) if cache else subscriptions_by_broker(broker_ids)
-    matched = _matching(batch, matches)
+    matched = match_batch(batch, matches)
     caps = cache.caps(broker_ids) if cache else history_payload_caps(broker_ids)
     with transaction.atomic():
         _write_history(_history_rows(batch, matched, caps))

@@ -42,7 +42,6 @@ from brokers.models import (
 from brokers.retained import retained_clear
 from brokers.secret_binding import binding_snapshot, check_secret_binding
 from mqttadmin.audit import audit_record, diff, snapshot
-from mqttadmin.frames import RUNTIME_NUDGE
 from mqttadmin.lib.payloads import json_problem, parse_json
 from mqttadmin.lib.topics import (
     check_publish_target,
@@ -51,11 +50,11 @@ from mqttadmin.lib.topics import (
     validate_topic_name,
 )
 from mqttadmin.models import Product
+from mqttadmin.realtime import runtime_nudge
 from mqttadmin.roles import Role
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_GROUP = "mqtt.runtime"
 
 BROKER_FIELDS = (
     "name",
@@ -76,26 +75,6 @@ SUBSCRIPTION_FIELDS = (
     "store_messages",
     "actions",
 )
-
-
-def runtime_nudge() -> None:
-    """Tell runtimes to reconcile now, once the current transaction commits.
-
-    Best effort: the runtime reconciles on a timer too, so a lost nudge only costs
-    latency.
-    """
-    transaction.on_commit(lambda: broadcast(RUNTIME_GROUP, {"type": RUNTIME_NUDGE}))
-
-
-def broadcast(group: str, message: dict[str, Any]) -> None:
-    """Best-effort live push to a channel layer group (at most once by design)."""
-    # Onto the web server's loop when it shares this process (in-memory layer).
-    from brokers.runtime.live_feed import group_send
-
-    group_send(group, message)
-
-
-# --- Brokers ------------------------------------------------------------------
 
 
 def _save_broker(broker: Broker) -> None:

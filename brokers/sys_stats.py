@@ -27,7 +27,7 @@ from brokers import client_log
 from brokers.models import Broker, BrokerStatsSample, BrokerStatus, BrokerSysStats
 
 if TYPE_CHECKING:
-    from brokers.ingest import ReceivedMessage
+    from mqttadmin.pipeline import ReceivedMessage
 
 logger = logging.getLogger(__name__)
 

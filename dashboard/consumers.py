@@ -15,7 +15,6 @@ partial templates the pages include, so there is one rendering path.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from typing import Any
@@ -33,16 +32,16 @@ from django.contrib.auth import (
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from brokers.runtime.live_feed import (
-    MESSAGES_FRAME,
-    broker_group,
-    group_send,
-    register_web_loop,
-)
 from dashboard import selectors
 from mqttadmin.frames import SESSION_LOGOUT
 from mqttadmin.lib.payloads import parse_json
 from mqttadmin.models import Product
+from mqttadmin.realtime import (
+    broker_group,
+    group_send,
+    register_web_loop,
+    session_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +52,6 @@ RECHECK_EVERY = 1.0
 LOGOUT_EVENT = SESSION_LOGOUT
 # A page's request frame larger than this is refused unread.
 MAX_REQUEST_BYTES = 4096
-
-
-def session_group(session_key: str) -> str:
-    """The group of one session's sockets; hashed so the key never reaches Redis."""
-    digest = hashlib.sha256(session_key.encode()).hexdigest()[:40]
-    return f"session.{digest}"
 
 
 def close_session_sockets(session_key: str | None) -> None:
@@ -408,7 +401,6 @@ class OverviewConsumer(LiveConsumer):
 
 __all__ = [
     "CLOSE_FORBIDDEN",
-    "MESSAGES_FRAME",
     "LiveConsumer",
     "OverviewConsumer",
     "close_session_sockets",

@@ -24,12 +24,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from brokers.models import Broker, Subscription
-from brokers.services import runtime_nudge
 from devices.choices import ImportState
 from devices.models import Device, DeviceImport
 from devices.services import managed_subscriptions
 from mqttadmin.audit import audit_record
 from mqttadmin.models import Product
+from mqttadmin.realtime import runtime_nudge
 
 logger = logging.getLogger(__name__)
 

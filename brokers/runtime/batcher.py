@@ -15,11 +15,11 @@ from collections.abc import Callable
 from django.db import DatabaseError, IntegrityError, close_old_connections, connection
 
 from brokers import ingest
-from brokers.ingest import ReceivedMessage
 from brokers.models import Broker
 from brokers.runtime.live_feed import LiveFeed
 from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.session import Delivery
+from mqttadmin.pipeline import ReceivedMessage
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ browser reconnecting) is gone, and the page re-syncs from the history instead.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import threading
@@ -23,12 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-from redis.exceptions import ConnectionError as RedisConnectionError
-
-from brokers.ingest import ReceivedMessage
 from mqttadmin.frames import BROKER_MESSAGES
+from mqttadmin.pipeline import ReceivedMessage
+from mqttadmin.realtime import broker_group, group_send
 
 logger = logging.getLogger(__name__)
 
@@ -42,93 +38,6 @@ PAYLOAD_LIMIT = 4096
 MESSAGES_FRAME = BROKER_MESSAGES
 
 Sender = Callable[[str, dict[str, Any]], None]
-
-
-def broker_group(broker_id: int) -> str:
-    """Same name as Broker.group_name, without loading a row."""
-    return f"broker.{broker_id}"
-
-
-# --- Sending to the channel layer ----------------------------------------------
-
-_web_loop: asyncio.AbstractEventLoop | None = None
-
-
-def register_web_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Remember the event loop the consumers of this process run on.
-
-    The in-memory layer keeps asyncio queues bound to that loop: sending from
-    another thread's loop would not wake it (the frame waits for the next unrelated
-    event) and is not thread-safe. Consumers call this when they connect.
-    """
-    global _web_loop
-    _web_loop = loop
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def group_send(group: str, message: dict[str, Any], timeout: float = 2.0) -> None:
-    """Send from a plain thread (the runtime's), at most once, never raising."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        loop = _web_loop
-        if (
-            isinstance(layer, InMemoryChannelLayer)
-            and loop is not None
-            and loop.is_running()
-        ):
-            if _running_loop() is loop:
-                # Called on the loop itself: waiting for the result would hang it.
-                loop.create_task(layer.group_send(group, message))
-                return
-            future = asyncio.run_coroutine_threadsafe(
-                layer.group_send(group, message), loop
-            )
-            future.result(timeout)
-        elif _running_loop() is None:
-            # A loop of this thread's own, kept: async_to_sync would make a new
-            # loop per call, and channels-redis a new connection pool per loop,
-            # so every frame would pay for a fresh Redis connection.
-            _send_on_thread_loop(layer, group, message, timeout)
-        else:
-            async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning("live push to %s failed", group, exc_info=True)
-
-
-_local = threading.local()
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _local.loop = asyncio.new_event_loop()
-    return loop
-
-
-def _send_on_thread_loop(
-    layer: Any, group: str, message: dict[str, Any], timeout: float
-) -> None:
-    loop = _thread_loop()
-    try:
-        loop.run_until_complete(
-            asyncio.wait_for(layer.group_send(group, message), timeout)
-        )
-    except RedisConnectionError:
-        # The kept loop keeps its pooled connections: after Redis restarted, the
-        # first command on one finds it closed (and the pool drops it). Once more
-        # on a fresh connection, or every thread would lose its first frame or
-        # nudge after a restart. A Redis that is down fails this try as well.
-        loop.run_until_complete(
-            asyncio.wait_for(layer.group_send(group, message), timeout)
-        )
 
 
 # --- The aggregator ------------------------------------------------------------

@@ -40,11 +40,11 @@ from brokers.runtime.session import (
     StatusEvent,
     fingerprint,
 )
-from brokers.services import broadcast
 from mqttadmin.audit import audit_record
 from mqttadmin.frames import BROKER_STATUS
 from mqttadmin.lib.crypto import SecretDecryptionError
 from mqttadmin.lib.topics import parse_topic_filter
+from mqttadmin.realtime import broker_group, group_send
 
 logger = logging.getLogger(__name__)
 
@@ -539,4 +539,4 @@ class Runtime:
         frame: dict[str, Any] = {"type": BROKER_STATUS, "broker_id": broker_id}
         for name, value in row.items():
             frame[name] = value.isoformat() if hasattr(value, "isoformat") else value
-        broadcast(Broker(pk=broker_id).group_name, frame)
+        group_send(broker_group(broker_id), frame)

@@ -20,8 +20,8 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from brokers.services import RUNTIME_GROUP
 from mqttadmin.frames import RUNTIME_NUDGE
+from mqttadmin.realtime import RUNTIME_GROUP
 
 logger = logging.getLogger(__name__)
 

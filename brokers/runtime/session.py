@@ -36,10 +36,10 @@ from brokers.client import (
     connect_kwargs,
     describe_connack,
 )
-from brokers.ingest import ReceivedMessage
 from brokers.models import Broker
 from brokers.runtime.message_queue import MessageQueue
 from brokers.sys_stats import SYS_FILTER, sys_subscriptions
+from mqttadmin.pipeline import ReceivedMessage
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from brokers.action_runner import run_action_batch, sweep_stale_runs
 from brokers.actions import MessageContext, dry_run, validate_actions
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import ActionRun, Broker, BrokerStatus, Subscription
 from dashboard.models import Alert
+from mqttadmin.pipeline import ReceivedMessage
 from tests.factories import make_product
 from tests.services import free_port
 

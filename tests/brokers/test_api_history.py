@@ -9,10 +9,11 @@ import json
 import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription, Topic
 from brokers.retained import retained_list
 from mqttadmin.models import AuditEntry
+from mqttadmin.pipeline import ReceivedMessage
 from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db

@@ -24,8 +24,9 @@ from brokers.history import (
     messages_for,
     page_of,
 )
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription, Topic
+from mqttadmin.pipeline import ReceivedMessage
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db

@@ -15,9 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import Broker, StoredMessage, Subscription
 from mqttadmin.models import AuditEntry, Product
+from mqttadmin.pipeline import ReceivedMessage
 from tests.brokers.test_pages import HTMX, error_next_to, make_broker
 from tests.clients import logged_in
 

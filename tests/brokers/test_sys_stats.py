@@ -13,7 +13,7 @@ from django.utils import timezone
 from acl import services as acl_services
 from brokers import sys_stats
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import (
     Broker,
     BrokerStatsSample,
@@ -24,6 +24,7 @@ from brokers.models import (
 )
 from brokers.services import broker_create, subscription_create
 from mqttadmin.models import AuditEntry
+from mqttadmin.pipeline import ReceivedMessage
 from tests.brokers import sys_support
 from tests.brokers.sys_support import (
     PORTAL_PASSWORD,

@@ -14,11 +14,11 @@ from django.utils import timezone
 from paho.mqtt.enums import CallbackAPIVersion
 
 from brokers import services as broker_services
-from brokers.ingest import ReceivedMessage
 from brokers.models import Broker
 from devices import services
 from devices.models import Device
 from mqttadmin.models import Product
+from mqttadmin.pipeline import ReceivedMessage
 from tests.runtime_support import wait_until  # noqa: F401 (re-exported)
 
 _ids = itertools.count(1)

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import StoredMessage, Subscription
 from devices import services
 from devices.models import Device, TelemetryPoint
 from devices.telemetry import ingest_batch, telemetry_from_message
+from mqttadmin.pipeline import ReceivedMessage
 from tests.devices.support import Capture, Simulator, make_broker, make_device
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]

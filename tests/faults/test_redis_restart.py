@@ -34,7 +34,8 @@ from django.conf import settings
 from django.test import Client
 
 from brokers.models import ActionRun, ActionRunState, Subscription
-from brokers.services import RUNTIME_GROUP, subscription_create
+from brokers.services import subscription_create
+from mqttadmin.realtime import RUNTIME_GROUP
 from tests.brokers.test_runtime import make_broker, state_is
 from tests.factories import make_superuser
 from tests.faults.support import (

@@ -13,10 +13,11 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from brokers.models import Broker, BrokerStatus, StoredMessage, Topic
-from brokers.runtime.live_feed import MESSAGES_FRAME, broker_group
 from dashboard.consumers import CLOSE_FORBIDDEN
 from dashboard.models import Alert
+from mqttadmin.frames import BROKER_MESSAGES as MESSAGES_FRAME
 from mqttadmin.models import AuditEntry, Membership
+from mqttadmin.realtime import broker_group
 from tests.live.conftest import (
     closed_with,
     frames_for,

@@ -18,9 +18,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from brokers.models import Broker, BrokerStatus
-from brokers.runtime.live_feed import broker_group
-from dashboard.consumers import CLOSE_FORBIDDEN, session_group
+from dashboard.consumers import CLOSE_FORBIDDEN
 from mqttadmin import frames
+from mqttadmin.realtime import broker_group, session_group
 from tests.live.conftest import closed_with, receive_until, session_of, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

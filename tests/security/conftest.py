@@ -28,7 +28,7 @@ class Tenant:
 def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from acl.models import ManagedBroker, MqttRole, MqttRule, MqttUser
     from brokers import services as broker_services
-    from brokers.ingest import ReceivedMessage, store_batch
+    from brokers.ingest import store_batch
     from brokers.models import (
         ProductMqttConfig,
         PublishTemplate,
@@ -39,6 +39,7 @@ def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from dashboard.models import Alert
     from devices.models import AlertRule, DeviceImport
     from devices.services import device_create
+    from mqttadmin.pipeline import ReceivedMessage
 
     # Disabled: the MQTT runtime must not connect anywhere during these tests.
     broker = broker_services.broker_create(

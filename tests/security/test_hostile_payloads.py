@@ -23,7 +23,7 @@ import pytest
 from django.utils import timezone
 
 from brokers.action_runner import run_action_batch
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import (
     ActionRun,
     ActionRunState,
@@ -37,6 +37,7 @@ from brokers.models import (
 from devices.models import Device, DeviceImport
 from mqttadmin.lib.csv_cells import FORMULA_STARTS
 from mqttadmin.lib.payloads import parse_json
+from mqttadmin.pipeline import ReceivedMessage
 from tests.clients import as_user, logged_in
 from tests.devices.support import make_device
 from tests.factories import make_product, make_user

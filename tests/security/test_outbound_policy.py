@@ -22,11 +22,12 @@ from django.utils import timezone
 from brokers import services as broker_services
 from brokers.action_runner import run_action_batch
 from brokers.actions import ActionError, webhook_call
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import ActionRun, Broker, Subscription
 from devices import services as device_services
 from devices.models import AlertRule
 from mqttadmin.lib import outbound
+from mqttadmin.pipeline import ReceivedMessage
 from tests.clients import as_user, logged_in
 from tests.http_sink import HttpSink
 

@@ -19,8 +19,9 @@ from django.db import connection, models
 from django.utils import timezone
 
 from brokers.action_runner import run_action_batch
-from brokers.ingest import ReceivedMessage, store_batch
+from brokers.ingest import store_batch
 from brokers.models import ActionRun, Broker, ProductMqttConfig, Subscription
+from mqttadmin.pipeline import ReceivedMessage
 from tests.clients import as_user, logged_in
 from tests.security.routes import all_routes, is_page, kwargs_for
 from tests.services import missing
