@@ -28,13 +28,12 @@ from brokers.models import (
     StoredMessage,
     Subscription,
 )
-from brokers.sys_stats import route_sys_messages
-from devices.telemetry import ingest_batch as devices_ingest_batch
 from mqttadmin.pipeline import (
+    Batch,
     Matched,
     ReceivedMessage,
     SubscriptionMatch,
-    match_batch,
+    ingest_sinks,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,21 +53,14 @@ class SubscriptionCache:
         self.ttl = ttl
         self._loaded_at = -1e9
         self._matches: dict[int, list[SubscriptionMatch]] = {}
-        self._caps: dict[int, int] = {}
 
     def get(self, broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
         now = time.monotonic()
         if now - self._loaded_at > self.ttl or not broker_ids <= self._matches.keys():
             wanted = broker_ids | self._matches.keys()
             self._matches = subscriptions_by_broker(wanted)
-            self._caps = history_payload_caps(wanted)
             self._loaded_at = now
         return self._matches
-
-    def caps(self, broker_ids: set[int]) -> dict[int, int]:
-        """The brokers' stored-payload caps, as of the last `get`."""
-        self.get(broker_ids)
-        return self._caps
 
 
 def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[SubscriptionMatch]]:
@@ -285,7 +277,7 @@ def _upsert_topics(batch: list[ReceivedMessage]) -> None:
         cursor.executemany(sql, params)
 
 
-def _subscription_work(batch: list[ReceivedMessage], matched: list[Matched]) -> None:
+def subscription_work(batch: list[ReceivedMessage], matched: list[Matched]) -> None:
     """Per-subscription counters, and durable action runs for those with actions."""
     counts: Counter[int] = Counter()
     last_at: dict[int, datetime.datetime] = {}
@@ -315,22 +307,21 @@ def _subscription_work(batch: list[ReceivedMessage], matched: list[Matched]) -> 
         enqueue_runs([run.pk for run in runs])
 
 
+def history_sink_write(batch: Batch) -> None:
+    """The history's part of a batch: rows for stored messages, the topic index."""
+    # One small query per batch: a changed cap holds from the next batch on.
+    caps = history_payload_caps(batch.broker_ids)
+    _write_history(_history_rows(batch.messages, batch.matched, caps))
+    _upsert_topics(batch.seen)
+
+
 def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> None:
-    broker_ids = {m.broker_id for m in batch}
-    matches = cache.get(broker_ids) if cache else subscriptions_by_broker(broker_ids)
-    matched = match_batch(batch, matches)
-    caps = cache.caps(broker_ids) if cache else history_payload_caps(broker_ids)
+    candidates = cache.get if cache else subscriptions_by_broker
+    work = Batch(list(batch), candidates)
     with transaction.atomic():
-        _write_history(_history_rows(batch, matched, caps))
-        seen = [
-            message
-            for message, match in zip(batch, matched, strict=True)
-            if not match.owner_receives
-        ]
-        _upsert_topics(seen)
-        _subscription_work(batch, matched)
-        devices_ingest_batch(seen)
-        for broker_id, count in Counter(m.broker_id for m in seen).items():
+        for sink in ingest_sinks():
+            sink.write(work)
+        for broker_id, count in Counter(m.broker_id for m in work.seen).items():
             BrokerStatus.objects.filter(broker_id=broker_id).update(
                 messages_received=F("messages_received") + count
             )
@@ -345,10 +336,6 @@ def store_batch(
     retries). Any other failure is a poison message: the batch is retried one
     message at a time and the ones that still fail go to the dead-letter list.
     """
-    # $SYS/... are broker statistics and log lines, never history (brokers.sys_stats).
-    batch = route_sys_messages(batch)
-    if not batch:
-        return
     try:
         _process(batch, cache)
     except DatabaseError:

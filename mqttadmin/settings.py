@@ -290,6 +290,15 @@ BROKER_REFUSED_LOGIN_WINDOW_S: float = _read(
 # The queue subscription actions run on (workers: `-Q celery,actions`).
 MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
+# What ingest does with a batch, in this order, inside one transaction: each app
+# that consumes messages names its sink here (mqttadmin.pipeline); the runtime
+# names none of them. Code, not configuration: not read from the environment.
+MQTTADMIN_INGEST_SINKS: list[str] = [
+    "brokers.sinks.SysSink",
+    "brokers.sinks.HistorySink",
+    "brokers.sinks.ActionRunSink",
+    "brokers.sinks.TelemetrySink",
+]
 
 # --- Auth -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,0 +1,40 @@
+"""Ingest sinks (see mqttadmin.pipeline), named in settings.MQTTADMIN_INGEST_SINKS."""
+
+from __future__ import annotations
+
+from brokers.ingest import history_sink_write, subscription_work
+from brokers.sys_stats import SYS_PREFIX, route_sys_messages
+from devices.telemetry import ingest_batch
+from mqttadmin.pipeline import Batch
+
+
+class SysSink:
+    """`$SYS/...` messages are broker statistics and log lines, never history:
+    taken out of the batch before any other sink sees it."""
+
+    def write(self, batch: Batch) -> None:
+        taken = batch.take(lambda message: message.topic.startswith(SYS_PREFIX))
+        if taken:
+            route_sys_messages(taken)
+
+
+class HistorySink:
+    """History rows (COPY on PostgreSQL) and the topic index."""
+
+    def write(self, batch: Batch) -> None:
+        history_sink_write(batch)
+
+
+class ActionRunSink:
+    """Per-subscription counters, and a durable action run per message and
+    subscription with actions (queued once the batch commits)."""
+
+    def write(self, batch: Batch) -> None:
+        subscription_work(batch.messages, batch.matched)
+
+
+class TelemetrySink:
+    """Device telemetry, availability and alert rules."""
+
+    def write(self, batch: Batch) -> None:
+        ingest_batch(batch.seen)
