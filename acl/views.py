@@ -35,8 +35,7 @@ from acl.lifecycle import LifecycleUnavailable
 from acl.models import MqttRole, MqttUser
 from brokers.forms import apply_errors
 from brokers.models import Broker
-from brokers.selectors import status_of
-from brokers.views import TABS
+from brokers.tabs import page_context
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -50,17 +49,9 @@ def _tab_url(broker: Broker) -> str:
 
 def _page_context(request: HttpRequest, broker: Broker) -> dict[str, Any]:
     """What brokers/detail.html needs around the tab."""
-    detail = reverse("brokers:detail", args=[broker.pk])
     return {
-        "broker": broker,
-        "status": status_of(broker),
-        "can_operate": broker.product.allows(request.user, Role.OPERATOR),
+        **page_context(request, broker, TAB),
         "can_admin": broker.product.allows(request.user, Role.ADMIN),
-        "tab": TAB,
-        "tabs": [
-            (slug, label, detail if slug == "overview" else f"{detail}?tab={slug}")
-            for slug, label in TABS
-        ],
     }
 
 

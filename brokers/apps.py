@@ -28,6 +28,8 @@ class BrokersConfig(AppConfig):
     name = "brokers"
 
     def ready(self) -> None:
+        from brokers.views import register_broker_tabs
         from mqttadmin import embedded
 
         embedded.register("mqtt-runtime", start_runtime)
+        register_broker_tabs()

@@ -87,9 +87,6 @@ def tab_context(request: HttpRequest, broker: Broker, tab: str) -> dict[str, Any
     return stats_context(broker)
 
 
-TABS = ("clients", "stats")
-
-
 @login_required
 def broker_clients(request: HttpRequest, pk: int) -> HttpResponse:
     """The clients table for HTMX polling; a browser goes to the Clients tab."""

@@ -52,24 +52,20 @@ from brokers.forms import (
 )
 from brokers.models import Broker, PublishTemplate, Subscription, Topic
 from brokers.retained import retained_list
+from brokers.tabs import (
+    BrokerTab,
+    broker_tab,
+    detail_url,
+    page_context,
+    register_tab,
+    tab_links,
+    tab_template,
+)
 from brokers.throttles import connection_test_allowed
 from mqttadmin.audit import audit_record
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
-
-# Tabs of the broker page, in order; later features append theirs.
-TABS: list[tuple[str, Any]] = [
-    ("overview", _l("Overview")),
-    ("activity", _l("Activity")),
-    ("topics", _l("Topics")),
-    ("subscriptions", _l("Subscriptions")),
-    ("publish", _l("Publish")),
-    ("advanced", _l("Advanced")),
-    ("acl", _l("Users & ACL")),
-    ("clients", _l("Clients")),
-    ("stats", _l("Stats")),
-]
 
 # What to check after a failed connection test, by the kind of failure.
 TEST_HINTS: dict[str, Any] = {
@@ -95,11 +91,6 @@ STATUS_TARGET = "broker-status"
 
 def _can_operate(user: Any, product: Product) -> bool:
     return product.allows(user, Role.OPERATOR)
-
-
-def _detail_url(broker: Broker, tab: str = "overview") -> str:
-    url = reverse("brokers:detail", args=[broker.pk])
-    return url if tab == "overview" else f"{url}?tab={tab}"
 
 
 def _detached(broker: Broker) -> Broker:
@@ -167,8 +158,8 @@ def broker_create(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Broker %s created.") % broker.name)
             if request.htmx:
-                return HttpResponseLocation(_detail_url(broker))
-            return redirect(_detail_url(broker))
+                return HttpResponseLocation(detail_url(broker))
+            return redirect(detail_url(broker))
     return render(
         request,
         "brokers/form.html",
@@ -192,8 +183,8 @@ def broker_edit(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, _("Broker %s saved.") % broker.name)
             if request.htmx:
-                return HttpResponseLocation(_detail_url(broker))
-            return redirect(_detail_url(broker))
+                return HttpResponseLocation(detail_url(broker))
+            return redirect(detail_url(broker))
     return render(
         request,
         "brokers/form.html",
@@ -281,47 +272,88 @@ def broker_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def broker_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """The broker page with its tabs (?tab=); an HTMX poll gets the status block."""
+    """The broker page with its tabs (?tab=, see brokers.tabs); an HTMX poll gets
+    the status block."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
-    tab = request.GET.get("tab", "overview")
-    if tab not in dict(TABS):
+    tab = broker_tab(request.GET.get("tab", "overview"))
+    if tab is None:
         raise Http404
-    can_operate = _can_operate(request.user, broker.product)
-    context: dict[str, Any] = {
-        "broker": broker,
-        "status": selectors.status_of(broker),
-        "can_operate": can_operate,
-        "tab": tab,
-        "tabs": [(slug, label, _detail_url(broker, slug)) for slug, label in TABS],
-    }
-    # These tabs answer their own HTMX requests (filters, paging) with fragments.
-    if tab == "activity":
-        return _activity_response(request, broker, context)
-    if tab == "topics":
-        return _topics_response(request, broker, context)
-    if tab == "subscriptions":
-        context["subscriptions"] = selectors.subscriptions_of(broker)
-        return _page_response(
-            request, "brokers/partials/subscription_table.html", context
-        )
+    context = page_context(request, broker, tab.slug)
+    answer = tab.handler(request, broker, context) if tab.handler else {}
+    if isinstance(answer, HttpResponse):
+        return answer
     if request.htmx:
         return render(request, "brokers/partials/status_block.html", context)
-    if tab == "overview":
-        context.update(_subscriptions_context(broker, can_operate))
-    elif tab == "publish":
-        initial = None
-        template_id = request.GET.get("template")
-        if template_id and template_id.isdigit():
-            template = _template_of(request, broker, int(template_id), Role.VIEWER)
-            initial = PublishForm.initial_from_template(template)
-        context.update(
-            _publish_context(
-                broker, can_operate, PublishForm(initial=initial, broker=broker)
-            )
-        )
-    elif tab in observe_views.TABS:
-        context.update(observe_views.tab_context(request, broker, tab))
+    context.update(answer)
     return render(request, "brokers/detail.html", context)
+
+
+def _overview_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> dict[str, Any]:
+    if request.htmx:
+        return {}
+    return _subscriptions_context(broker, context["can_operate"])
+
+
+def _subscriptions_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> HttpResponse:
+    context["subscriptions"] = selectors.subscriptions_of(broker)
+    return _page_response(request, "brokers/partials/subscription_table.html", context)
+
+
+def _publish_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> HttpResponse | dict[str, Any]:
+    if request.htmx:
+        return {}
+    initial = None
+    template_id = request.GET.get("template")
+    if template_id and template_id.isdigit():
+        template = _template_of(request, broker, int(template_id), Role.VIEWER)
+        initial = PublishForm.initial_from_template(template)
+    return _publish_context(
+        broker, context["can_operate"], PublishForm(initial=initial, broker=broker)
+    )
+
+
+def _activity_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> HttpResponse:
+    return _activity_response(request, broker, context)
+
+
+def _topics_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> HttpResponse:
+    return _topics_response(request, broker, context)
+
+
+def _observe_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> dict[str, Any]:
+    if request.htmx:
+        return {}
+    return observe_views.tab_context(request, broker, context["tab"])
+
+
+def register_broker_tabs() -> None:
+    """The tabs this app serves (AppConfig.ready)."""
+    for slug, label, weight, handler in (
+        ("overview", _l("Overview"), 10, _overview_tab),
+        ("activity", _l("Activity"), 20, _activity_tab),
+        ("topics", _l("Topics"), 30, _topics_tab),
+        ("subscriptions", _l("Subscriptions"), 40, _subscriptions_tab),
+        ("publish", _l("Publish"), 50, _publish_tab),
+        ("advanced", _l("Advanced"), 60, None),
+        ("acl", _l("Users & ACL"), 70, None),
+        ("clients", _l("Clients"), 80, _observe_tab),
+        ("stats", _l("Stats"), 90, _observe_tab),
+    ):
+        register_tab(
+            BrokerTab(slug, label, weight, f"brokers/tabs/{slug}.html", handler)
+        )
 
 
 @login_required
@@ -353,7 +385,7 @@ def broker_control(request: HttpRequest, pk: int) -> HttpResponse:
         if not url_has_allowed_host_and_scheme(
             target, allowed_hosts={request.get_host()}
         ):
-            target = _detail_url(broker)
+            target = detail_url(broker)
         return redirect(target)
     context = {
         "broker": broker,
@@ -398,7 +430,7 @@ def _subscriptions_response(
     if form is not None and form.errors:
         for error in form.errors.values():
             messages.error(request, " ".join(error))
-    return redirect(_detail_url(broker))
+    return redirect(detail_url(broker))
 
 
 @login_required
@@ -470,13 +502,14 @@ def _publish_response(
             {
                 "status": selectors.status_of(broker),
                 "tab": "publish",
-                "tabs": [(s, label, _detail_url(broker, s)) for s, label in TABS],
+                "tab_template": tab_template("publish"),
+                "tabs": tab_links(broker),
             }
         )
         return render(request, "brokers/detail.html", context)
     if notice:
         messages.success(request, notice)
-    return redirect(_detail_url(broker, "publish"))
+    return redirect(detail_url(broker, "publish"))
 
 
 def _template_of(
@@ -576,17 +609,6 @@ def _fragment_wanted(request: HttpRequest) -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def _tab_context(request: HttpRequest, broker: Broker, tab: str) -> dict[str, Any]:
-    """What detail.html needs around a tab, for views other than broker_detail."""
-    return {
-        "broker": broker,
-        "status": selectors.status_of(broker),
-        "can_operate": _can_operate(request.user, broker.product),
-        "tab": tab,
-        "tabs": [(slug, label, _detail_url(broker, slug)) for slug, label in TABS],
-    }
-
-
 def _page_response(
     request: HttpRequest, fragment: str, context: dict[str, Any]
 ) -> HttpResponse:
@@ -640,7 +662,7 @@ def _activity_context(
     )
     if next_cursor:
         older = urlencode({**filters, "cursor": next_cursor})
-        context["older_url"] = f"{_detail_url(broker, 'activity')}&{older}"
+        context["older_url"] = f"{detail_url(broker, 'activity')}&{older}"
     return context
 
 
@@ -681,7 +703,7 @@ def broker_history_delete(request: HttpRequest, pk: int) -> HttpResponse:
             "Deleted %(count)d message.", "Deleted %(count)d messages.", deleted
         ) % {"count": deleted}
     if _fragment_wanted(request):
-        context = _tab_context(request, broker, "activity")
+        context = page_context(request, broker, "activity")
         context.update(_activity_context(broker, request.POST, notice))
         return render(request, "brokers/partials/history_panel.html", context)
     if notice:
@@ -690,7 +712,7 @@ def broker_history_delete(request: HttpRequest, pk: int) -> HttpResponse:
         for errors in form.errors.values():
             messages.error(request, " ".join(errors))
     query = urlencode(form.filter_params() if form.is_valid() else {})
-    url = _detail_url(broker, "activity")
+    url = detail_url(broker, "activity")
     return redirect(f"{url}&{query}" if query else url)
 
 
@@ -709,7 +731,7 @@ def _topics_context(
             form.cleaned_data["filter"] or None,
             expand_all=request.GET.get("expand") == "all",
         )
-    base = _detail_url(broker, "topics")
+    base = detail_url(broker, "topics")
     topic_filter = form.cleaned_data.get("filter", "") if form.is_valid() else ""
     suffix = f"&{urlencode({'filter': topic_filter})}" if topic_filter else ""
     context.update(
@@ -818,7 +840,7 @@ def _topic_panel_context(
             (form or TopicAnnotationForm(instance=topic)) if can_operate else None
         ),
         "activity_url": (
-            f"{_detail_url(broker, 'activity')}&{urlencode({'topic': topic.topic})}"
+            f"{detail_url(broker, 'activity')}&{urlencode({'topic': topic.topic})}"
         ),
         "notice": notice,
     }
@@ -829,7 +851,7 @@ def _topic_panel_response(
 ) -> HttpResponse:
     """The panel for HTMX; without JavaScript the Topics tab with the panel open."""
     if not _fragment_wanted(request):
-        context = {**_tab_context(request, topic.broker, "topics"), **context}
+        context = {**page_context(request, topic.broker, "topics"), **context}
         _topics_context(request, topic.broker, context)
     return _page_response(request, "brokers/partials/topic_panel.html", context)
 
@@ -921,7 +943,7 @@ def _retained_response(
 ) -> HttpResponse:
     """The list for HTMX; without JavaScript the Topics tab with the list loaded."""
     if not _fragment_wanted(request):
-        context = {**_tab_context(request, broker, "topics"), **context}
+        context = {**page_context(request, broker, "topics"), **context}
         _topics_context(request, broker, context)
     return _page_response(request, "brokers/partials/retained_section.html", context)
 
@@ -993,8 +1015,8 @@ ACTIONS_PREFIX = "actions"
 def _subscription_table_response(request: HttpRequest, broker: Broker) -> HttpResponse:
     """After a toggle or delete: HTMX gets the table, a browser the tab."""
     if not _fragment_wanted(request):
-        return redirect(_detail_url(broker, "subscriptions"))
-    context = _tab_context(request, broker, "subscriptions")
+        return redirect(detail_url(broker, "subscriptions"))
+    context = page_context(request, broker, "subscriptions")
     context["subscriptions"] = selectors.subscriptions_of(broker)
     return render(request, "brokers/partials/subscription_table.html", context)
 
@@ -1052,7 +1074,7 @@ def _editor_response(
     dry_run_form: DryRunForm | None = None,
     dry_run: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    context = _tab_context(request, broker, "subscriptions")
+    context = page_context(request, broker, "subscriptions")
     form_url = (
         reverse("brokers:subscription-edit", args=[broker.pk, subscription.pk])
         if subscription is not None
@@ -1176,7 +1198,7 @@ def subscription_edit(
             _apply_subscription_errors(form, kept, exc)
         else:
             messages.success(request, _("Subscription %s saved.") % saved.name)
-            url = _detail_url(broker, "subscriptions")
+            url = detail_url(broker, "subscriptions")
             if request.htmx:
                 return HttpResponseLocation(url)
             return redirect(url)
