@@ -27,8 +27,8 @@ from django.utils.translation import gettext as _
 from brokers import history, selectors, services
 from brokers.client import PublishError
 from brokers.models import Broker, StoredMessage, Topic
-from dashboard.consumers import LiveConsumer
 from mqttadmin.lib.topics import parse_topic_filter, topic_matches
+from mqttadmin.live import LiveConsumer
 from mqttadmin.realtime import broker_group
 from mqttadmin.roles import Role
 

@@ -13,9 +13,9 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from brokers.models import Broker, BrokerStatus, StoredMessage, Topic
-from dashboard.consumers import CLOSE_FORBIDDEN
 from dashboard.models import Alert
 from mqttadmin.frames import BROKER_MESSAGES as MESSAGES_FRAME
+from mqttadmin.live import CLOSE_FORBIDDEN
 from mqttadmin.models import AuditEntry, Membership
 from mqttadmin.realtime import broker_group
 from tests.live.conftest import (

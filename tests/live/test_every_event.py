@@ -18,8 +18,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from brokers.models import Broker, BrokerStatus
-from dashboard.consumers import CLOSE_FORBIDDEN
 from mqttadmin import frames
+from mqttadmin.live import CLOSE_FORBIDDEN
 from mqttadmin.realtime import broker_group, session_group
 from tests.live.conftest import closed_with, receive_until, session_of, socket
 
