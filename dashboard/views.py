@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -15,6 +15,7 @@ from dashboard import selectors
 from dashboard.models import Alert, AlertState, Severity
 from devices import selectors as device_selectors
 from devices import services as device_services
+from mqttadmin.http import PortalRequest
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
@@ -24,7 +25,7 @@ ALERT_FILTERS = ("state", "severity", "product", "page")
 
 
 @login_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: PortalRequest) -> HttpResponse:
     context = selectors.overview_for(request.user, getattr(request, "product", None))
     return render(request, "dashboard/overview.html", context)
 
@@ -44,7 +45,7 @@ def _alert_filters(params: QueryDict, current: Product | None) -> dict[str, Any]
     return {"state": state, "severity": severity, "product": product}
 
 
-def _alerts_context(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
+def _alerts_context(request: PortalRequest, params: QueryDict) -> dict[str, Any]:
     filters = _alert_filters(params, getattr(request, "product", None))
     alerts = device_selectors.alerts_for(
         request.user,
@@ -76,7 +77,7 @@ def _alerts_context(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
 
 
 @login_required
-def alerts(request: HttpRequest) -> HttpResponse:
+def alerts(request: PortalRequest) -> HttpResponse:
     """Alerts of the user's products with filters; HTMX gets only the table."""
     context = _alerts_context(request, request.GET)
     template = (
@@ -89,7 +90,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
+def alert_ack(request: PortalRequest, pk: int) -> HttpResponse:
     """Acknowledge an alert (operators and up); HTMX gets the table back with the
     filters the page had, other requests go back to the page."""
     alert = get_for_user_or_404(Alert, request.user, Role.OPERATOR, pk=pk)

@@ -44,9 +44,9 @@ def enqueue(task_name: str, *args: Any, queue: str | None = None) -> None:
     secrets: task messages sit in Redis)."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         task = current_app.tasks[task_name]
-        local_pool().submit(task.apply, args=list(args))
+        local_pool().submit(task.apply, args=args)
         return
-    options = {"queue": queue} if queue else {}
+    options: dict[str, Any] = {"queue": queue} if queue else {}
     current_app.send_task(task_name, args=list(args), **options)
 
 

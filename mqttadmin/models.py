@@ -11,9 +11,9 @@ from django.utils.translation import gettext_lazy as _
 from mqttadmin.roles import Role, roles_at_least
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    AnyUser = AbstractBaseUser | AnonymousUser
+    AnyUser = User | AnonymousUser
 
 
 class ProductScopedQuerySet(models.QuerySet):
