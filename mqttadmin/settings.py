@@ -111,10 +111,8 @@ INSTALLED_APPS = [
     "csp",
     "mqttadmin",
     "brokers",
-    "history",
     "devices",
     "acl",
-    "observe",
     "dashboard",
 ]
 
@@ -284,7 +282,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 # Alert when an enabled broker stays disconnected longer than this (seconds).
 DEVICES_BROKER_DOWN_ALERT_S: int = _read("DEVICES_BROKER_DOWN_ALERT_S", env.int, 300)
 # $SYS statistics: one time-series sample every N s, kept this long; N refused
-# logins within the window open an alert (observe.sys_stats, observe.client_log).
+# logins within the window open an alert (brokers.sys_stats, brokers.client_log).
 BROKER_STATS_SAMPLE_S: float = _read("BROKER_STATS_SAMPLE_S", env.float, 10.0)
 BROKER_STATS_RETENTION_S: float = _read("BROKER_STATS_RETENTION_S", env.float, 86400.0)
 BROKER_REFUSED_LOGIN_BURST: int = _read("BROKER_REFUSED_LOGIN_BURST", env.int, 5)
@@ -298,8 +296,8 @@ CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
 # that consumes messages names its sink here (mqttadmin.pipeline); the runtime
 # names none of them. Code, not configuration: not read from the environment.
 MQTTADMIN_INGEST_SINKS: list[str] = [
-    "observe.sinks.SysSink",
-    "history.sinks.HistorySink",
+    "brokers.sinks.SysSink",
+    "brokers.sinks.HistorySink",
     "brokers.sinks.ActionRunSink",
     "brokers.sinks.TelemetrySink",
 ]
