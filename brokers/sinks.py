@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 from brokers.ingest import history_sink_write, subscription_work
-from brokers.sys_stats import SYS_PREFIX, route_sys_messages
 from devices.telemetry import ingest_batch
 from mqttadmin.pipeline import Batch
-
-
-class SysSink:
-    """`$SYS/...` messages are broker statistics and log lines, never history:
-    taken out of the batch before any other sink sees it."""
-
-    def write(self, batch: Batch) -> None:
-        taken = batch.take(lambda message: message.topic.startswith(SYS_PREFIX))
-        if taken:
-            route_sys_messages(taken)
 
 
 class HistorySink:

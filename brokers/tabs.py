@@ -9,6 +9,10 @@ in weight order, and calls the open tab's `handler`:
   (filters, paging) with fragments, or renders the page itself;
 - or a dict of extra context for `brokers/detail.html`, which includes the tab's
   `template`.
+
+A tab whose fragment the broker's socket re-renders when a frame says it changed
+(the Clients tab) gives `live`: (user, broker) -> (template, context); the consumer
+calls `render_live_tab`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 
 from brokers.selectors import status_of
 from mqttadmin.roles import Role
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 TabHandler = Callable[
     [HttpRequest, "Broker", dict[str, Any]], HttpResponse | dict[str, Any]
 ]
+TabLiveRenderer = Callable[[Any, "Broker"], tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class BrokerTab:
     weight: int
     template: str
     handler: TabHandler | None = None
+    live: TabLiveRenderer | None = None
 
 
 _tabs: dict[str, BrokerTab] = {}
@@ -57,6 +66,15 @@ def broker_tabs() -> list[BrokerTab]:
 
 def broker_tab(slug: str) -> BrokerTab | None:
     return _tabs.get(slug)
+
+
+def render_live_tab(slug: str, user: Any, broker: Broker, **extra: Any) -> str:
+    """The tab's fragment as a live push sends it; "" when no app serves it live."""
+    tab = broker_tab(slug)
+    if tab is None or tab.live is None:
+        return ""
+    template, context = tab.live(user, broker)
+    return render_to_string(template, {**context, **extra})
 
 
 def detail_url(broker: Broker, tab: str = "overview") -> str:
@@ -84,3 +102,20 @@ def page_context(request: HttpRequest, broker: Broker, tab: str) -> dict[str, An
         "tab_template": tab_template(tab),
         "tabs": tab_links(broker),
     }
+
+
+def fragment_wanted(request: HttpRequest) -> bool:
+    """An HTMX request for a fragment; restoring history after Back needs the whole
+    page even though htmx marks it as an HTMX request."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def page_response(
+    request: HttpRequest, fragment: str, context: dict[str, Any]
+) -> HttpResponse:
+    """The fragment for HTMX, else the whole broker page; both vary on HX-Request
+    so a browser never shows a cached fragment as a page (hx-push-url)."""
+    template = fragment if fragment_wanted(request) else "brokers/detail.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response

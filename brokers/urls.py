@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from brokers import observe_views, views
+from brokers import views
 
 app_name = "brokers"
 
@@ -76,14 +76,6 @@ urlpatterns = [
         views.topic_annotate,
         name="topic-annotate",
     ),
-    # Clients and Stats tabs: their polled fragments and the one write.
-    path("<int:pk>/clients/", observe_views.broker_clients, name="clients"),
-    path(
-        "<int:pk>/clients/disable/",
-        observe_views.client_disable,
-        name="client-disable",
-    ),
-    path("<int:pk>/stats/", observe_views.broker_stats, name="stats"),
     path("<int:pk>/retained/", views.broker_retained, name="retained"),
     path(
         "<int:pk>/retained/clear/",

@@ -30,7 +30,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseLocation, trigger_client_event
 
-from brokers import history, observe_views, selectors, services
+from brokers import history, selectors, services
 from brokers.choices import ControlAction
 from brokers.client import ConnectionSettings, PublishError
 from brokers.forms import (
@@ -330,14 +330,6 @@ def _topics_tab(
     return _topics_response(request, broker, context)
 
 
-def _observe_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
-) -> dict[str, Any]:
-    if request.htmx:
-        return {}
-    return observe_views.tab_context(request, broker, context["tab"])
-
-
 def register_broker_tabs() -> None:
     """The tabs this app serves (AppConfig.ready)."""
     for slug, label, weight, handler in (
@@ -348,8 +340,6 @@ def register_broker_tabs() -> None:
         ("publish", _l("Publish"), 50, _publish_tab),
         ("advanced", _l("Advanced"), 60, None),
         ("acl", _l("Users & ACL"), 70, None),
-        ("clients", _l("Clients"), 80, _observe_tab),
-        ("stats", _l("Stats"), 90, _observe_tab),
     ):
         register_tab(
             BrokerTab(slug, label, weight, f"brokers/tabs/{slug}.html", handler)

@@ -38,8 +38,8 @@ from brokers.client import (
 )
 from brokers.models import Broker
 from brokers.runtime.message_queue import MessageQueue
-from brokers.sys_stats import SYS_FILTER, sys_subscriptions
 from mqttadmin.pipeline import ReceivedMessage
+from observe.sys_stats import SYS_FILTER, sys_subscriptions
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ urlpatterns = [
     ),
     path("", include("brokers.api.history_urls")),
     path("", include("brokers.api.mqtt_config_urls")),
-    path("", include("brokers.api.observe_urls")),
+    path("", include("observe.api.urls")),
     path("", include("acl.api.urls")),
     path("", include(router.urls)),
 ]

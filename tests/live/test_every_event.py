@@ -26,7 +26,7 @@ from tests.live.conftest import closed_with, receive_until, session_of, socket
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(settings.BASE_DIR)
-SENDER_DIRS = ("brokers", "dashboard", "devices", "acl", "mqttadmin")
+SENDER_DIRS = ("brokers", "dashboard", "devices", "acl", "mqttadmin", "observe")
 
 
 def samples(broker: Broker) -> dict[str, dict[str, Any]]:
@@ -236,7 +236,7 @@ def test_logout_still_closes_every_socket(world: dict[str, Any], consumer: str) 
 def test_an_mqtt_login_leaves_the_overview_socket_open(world: dict[str, Any]) -> None:
     """What closed the overview with 1011: a client connecting to a watched broker
     (its log line records the client and tells the broker's group)."""
-    from brokers import client_log
+    from observe import client_log
 
     broker = make_broker(world["product"])
     Broker.objects.filter(pk=broker.pk).update(collect_sys_stats=True)

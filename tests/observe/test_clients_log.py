@@ -15,22 +15,18 @@ import pytest
 from django.utils import timezone
 
 from acl import services as acl_services
-from brokers import client_log
 from brokers.choices import ControlAction
-from brokers.client_log import parse_log_line
-from brokers.models import (
-    Broker,
-    BrokerStatus,
-    ClientEvent,
-    ConnectedClient,
-    StoredMessage,
-    Topic,
-)
+from brokers.models import Broker, BrokerStatus
 from brokers.services import broker_control, broker_create, subscription_create
 from dashboard.models import Alert, AlertState
+from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
-from tests.brokers import sys_support
-from tests.brokers.sys_support import (
+from observe import client_log
+from observe.client_log import parse_log_line
+from observe.models import ClientEvent, ConnectedClient
+from tests.clients import as_user, logged_in
+from tests.observe import sys_support
+from tests.observe.sys_support import (
     LOG_CONFIG,
     PORTAL_PASSWORD,
     PORTAL_USER,
@@ -40,7 +36,6 @@ from tests.brokers.sys_support import (
     retrying,
     wait_until,
 )
-from tests.clients import as_user, logged_in
 from tests.services import missing
 
 # Fixtures of sys_support, used by this module's tests.

@@ -1,7 +1,8 @@
 """The broker page's Clients and Stats tabs: connected clients from the broker's log,
 $SYS statistics with charts.
 
-broker_detail renders the tabs (with `tab_context`); the views here serve their
+This app registers both tabs (`register_broker_tabs`, from AppConfig.ready), which
+broker_detail renders with `clients_tab` / `stats_tab`; the views here serve their
 HTMX fragments (polled every few seconds) and the Clients tab's one write, which
 disables a client's MQTT user and needs the admin role. Without JavaScript the
 fragments' URLs lead back to the tab.
@@ -19,15 +20,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
 from django.views.decorators.http import require_POST
 
-from brokers import client_log, sys_stats
+from acl.choices import Management
+from acl.services import managed_of
 from brokers.models import Broker
+from brokers.tabs import BrokerTab, register_tab
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
+from observe import client_log, sys_stats
 
-CLIENTS_TABLE = "brokers/partials/clients_table.html"
-STATS_CARDS = "brokers/partials/stats_cards.html"
+CLIENTS_TABLE = "observe/partials/clients_table.html"
+STATS_CARDS = "observe/partials/stats_cards.html"
 # Shown in the page's tables (the API returns all that is kept).
 EVENTS_SHOWN = 20
 
@@ -48,9 +53,6 @@ def _dated(row: dict[str, Any], *names: str) -> dict[str, Any]:
 
 def clients_context(user: Any, broker: Broker) -> dict[str, Any]:
     """What clients_table.html shows (also what a live push renders it with)."""
-    from acl.choices import Management
-    from acl.services import managed_of
-
     clients = client_log.clients_of(broker)
     return {
         "broker": broker,
@@ -80,11 +82,44 @@ def stats_context(broker: Broker) -> dict[str, Any]:
     }
 
 
-def tab_context(request: HttpRequest, broker: Broker, tab: str) -> dict[str, Any]:
-    """The extra context of the Clients and Stats tabs for broker_detail."""
-    if tab == "clients":
-        return clients_context(request.user, broker)
+def clients_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The Clients tab's context for broker_detail (its HTMX poll: the status)."""
+    if request.htmx:
+        return {}
+    return clients_context(request.user, broker)
+
+
+def clients_live(user: Any, broker: Broker) -> tuple[str, dict[str, Any]]:
+    """The Clients tab's table as the broker's socket pushes it."""
+    return CLIENTS_TABLE, clients_context(user, broker)
+
+
+def stats_tab(
+    request: HttpRequest, broker: Broker, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The Stats tab's context for broker_detail (its HTMX poll: the status)."""
+    if request.htmx:
+        return {}
     return stats_context(broker)
+
+
+def register_broker_tabs() -> None:
+    """The broker page's tabs this app serves (AppConfig.ready)."""
+    register_tab(
+        BrokerTab(
+            "clients",
+            _l("Clients"),
+            80,
+            "observe/tabs/clients.html",
+            clients_tab,
+            live=clients_live,
+        )
+    )
+    register_tab(
+        BrokerTab("stats", _l("Stats"), 90, "observe/tabs/stats.html", stats_tab)
+    )
 
 
 @login_required

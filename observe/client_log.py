@@ -2,7 +2,7 @@
 
 Mosquitto 2.0 has no API that lists its clients. With `log_dest topic` it publishes
 its log lines on `$SYS/broker/log/<level>`; the runtime routes them here (see
-brokers.sys_stats). A client is listed from its "New client connected" line until a
+observe.sys_stats). A client is listed from its "New client connected" line until a
 line says it left; clients that connected before the portal's session started are
 unknown, so the list is complete only from that moment (`since`).
 
@@ -35,16 +35,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
-from brokers.models import (
-    Broker,
-    BrokerStatus,
-    ClientEvent,
-    ClientEventKind,
-    ConnectedClient,
-)
+from acl import services as acl_services
+from acl.choices import Management
+from acl.models import MqttUser
+from brokers.models import Broker, BrokerStatus
 from dashboard.models import Alert, AlertState, Severity
 from mqttadmin.frames import BROKER_CLIENTS, frame
 from mqttadmin.realtime import broadcast_on_commit, broker_group
+from observe.models import ClientEvent, ClientEventKind, ConnectedClient
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +346,7 @@ def _iso(value: datetime.datetime | None) -> str | None:
 
 def clients_of(broker: Broker) -> dict[str, Any]:
     """What the clients API and the Clients tab show of a broker."""
-    from brokers.sys_stats import collects_sys_stats
+    from observe.sys_stats import collects_sys_stats  # sys_stats imports this module
 
     stats = getattr(broker, "sys_stats", None)
     log_available = bool(stats and stats.log_seen_at)
@@ -420,10 +418,6 @@ def connected_client_disable(*, actor: Any, broker: Broker, client_id: str) -> A
     """Disable the MQTT user a connected client logged in with. The Dynamic Security
     plugin kicks its connections (disableClient); the change is audited by the acl
     service. Returns (user, SyncResult); ValidationError names what is missing."""
-    from acl import services as acl_services
-    from acl.choices import Management
-    from acl.models import MqttUser
-
     if not client_id:
         raise ValidationError({"client_id": _("This field is required.")})
     managed = acl_services.managed_of(broker)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from brokers.api import observe
+from observe.api import views as observe
 
 urlpatterns = [
     path("brokers/<int:pk>/stats/", observe.StatsView.as_view(), name="broker-stats"),

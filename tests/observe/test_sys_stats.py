@@ -11,22 +11,18 @@ import pytest
 from django.utils import timezone
 
 from acl import services as acl_services
-from brokers import sys_stats
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.ingest import store_batch
-from brokers.models import (
-    Broker,
-    BrokerStatsSample,
-    BrokerStatus,
-    BrokerSysStats,
-    StoredMessage,
-    Topic,
-)
+from brokers.models import Broker, BrokerStatus
 from brokers.services import broker_create, subscription_create
+from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
-from tests.brokers import sys_support
-from tests.brokers.sys_support import (
+from observe import sys_stats
+from observe.models import BrokerStatsSample, BrokerSysStats
+from tests.clients import as_user, logged_in
+from tests.observe import sys_support
+from tests.observe.sys_support import (
     PORTAL_PASSWORD,
     PORTAL_USER,
     USERS,
@@ -34,7 +30,6 @@ from tests.brokers.sys_support import (
     retrying,
     wait_until,
 )
-from tests.clients import as_user, logged_in
 
 # Fixtures of sys_support, used by this module's tests.
 log_broker = sys_support.log_broker

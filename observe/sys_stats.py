@@ -5,7 +5,7 @@ operator turned `collect_sys_stats` on. Ingest hands every `$SYS/...` message to
 `route_sys_messages` before it stores a batch: they never reach history, topics or
 the message counters. Values land in BrokerSysStats (latest per topic), a time
 series in BrokerStatsSample (every few seconds, bounded), and log lines
-(`$SYS/broker/log/...`) go on to brokers.client_log.
+(`$SYS/broker/log/...`) go on to observe.client_log.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from brokers import client_log
-from brokers.models import Broker, BrokerStatsSample, BrokerStatus, BrokerSysStats
+from acl.choices import Management
+from brokers.models import Broker, BrokerStatus
+from observe import client_log
+from observe.models import BrokerStatsSample, BrokerSysStats
 
 if TYPE_CHECKING:
     from mqttadmin.pipeline import ReceivedMessage
@@ -60,8 +62,6 @@ LOAD_1MIN = {
 
 
 def _managed_q(prefix: str = "") -> Q:
-    from acl.choices import Management
-
     return Q(
         **{f"{prefix}management__management__in": [Management.DYNSEC, Management.FILES]}
     )

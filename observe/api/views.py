@@ -17,10 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import client_log, sys_stats
 from brokers.models import Broker
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
+from observe import client_log, sys_stats
 
 
 class ClientSerializer(serializers.Serializer):
