@@ -9,7 +9,9 @@ import os
 import secrets
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -23,7 +25,7 @@ if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
 
-def _read(name: str, cast, default):  # type: ignore[no-untyped-def]
+def _read(name: str, cast: Callable[..., Any], default: Any) -> Any:
     """Read one variable; a value that does not parse names the variable."""
     try:
         return cast(name, default=default)
@@ -52,7 +54,7 @@ VAR_DIR = Path(_read("MQTTADMIN_VAR_DIR", env.str, str(BASE_DIR / "var")))
 private_directory(VAR_DIR)
 
 
-def _generated_secret(filename: str, factory) -> str:  # type: ignore[no-untyped-def]
+def _generated_secret(filename: str, factory: Callable[[], str]) -> str:
     """A secret kept in var/ so it survives restarts of an embedded install."""
     path = VAR_DIR / filename
     if create_private(path, factory()):
@@ -263,7 +265,7 @@ MQTTADMIN_ACTIONS_SWEEP_S: int = _read("MQTTADMIN_ACTIONS_SWEEP_S", env.int, 60)
 if MQTTADMIN_ACTIONS_SWEEP_S < 1:
     raise ImproperlyConfigured("MQTTADMIN_ACTIONS_SWEEP_S must be 1 or more seconds")
 # Static entries; django-celery-beat's DatabaseScheduler copies them into its tables.
-CELERY_BEAT_SCHEDULE = {
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "prune-history": {
         "task": "brokers.prune_history",
         "schedule": HISTORY_PRUNE_SECONDS,
