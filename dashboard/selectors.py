@@ -61,7 +61,7 @@ def broker_health(
         BrokerHealth(
             broker,
             status_of(broker),
-            broker.clients,  # type: ignore[attr-defined]
+            broker.clients,
             rates.get(broker.pk, 0.0) if rates or broker_ids is not None else None,
         )
         for broker in brokers

@@ -338,12 +338,10 @@ class AlertRule(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if (
-            self.device_id
-            and self.product_id
-            and self.device.product_id != self.product_id
-        ):
-            errors["device"] = _("The device belongs to another product.")
+        if self.device_id and self.product_id:
+            device = self.device
+            if device is not None and device.product_id != self.product_id:
+                errors["device"] = _("The device belongs to another product.")
         if self.threshold is not None and not math.isfinite(self.threshold):
             errors["threshold"] = _("The threshold is a finite number.")
         if self.notify_webhook and (blocked := outbound.url_error(self.notify_webhook)):

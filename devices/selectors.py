@@ -183,7 +183,7 @@ def telemetry_series(device: Device, query: SeriesQuery) -> dict[str, Any]:
             ],
             "truncated": truncated,
         }
-    rows = (
+    buckets = (
         points.annotate(bucket=_bucket_expression(query.bucket))
         .values("key", "bucket")
         .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("id"))
@@ -199,7 +199,7 @@ def telemetry_series(device: Device, query: SeriesQuery) -> dict[str, Any]:
                 "max": row["high"],
                 "count": row["n"],
             }
-            for row in rows
+            for row in buckets
         ],
         "truncated": False,
     }

@@ -293,7 +293,7 @@ def device_command(request: PortalRequest, pk: int) -> HttpResponse:
     if notice:
         messages.success(request, notice)
     for errors in form.errors.values():
-        messages.error(request, " ".join(errors))
+        messages.error(request, " ".join(str(error) for error in errors))
     return redirect(_detail_url(device))
 
 
@@ -316,7 +316,7 @@ def _rules_response(
         )
     if form is not None:
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(error) for error in errors))
     return redirect(_detail_url(device))
 
 
@@ -324,6 +324,7 @@ def _rules_response(
 @require_POST
 def rule_create(request: PortalRequest, pk: int) -> HttpResponse:
     device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    form: AlertRuleForm | None
     form = AlertRuleForm(request.POST)
     if form.is_valid():
         try:
@@ -388,7 +389,7 @@ def device_import(request: PortalRequest) -> HttpResponse:
 def _recent_imports(request: PortalRequest) -> list[DeviceImport]:
     return list(
         DeviceImport.objects.for_user(request.user, Role.OPERATOR)
-        .filter(product=request.product)  # type: ignore[attr-defined]
+        .filter(product=request.product)
         .select_related("broker")
         .defer("text")[:10]
     )

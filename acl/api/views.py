@@ -11,7 +11,7 @@ at once and the answer carries `{"sync": {"state", "error"}}`.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -20,6 +20,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -64,12 +65,16 @@ class BrokerAclPermission(permissions.IsAuthenticated):
         return True
 
 
-class BrokerScoped:
-    """Views under /brokers/{broker_pk}/."""
+if TYPE_CHECKING:
+    _ViewBase = GenericAPIView
+else:
+    _ViewBase = object
+
+
+class BrokerScoped(_ViewBase):
+    """Views under /brokers/{broker_pk}/ (a mixin for DRF views)."""
 
     permission_classes = [BrokerAclPermission]
-    kwargs: dict[str, Any]
-    request: Request
 
     @cached_property
     def broker(self) -> Broker:
@@ -79,7 +84,7 @@ class BrokerScoped:
         )
 
 
-def _valid(serializer: serializers.Serializer) -> dict[str, Any]:
+def _valid(serializer: serializers.BaseSerializer) -> dict[str, Any]:
     """Validated data, or a 400 whose keys name the field (`rules[1].topic`)."""
     if not serializer.is_valid():
         raise ValidationError(flatten_errors(serializer.errors))

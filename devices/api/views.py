@@ -7,6 +7,7 @@ change goes through devices.services (audited; managed subscriptions kept in ste
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -26,6 +27,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from brokers.client import PublishError
 from brokers.models import Broker
@@ -65,8 +67,8 @@ class CsvTextParser(BaseParser):
         self,
         stream: Any,
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
-    ) -> str:
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:  # the CSV text; DRF's stubs expect parsers to return a mapping
         return csv_import.decode_csv(csv_import.read_capped(stream))
 
 
@@ -106,18 +108,20 @@ class DeviceViewSet(viewsets.ModelViewSet):
             .order_by("product__name", "name", "device_id")
         )
 
-    def perform_create(self, serializer: DeviceSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Device]) -> None:
         fields = dict(serializer.validated_data)
         product = fields.pop("product")
         serializer.instance = services.device_create(
             actor=self.request.user, product=product, **fields
         )
 
-    def perform_update(self, serializer: DeviceSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Device]) -> None:
+        instance = serializer.instance
+        assert instance is not None  # an update has the object it changes
         fields = dict(serializer.validated_data)
         fields.pop("product", None)
         serializer.instance = services.device_update(
-            actor=self.request.user, device=serializer.instance, **fields
+            actor=self.request.user, device=instance, **fields
         )
 
     def perform_destroy(self, instance: Device) -> None:
@@ -259,7 +263,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
             "product__name", "key", "id"
         )
 
-    def perform_create(self, serializer: AlertRuleSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[AlertRule]) -> None:
         fields = dict(serializer.validated_data)
         product = fields.pop("product")
         require_role(self.request.user, product, Role.OPERATOR)
@@ -267,11 +271,13 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
             actor=self.request.user, product=product, **fields
         )
 
-    def perform_update(self, serializer: AlertRuleSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[AlertRule]) -> None:
+        instance = serializer.instance
+        assert instance is not None  # an update has the object it changes
         fields = dict(serializer.validated_data)
         fields.pop("product", None)
         serializer.instance = services.alert_rule_update(
-            actor=self.request.user, rule=serializer.instance, **fields
+            actor=self.request.user, rule=instance, **fields
         )
 
     def perform_destroy(self, instance: AlertRule) -> None:

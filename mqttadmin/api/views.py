@@ -13,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from mqttadmin import services
 from mqttadmin.api.filters import UtcIsoDateTimeFilter
@@ -51,15 +52,17 @@ class ProductViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Product]:
         return Product.objects.for_user(self.request.user).order_by("name")
 
-    def perform_create(self, serializer: ProductSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Product]) -> None:
         serializer.instance = services.product_create(
             actor=self.request.user, **serializer.validated_data
         )
 
-    def perform_update(self, serializer: ProductSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Product]) -> None:
+        instance = serializer.instance
+        assert instance is not None  # an update has the object it changes
         serializer.instance = services.product_update(
             actor=self.request.user,
-            product=serializer.instance,
+            product=instance,
             **serializer.validated_data,
         )
 
