@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
@@ -179,7 +180,7 @@ class BrokerForm(forms.ModelForm):
                 del self.fields[f"clear_{name}"]
 
     @property
-    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+    def sections(self) -> list[tuple[str | Promise, list[forms.BoundField]]]:
         """(legend, bound fields) per fieldset, leaving out fields not on this form."""
         return [
             (legend, [self[name] for name in names if name in self.fields])
@@ -226,6 +227,7 @@ class BrokerForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         for name in ("password", "client_key"):
             if cleaned.get(f"clear_{name}"):
                 cleaned[name] = ""
@@ -254,11 +256,13 @@ class BrokerForm(forms.ModelForm):
             and (name not in Broker.SECRET_FIELDS or name in supplied)
         }
 
-    def connection_errors(self) -> dict[str, list[str]]:
+    def connection_errors(self) -> dict[str | Promise, list[str]]:
         """Errors that stop a connection test (a missing name does not)."""
         relevant = set(Broker.CONNECTION_FIELDS) | {"__all__"}
         return {
-            (self[name].label if name in self.fields else ""): list(errors)
+            (self[name].label if name in self.fields else ""): [
+                str(error) for error in errors
+            ]
             for name, errors in self.errors.items()
             if name in relevant
         }
@@ -312,7 +316,9 @@ class PublishForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text=_l("One key=value a line."),
     )
-    template_name = forms.CharField(
+    # Django's form metaclass moves declared fields into base_fields: this field
+    # does not replace BaseForm.template_name, which mypy cannot see.
+    template_name = forms.CharField(  # type: ignore[assignment]
         label=_l("Template name"),
         required=False,
         max_length=120,

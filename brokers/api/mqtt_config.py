@@ -7,7 +7,7 @@ service accounts (role `service`, token only); everyone else sees "***".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
@@ -20,6 +20,7 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from brokers import services
@@ -171,7 +172,8 @@ class MqttConfigTestView(APIView):
     Operators only, within the per-user budget of connection tests."""
 
     throttle_classes = [
-        *api_settings.DEFAULT_THROTTLE_CLASSES,
+        # api_settings imports the dotted paths; the stubs type them as strings.
+        *cast("list[type[BaseThrottle]]", api_settings.DEFAULT_THROTTLE_CLASSES),
         ConnectionTestRateThrottle,
     ]
 
@@ -260,10 +262,9 @@ class MqttConfigReconnectView(APIView):
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
         product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
-        config = _configured(product)
-        services.broker_control(
-            actor=request.user, broker=config.primary_broker, action="reconnect"
-        )
+        broker = _configured(product).primary_broker
+        assert broker is not None  # _configured refuses a config without one
+        services.broker_control(actor=request.user, broker=broker, action="reconnect")
         return Response({"status": "accepted"}, status=status.HTTP_202_ACCEPTED)
 
 

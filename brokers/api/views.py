@@ -25,6 +25,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.settings import api_settings
 
 from brokers import services
@@ -121,18 +122,20 @@ class BrokerViewSet(viewsets.ModelViewSet):
             .order_by("product__name", "name")
         )
 
-    def perform_create(self, serializer: BrokerSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Broker]) -> None:
         fields = dict(serializer.validated_data)
         product = fields.pop("product")
         serializer.instance = services.broker_create(
             actor=self.request.user, product=product, **fields
         )
 
-    def perform_update(self, serializer: BrokerSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Broker]) -> None:
+        instance = serializer.instance
+        assert instance is not None  # an update has the object it changes
         fields = dict(serializer.validated_data)
         fields.pop("product", None)
         serializer.instance = services.broker_update(
-            actor=self.request.user, broker=serializer.instance, **fields
+            actor=self.request.user, broker=instance, **fields
         )
 
     def perform_destroy(self, instance: Broker) -> None:
@@ -282,18 +285,20 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
             .order_by("broker__name", "name")
         )
 
-    def perform_create(self, serializer: SubscriptionSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[Subscription]) -> None:
         fields = dict(serializer.validated_data)
         broker = fields.pop("broker")
         serializer.instance = services.subscription_create(
             actor=self.request.user, broker=broker, **fields
         )
 
-    def perform_update(self, serializer: SubscriptionSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[Subscription]) -> None:
+        instance = serializer.instance
+        assert instance is not None  # an update has the object it changes
         fields = dict(serializer.validated_data)
         fields.pop("broker", None)
         serializer.instance = services.subscription_update(
-            actor=self.request.user, subscription=serializer.instance, **fields
+            actor=self.request.user, subscription=instance, **fields
         )
 
     def perform_destroy(self, instance: Subscription) -> None:
@@ -340,17 +345,19 @@ class PublishTemplateViewSet(viewsets.ModelViewSet):
             .order_by("broker__name", "name")
         )
 
-    def perform_create(self, serializer: PublishTemplateSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[PublishTemplate]) -> None:
         fields = dict(serializer.validated_data)
         broker = fields.pop("broker")
         serializer.instance = services.publish_template_save(
             actor=self.request.user, broker=broker, **fields
         )
 
-    def perform_update(self, serializer: PublishTemplateSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[PublishTemplate]) -> None:
+        instance = serializer.instance
+        assert instance is not None  # an update has the object it changes
         fields = dict(serializer.validated_data)
         fields.pop("broker", None)
-        template = serializer.instance
+        template = instance
         serializer.instance = services.publish_template_save(
             actor=self.request.user, broker=template.broker, template=template, **fields
         )
