@@ -15,7 +15,7 @@ from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 PASSWORD = "page-Pa55-word"
 
 

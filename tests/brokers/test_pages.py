@@ -18,8 +18,8 @@ from tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
-HMTX_POLL = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
+HMTX_POLL: dict[str, Any] = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
 STORED_PASSWORD = "stored-Secret-77"
 
 

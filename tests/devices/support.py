@@ -22,7 +22,7 @@ from mqttadmin.pipeline import ReceivedMessage
 from tests.runtime_support import wait_until  # noqa: F401 (re-exported)
 
 _ids = itertools.count(1)
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 
 
 def make_broker(product: Product, port: int = 1883, name: str = "Line 1") -> Broker:
