@@ -27,6 +27,7 @@ from acl.choices import Management
 from acl.services import managed_of
 from brokers.models import Broker
 from brokers.tabs import BrokerTab, register_tab
+from mqttadmin.http import PortalRequest
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 from observe import client_log, sys_stats
@@ -123,7 +124,7 @@ def register_broker_tabs() -> None:
 
 
 @login_required
-def broker_clients(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_clients(request: PortalRequest, pk: int) -> HttpResponse:
     """The clients table for HTMX polling; a browser goes to the Clients tab."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
     if not request.htmx:
@@ -132,7 +133,7 @@ def broker_clients(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def broker_stats(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_stats(request: PortalRequest, pk: int) -> HttpResponse:
     """The stats cards for HTMX polling; a browser goes to the Stats tab."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
     if not request.htmx:
@@ -142,7 +143,7 @@ def broker_stats(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def client_disable(request: HttpRequest, pk: int) -> HttpResponse:
+def client_disable(request: PortalRequest, pk: int) -> HttpResponse:
     """Disable the MQTT user of a connected client (Dynamic Security kicks it)."""
     broker = get_for_user_or_404(Broker, request.user, Role.ADMIN, pk=pk)
     client_id = request.POST.get("client_id", "")
