@@ -184,8 +184,9 @@ def child_runtime(port: int, count: int, qos: int) -> None:
     from django.db import connection
 
     from brokers import services
-    from brokers.models import BrokerStatus, StoredMessage
+    from brokers.models import BrokerStatus
     from brokers.runtime import Runtime
+    from history.models import StoredMessage
     from mqttadmin.models import Product
 
     call_command("migrate", verbosity=0)
@@ -254,8 +255,9 @@ def check_history(broker: Any) -> dict[str, Any]:
     """After the run: history is in publish order (newest first is the reverse
     of the sequence), the CSV and NDJSON exports stream every message, and the
     topic index counts them all."""
-    from brokers.history import HistoryQuery, export_csv, export_ndjson, messages_for
-    from brokers.models import Topic
+    from history.export import export_csv, export_ndjson
+    from history.models import Topic
+    from history.queries import HistoryQuery, messages_for
 
     newest_first = messages_for(broker, HistoryQuery()).order_by("-id")
     seqs = [

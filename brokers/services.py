@@ -37,7 +37,6 @@ from brokers.models import (
     BrokerStatus,
     PublishTemplate,
     Subscription,
-    Topic,
 )
 from brokers.retained import retained_clear
 from brokers.secret_binding import binding_snapshot, check_secret_binding
@@ -539,33 +538,7 @@ def publish_template_delete(*, actor: Any, template: PublishTemplate) -> None:
     template.delete()
 
 
-# --- Topics and retained messages ---------------------------------------------
-
-TOPIC_NOTE_FIELDS = ("description", "unit")
-
-
-@transaction.atomic
-def topic_annotate(*, actor: Any, topic: Topic, description: str, unit: str) -> Topic:
-    """Set an operator's description and unit on a topic; audited when changed."""
-    before = snapshot(topic, TOPIC_NOTE_FIELDS)
-    topic.description = description
-    topic.unit = unit
-    topic.clean_fields(
-        exclude=[f.name for f in Topic._meta.fields if f.name not in TOPIC_NOTE_FIELDS]
-    )
-    changes = diff(before, snapshot(topic, TOPIC_NOTE_FIELDS))
-    if changes:
-        # Only these columns: ingest updates the counters and last value of the same
-        # row concurrently, and a full save would write stale ones back.
-        topic.save(update_fields=list(TOPIC_NOTE_FIELDS))
-        audit_record(
-            actor=actor,
-            action="topic.annotate",
-            target=topic,
-            product=topic.broker.product,
-            changes=changes,
-        )
-    return topic
+# --- Retained messages -----------------------------------------------------------
 
 
 def broker_retained_clear(

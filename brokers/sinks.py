@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from brokers.ingest import history_sink_write, subscription_work
+from brokers.ingest import subscription_work
 from devices.telemetry import ingest_batch
 from mqttadmin.pipeline import Batch
-
-
-class HistorySink:
-    """History rows (COPY on PostgreSQL) and the topic index."""
-
-    def write(self, batch: Batch) -> None:
-        history_sink_write(batch)
 
 
 class ActionRunSink:

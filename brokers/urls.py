@@ -64,22 +64,4 @@ urlpatterns = [
         views.subscription_tab_delete,
         name="subscription-tab-delete",
     ),
-    # Activity and Topics tabs: their fragments and writes.
-    path(
-        "<int:pk>/history/delete/",
-        views.broker_history_delete,
-        name="history-delete",
-    ),
-    path("<int:pk>/topics/<int:tid>/", views.topic_panel, name="topic-panel"),
-    path(
-        "<int:pk>/topics/<int:tid>/annotate/",
-        views.topic_annotate,
-        name="topic-annotate",
-    ),
-    path("<int:pk>/retained/", views.broker_retained, name="retained"),
-    path(
-        "<int:pk>/retained/clear/",
-        views.broker_retained_clear,
-        name="retained-clear",
-    ),
 ]

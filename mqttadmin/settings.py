@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "csp",
     "mqttadmin",
     "brokers",
+    "history",
     "devices",
     "acl",
     "observe",
@@ -298,7 +299,7 @@ CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
 # names none of them. Code, not configuration: not read from the environment.
 MQTTADMIN_INGEST_SINKS: list[str] = [
     "observe.sinks.SysSink",
-    "brokers.sinks.HistorySink",
+    "history.sinks.HistorySink",
     "brokers.sinks.ActionRunSink",
     "brokers.sinks.TelemetrySink",
 ]

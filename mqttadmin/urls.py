@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from brokers import urls as broker_urls
+from history import urls as history_urls
 from mqttadmin import security, views
 from observe import urls as observe_urls
 
@@ -30,7 +31,16 @@ urlpatterns = [
     # The broker page's namespace also holds the routes of apps that serve its tabs.
     path(
         "brokers/",
-        include(([*broker_urls.urlpatterns, *observe_urls.urlpatterns], "brokers")),
+        include(
+            (
+                [
+                    *broker_urls.urlpatterns,
+                    *history_urls.urlpatterns,
+                    *observe_urls.urlpatterns,
+                ],
+                "brokers",
+            )
+        ),
     ),
     path("brokers/<int:pk>/acl/", include("acl.urls")),
     path("devices/", include("devices.urls")),

@@ -23,7 +23,7 @@ urlpatterns = [
         auth.SessionDetailView.as_view(),
         name="api-session",
     ),
-    path("", include("brokers.api.history_urls")),
+    path("", include("history.api.urls")),
     path("", include("brokers.api.mqtt_config_urls")),
     path("", include("observe.api.urls")),
     path("", include("acl.api.urls")),

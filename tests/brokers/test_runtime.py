@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from brokers import ingest
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.models import Broker, BrokerStatus, RuntimeLease, StoredMessage
+from brokers.models import Broker, BrokerStatus, RuntimeLease
 from brokers.services import (
     broker_control,
     broker_create,
@@ -26,6 +26,7 @@ from brokers.services import (
     subscription_delete,
     subscription_update,
 )
+from history.models import StoredMessage
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.factories import make_product, make_superuser
 from tests.runtime_support import retrying, runtime_threads, wait_until

@@ -9,10 +9,11 @@ import pytest
 from django.utils import timezone
 
 from brokers import ingest
-from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription
+from brokers.models import Broker, BrokerStatus, Subscription
 from brokers.runtime.batcher import IngestWorker
 from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.session import Delivery
+from history.models import StoredMessage
 from tests.factories import make_product
 
 pytestmark = [

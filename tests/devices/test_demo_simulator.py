@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from acl.models import MqttRole, MqttUser
-from brokers.models import BrokerStatus, StoredMessage, Subscription
+from brokers.models import BrokerStatus, Subscription
 from brokers.runtime import Runtime
 from devices.models import Device
 from devices.simulator import (
@@ -21,6 +21,7 @@ from devices.simulator import (
     DemoSimulator,
     demo_setup,
 )
+from history.models import StoredMessage
 from mqttadmin.local_broker import LocalBroker
 from mqttadmin.models import AuditEntry
 from tests.acl.conftest import Observer, connack, publish_all

@@ -11,10 +11,11 @@ import pytest
 from django.utils import timezone
 
 from brokers.ingest import store_batch
-from brokers.models import StoredMessage, Subscription
+from brokers.models import Subscription
 from devices import services
 from devices.models import Device, TelemetryPoint
 from devices.telemetry import ingest_batch, telemetry_from_message
+from history.models import StoredMessage
 from mqttadmin.pipeline import ReceivedMessage
 from tests.devices.support import Capture, Simulator, make_broker, make_device
 

@@ -23,7 +23,8 @@ from urllib.parse import quote
 import paho.mqtt.client as mqtt
 from django.conf import settings
 
-from brokers.models import DeadLetter, StoredMessage
+from brokers.models import DeadLetter
+from history.models import StoredMessage
 
 PROJECT = Path(__file__).resolve().parents[2]
 

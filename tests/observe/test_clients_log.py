@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from acl import services as acl_services
 from brokers.choices import ControlAction
-from brokers.models import Broker, BrokerStatus, StoredMessage, Topic
+from brokers.models import Broker, BrokerStatus
 from brokers.services import broker_control, broker_create, subscription_create
 from dashboard.models import Alert, AlertState
+from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from observe import client_log
 from observe.client_log import parse_log_line

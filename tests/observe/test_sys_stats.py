@@ -13,8 +13,9 @@ from django.utils import timezone
 from acl import services as acl_services
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.ingest import store_batch
-from brokers.models import Broker, BrokerStatus, StoredMessage, Topic
+from brokers.models import Broker, BrokerStatus
 from brokers.services import broker_create, subscription_create
+from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from observe import sys_stats

@@ -32,13 +32,12 @@ def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from brokers.models import (
         ProductMqttConfig,
         PublishTemplate,
-        StoredMessage,
         Subscription,
-        Topic,
     )
     from dashboard.models import Alert
     from devices.models import AlertRule, DeviceImport
     from devices.services import device_create
+    from history.models import StoredMessage, Topic
     from mqttadmin.pipeline import ReceivedMessage
 
     # Disabled: the MQTT runtime must not connect anywhere during these tests.

@@ -30,11 +30,10 @@ from brokers.models import (
     Broker,
     BrokerStatus,
     ProductMqttConfig,
-    StoredMessage,
     Subscription,
-    Topic,
 )
 from devices.models import Device, DeviceImport
+from history.models import StoredMessage, Topic
 from mqttadmin.lib.csv_cells import FORMULA_STARTS
 from mqttadmin.lib.payloads import parse_json
 from mqttadmin.pipeline import ReceivedMessage

@@ -24,12 +24,12 @@ from brokers.models import (
     Broker,
     BrokerStatus,
     ProductMqttConfig,
-    StoredMessage,
     Subscription,
 )
 from brokers.runtime.message_queue import MessageQueue
 from brokers.runtime.session import BrokerSession, Delivery, StatusEvent
 from devices.models import Device
+from history.models import StoredMessage
 from tests.acl.conftest import ManagedProcess, dynsec_broker  # noqa: F401 (fixture)
 from tests.clients import as_user, logged_in
 from tests.runtime_support import retrying, wait_until

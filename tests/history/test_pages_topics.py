@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.models import Broker, Topic
+from brokers.models import Broker
 from brokers.retained import retained_list
+from history.models import Topic
 from mqttadmin.models import AuditEntry
 from tests.brokers.test_pages import HTMX, error_next_to, make_broker
-from tests.brokers.test_pages_history import history_broker, store
 from tests.clients import logged_in
+from tests.history.test_pages_history import history_broker, store
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from brokers.api import history
+from history.api import views as history
 
 urlpatterns = [
     path(

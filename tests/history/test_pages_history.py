@@ -16,7 +16,8 @@ import pytest
 from django.utils import timezone
 
 from brokers.ingest import store_batch
-from brokers.models import Broker, StoredMessage, Subscription
+from brokers.models import Broker, Subscription
+from history.models import StoredMessage
 from mqttadmin.models import AuditEntry, Product
 from mqttadmin.pipeline import ReceivedMessage
 from tests.brokers.test_pages import HTMX, error_next_to, make_broker

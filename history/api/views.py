@@ -21,11 +21,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from brokers import history
-from brokers.api.views import BrokerUnreachable, services
+from brokers import services
+from brokers.api.views import BrokerUnreachable
 from brokers.client import ConnectionSettings, PublishError
-from brokers.models import Broker, StoredMessage, Topic
+from brokers.models import Broker
 from brokers.retained import retained_list
+from brokers.selectors import payload_view
+from history import queries
+from history import services as history_services
+from history.export import export_csv, export_ndjson
+from history.models import StoredMessage, Topic
 from mqttadmin.audit import audit_record
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
@@ -90,15 +95,13 @@ class MessagesView(APIView):
     )
     def get(self, request: Request, pk: int) -> Any:
         broker = get_for_user_or_404(Broker, request.user, pk=pk)
-        query = history.HistoryQuery.from_params(request.query_params)
-        queryset = history.messages_for(broker, query)
+        query = queries.HistoryQuery.from_params(request.query_params)
+        queryset = queries.messages_for(broker, query)
         export = request.query_params.get("format", "json")
         if export in ("csv", "ndjson"):
             stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
             stream = (
-                history.export_csv(queryset)
-                if export == "csv"
-                else history.export_ndjson(queryset)
+                export_csv(queryset) if export == "csv" else export_ndjson(queryset)
             )
             response = StreamingHttpResponse(
                 stream,
@@ -114,16 +117,16 @@ class MessagesView(APIView):
             raise ApiValidationError(
                 {"format": ["format must be json, csv or ndjson."]}
             )
-        limit = history.parse_limit(request.query_params.get("limit"))
-        rows, next_cursor = history.page_of(
-            history.with_payload_heads(queryset),
+        limit = queries.parse_limit(request.query_params.get("limit"))
+        rows, next_cursor = queries.page_of(
+            queries.with_payload_heads(queryset),
             limit,
             request.query_params.get("cursor"),
-            budget=history.PAGE_BUDGET_CHARS,
+            budget=queries.PAGE_BUDGET_CHARS,
         )
         return Response(
             {
-                "results": [history.message_as_dict(m) for m in rows],
+                "results": [queries.message_as_dict(m) for m in rows],
                 "next_cursor": next_cursor,
             }
         )
@@ -134,8 +137,8 @@ class MessagesView(APIView):
     )
     def delete(self, request: Request, pk: int) -> Response:
         broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
-        query = history.HistoryQuery.from_params(request.query_params)
-        deleted = history.history_delete(broker, query)
+        query = queries.HistoryQuery.from_params(request.query_params)
+        deleted = history_services.history_delete(broker, query)
         audit_record(
             actor=request.user,
             action="broker.history_delete",
@@ -156,7 +159,7 @@ class MessageDetailView(APIView):
         message = get_object_or_404(
             StoredMessage.objects.filter(broker=broker), pk=message_id
         )
-        return Response(history.message_as_dict(message))
+        return Response(queries.message_as_dict(message))
 
 
 class TopicSerializer(serializers.ModelSerializer):
@@ -180,7 +183,7 @@ class TopicSerializer(serializers.ModelSerializer):
 
     def _view(self, obj: Topic) -> dict[str, Any]:
         raw = bytes(obj.last_payload) if obj.last_payload is not None else b""
-        return history.payload_view(raw)
+        return payload_view(raw)
 
     @extend_schema_field(OpenApiTypes.ANY)
     def get_last_payload(self, obj: Topic) -> Any:
@@ -201,7 +204,7 @@ class TopicsView(APIView):
         broker = get_for_user_or_404(Broker, request.user, pk=pk)
         topic_filter = request.query_params.get("filter") or None
         try:
-            topics = history.topics_for(broker, topic_filter)
+            topics = queries.topics_for(broker, topic_filter)
         except ValidationError as exc:
             raise _field_error("filter", exc) from None
         return Response(TopicSerializer(topics[:5000], many=True).data)
@@ -217,7 +220,7 @@ class TopicDetailView(APIView):
         serializer = TopicSerializer(topic, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        services.topic_annotate(
+        history_services.topic_annotate(
             actor=request.user,
             topic=topic,
             description=data.get("description", topic.description),
@@ -254,10 +257,7 @@ class RetainedView(APIView):
         except PublishError as exc:
             raise BrokerUnreachable(str(exc)) from exc
         return Response(
-            [
-                {"topic": m.topic, **history.payload_view(m.payload), "qos": m.qos}
-                for m in found
-            ]
+            [{"topic": m.topic, **payload_view(m.payload), "qos": m.qos} for m in found]
         )
 
     @extend_schema(

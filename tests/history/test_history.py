@@ -14,18 +14,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.client import topic_matches_sub
 
-from brokers.history import (
-    HistoryQuery,
-    export_csv,
-    export_ndjson,
-    filter_to_q,
-    history_delete,
-    history_prune,
-    messages_for,
-    page_of,
-)
 from brokers.ingest import store_batch
-from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription, Topic
+from brokers.models import Broker, BrokerStatus, Subscription
+from history.export import export_csv, export_ndjson
+from history.models import StoredMessage, Topic
+from history.queries import HistoryQuery, filter_to_q, messages_for, page_of
+from history.retention import history_prune
+from history.services import history_delete
 from mqttadmin.pipeline import ReceivedMessage
 from tests.factories import make_product
 

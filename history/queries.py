@@ -1,4 +1,4 @@
-"""Reading, exporting and pruning message history.
+"""Reading message history: MQTT filters in SQL, cursor pages, payload prefixes.
 
 MQTT filters are translated to SQL: the literal prefix before the first wildcard
 narrows by index, a regular expression does the rest (`+` one level, `#` any rest
@@ -10,29 +10,24 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import io
-import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce, Length, Substr
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from brokers.models import Broker, StoredMessage, Topic
-from mqttadmin.lib.csv_cells import SafeWriter
-from mqttadmin.lib.payloads import parse_json
+from brokers.models import Broker
+from brokers.selectors import payload_view
+from history.models import StoredMessage, Topic
 from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.lib.topics import parse_topic_filter
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-PRUNE_CHUNK = 10_000
 # A list (API page, Activity tab, topic page) reads at most this many characters
 # (bytes for binary) of each payload from the database; a longer one is cut
 # (`payload_cut`) and read whole through the message's own endpoint or an export.
@@ -207,34 +202,6 @@ def _head_length(message: StoredMessage) -> int:
     return len(head) if head is not None else 0
 
 
-def payload_view(payload: bytes | None, text: str | None = None) -> dict[str, Any]:
-    """A payload shown as it fits: JSON, text, or base64 for binary.
-
-    JSON only when `mqttadmin.lib.payloads.parse_json` reads it within its bounds
-    (depth, size, finite numbers); anything else is the text exactly as received.
-    """
-    if text is None and payload is not None:
-        try:
-            text = payload.decode("utf-8") if b"\x00" not in payload else None
-        except UnicodeDecodeError:
-            text = None
-    if text is not None:
-        stripped = text.strip()
-        if stripped[:1] in ("{", "[") or _is_json_scalar(stripped):
-            parsed = parse_json(stripped)
-            if parsed is not None:
-                return {"payload": parsed.value, "payload_encoding": "json"}
-        return {"payload": text, "payload_encoding": "text"}
-    return {
-        "payload": base64.b64encode(payload or b"").decode("ascii"),
-        "payload_encoding": "base64",
-    }
-
-
-def _is_json_scalar(text: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null", text))
-
-
 @dataclass(frozen=True)
 class StoredPayload:
     """What a reader has of a stored payload: all of it, or a list's prefix."""
@@ -296,113 +263,6 @@ def message_as_dict(
         "properties": message.properties or {},
         "received_at": message.received_at.isoformat(),
     }
-
-
-EXPORT_FIELDS = (
-    "id",
-    "received_at",
-    "topic",
-    "qos",
-    "retain",
-    "payload_encoding",
-    "payload",
-    "payload_size",
-    "payload_truncated",
-)
-
-
-def export_ndjson(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
-    """One JSON document per line, streamed in chunks (never all in memory).
-
-    Always valid JSON: `payload_view` never parses NaN or Infinity, and
-    allow_nan=False would rather fail than write them.
-    """
-    for message in queryset.iterator(chunk_size=2000):
-        row = message_as_dict(message)
-        del row["payload_cut"]  # exports read every payload whole
-        yield json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def export_csv(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
-    """CSV streamed in chunks; cells that a spreadsheet would run as a formula get
-    a leading single quote (`mqttadmin.lib.csv_cells`)."""
-    buffer = io.StringIO()
-    writer = SafeWriter(buffer)
-    writer.writerow(EXPORT_FIELDS)
-    for message in queryset.iterator(chunk_size=2000):
-        row = message_as_dict(message)
-        payload = row["payload"]
-        if row["payload_encoding"] == "json":
-            payload = json.dumps(payload, ensure_ascii=False, allow_nan=False)
-        writer.writerow(
-            [
-                row["id"],
-                row["received_at"],
-                row["topic"],
-                row["qos"],
-                int(row["retain"]),
-                row["payload_encoding"],
-                payload,
-                row["payload_size"],
-                int(row["payload_truncated"]),
-            ]
-        )
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    if buffer.tell():
-        yield buffer.getvalue()
-
-
-def history_delete(broker: Broker, query: HistoryQuery) -> int:
-    """Delete what the query selects; returns how many rows went."""
-    with transaction.atomic():
-        deleted, _per_model = query.apply(
-            StoredMessage.objects.filter(broker=broker)
-        ).delete()
-    return deleted
-
-
-def history_prune(now: datetime.datetime | None = None) -> dict[int, int]:
-    """Apply every broker's retention (age, then count); returns deletions per broker.
-
-    Deletes in chunks so a large prune never holds long locks against ingest.
-    """
-    now = now or timezone.now()
-    removed: dict[int, int] = {}
-    for broker in Broker.objects.only(
-        "pk", "history_max_age_days", "history_max_messages"
-    ):
-        count = 0
-        cutoff = now - datetime.timedelta(days=broker.history_max_age_days)
-        count += _delete_in_chunks(
-            StoredMessage.objects.filter(broker=broker, received_at__lt=cutoff)
-        )
-        keep = broker.history_max_messages
-        # The newest id past the kept window: it and everything older goes.
-        boundary_rows = list(
-            StoredMessage.objects.filter(broker=broker)
-            .order_by("-id")
-            .values_list("id", flat=True)[keep : keep + 1]
-        )
-        if boundary_rows:
-            boundary = boundary_rows[0]
-            count += _delete_in_chunks(
-                StoredMessage.objects.filter(broker=broker, id__lte=boundary)
-            )
-        if count:
-            removed[broker.pk] = count
-    return removed
-
-
-def _delete_in_chunks(queryset: QuerySet[StoredMessage]) -> int:
-    total = 0
-    while True:
-        ids = list(queryset.order_by("id").values_list("id", flat=True)[:PRUNE_CHUNK])
-        if not ids:
-            return total
-        deleted, _per_model = StoredMessage.objects.filter(id__in=ids).delete()
-        total += deleted
 
 
 def topics_for(broker: Broker, topic_filter: str | None) -> QuerySet[Topic]:

@@ -10,8 +10,9 @@ import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.ingest import store_batch
-from brokers.models import Broker, BrokerStatus, StoredMessage, Subscription, Topic
+from brokers.models import Broker, BrokerStatus, Subscription
 from brokers.retained import retained_list
+from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from tests.clients import as_user
