@@ -162,7 +162,7 @@ def child_naive(port: int, count: int, qos: int) -> None:
         if time.time() - state["last"] > 30:
             break
     client.loop_stop()
-    stored = db.execute("SELECT count(*) FROM bench_naive").fetchone()[0]
+    (stored,) = db.execute("SELECT count(*) FROM bench_naive").fetchone() or (0,)
     db.execute("DROP TABLE bench_naive")
     elapsed = state["last"] - started
     print(

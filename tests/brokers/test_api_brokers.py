@@ -477,6 +477,7 @@ def test_secret_kept_when_omitted_or_masked_and_cleared_with_empty(
     broker.refresh_from_db()
     assert broker.password == "new-one"
     entry = AuditEntry.objects.filter(action="broker.update").first()
+    assert entry is not None
     assert entry.changes == {"password": ["***", "***"]}
 
     response = client.patch(url(broker), {"password": ""}, format="json")

@@ -33,7 +33,7 @@ class Subscriber:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"test-sub-{next(_ids)}",
-            protocol=protocol,
+            protocol=mqtt.MQTTProtocolVersion(protocol),
         )
         subscribed = threading.Event()
         self.client.on_message = lambda client, userdata, msg: self.messages.put(msg)

@@ -126,6 +126,7 @@ def test_create(world: dict, who: str, status: int) -> None:
     created = Subscription.objects.filter(name="Shared").first()
     assert (created is not None) == (status == 201)
     if status == 201:
+        assert created is not None
         assert (created.qos, created.store_messages) == (1, False)
         entry = AuditEntry.objects.get(action="subscription.create")
         assert entry.product == world["product"] and entry.source == "api"

@@ -7,7 +7,7 @@ import itertools
 import queue
 import socket
 import threading
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from django.utils import timezone
@@ -114,7 +114,8 @@ class Simulator:
         sock = self.client.socket()
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # paho's type for its socket names only the methods paho calls.
+                cast(socket.socket, sock).shutdown(socket.SHUT_RDWR)
             finally:
                 sock.close()
 

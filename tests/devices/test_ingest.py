@@ -182,6 +182,7 @@ def test_stale_devices_are_marked_and_a_message_clears_the_mark(
     sim.publish("plant/d1/t", "1")
     store_batch(capture.take(2))
     device = refreshed(device)
+    assert device.last_seen_at is not None
     later = device.last_seen_at + datetime.timedelta(seconds=61)
 
     assert services.devices_mark_stale(now=device.last_seen_at) == 0

@@ -74,7 +74,9 @@ def test_tiles_show_status_values_and_inline_svg_sparklines(
     assert "temperature" in tile and "env.hum" in tile
     sparks = re.findall(r'<svg class="sparkline"[^>]*>.*?</svg>', tile, re.S)
     assert len(sparks) == 2
-    points = re.search(r'points="([^"]+)"', sparks[1]).group(1)  # temperature
+    found = re.search(r'points="([^"]+)"', sparks[1])
+    assert found is not None
+    points = found.group(1)  # temperature
     assert len(points.split()) == 6
     assert "<script" not in html.split("</head>")[1]  # no inline scripts
 

@@ -322,7 +322,7 @@ def channel_layers_on(redis_url: str) -> Iterator[None]:
     """Point this process's channel layer (the services' nudges) at `redis_url`."""
     from django.test import override_settings
 
-    layers = {
+    layers: dict[str, dict[str, Any]] = {
         "default": {**settings.CHANNEL_LAYERS["default"]},
     }
     layers["default"]["CONFIG"] = {

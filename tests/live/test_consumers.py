@@ -59,7 +59,9 @@ def frame(broker: Broker, *topics: str, skipped: int = 0) -> dict[str, Any]:
 
 
 async def group_send(group: str, message: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(group, message)
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(group, message)
 
 
 # --- who may connect ---------------------------------------------------------
@@ -146,7 +148,9 @@ def test_operator_gets_controls_with_the_page_csrf_token(
 
     async def scenario() -> None:
         communicator = socket(f"/ws/brokers/{broker.pk}/", client)
-        communicator.scope["headers"].append((b"cookie", b"csrftoken=" + b"a" * 32))
+        headers = communicator.scope["headers"]
+        assert isinstance(headers, list)
+        headers.append((b"cookie", b"csrftoken=" + b"a" * 32))
         await communicator.connect()
         html = await receive_until(communicator, lambda f: 'id="broker-status"' in f)
         assert 'value="disconnect"' in html

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.utils import timezone
@@ -27,6 +27,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(settings.BASE_DIR)
 SENDER_DIRS = ("brokers", "dashboard", "devices", "acl", "mqttadmin", "observe")
+
+
+def _layer() -> BaseChannelLayer:
+    layer = get_channel_layer()
+    assert layer is not None
+    return layer
 
 
 def samples(broker: Broker) -> dict[str, dict[str, Any]]:
@@ -136,6 +142,7 @@ def test_a_viewer_socket_survives_every_frame_type(
     path, first_marker = CONSUMERS[consumer]
     sample = samples(broker)[kind]
     session_key = client.session.session_key
+    assert session_key is not None
 
     async def scenario() -> None:
         communicator = socket(path.format(pk=broker.pk), client)
@@ -143,7 +150,7 @@ def test_a_viewer_socket_survives_every_frame_type(
         assert connected
         if first_marker:
             await receive_until(communicator, lambda f: first_marker in f)
-        layer = get_channel_layer()
+        layer = _layer()
         for group in (broker_group(broker.pk), session_group(session_key)):
             await layer.group_send(group, dict(sample))
         await _stays_open(communicator)
@@ -175,9 +182,7 @@ def test_an_unknown_frame_type_is_ignored(world: dict[str, Any], consumer: str) 
         if first_marker:
             await receive_until(communicator, lambda f: first_marker in f)
         for kind in ("broker.renamed", "something_new", "x.y.z"):
-            await get_channel_layer().group_send(
-                broker_group(broker.pk), {"type": kind}
-            )
+            await _layer().group_send(broker_group(broker.pk), {"type": kind})
         await _stays_open(communicator)
         await communicator.disconnect()
 
@@ -204,7 +209,7 @@ def test_a_malformed_frame_costs_the_frame_not_the_socket(
             "count": "many",
             "messages": [{"no": "topic"}],
         }
-        await get_channel_layer().group_send(broker_group(broker.pk), broken)
+        await _layer().group_send(broker_group(broker.pk), broken)
         await _stays_open(communicator)
         await communicator.disconnect()
 
@@ -218,13 +223,14 @@ def test_logout_still_closes_every_socket(world: dict[str, Any], consumer: str) 
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
     session_key = client.session.session_key
+    assert session_key is not None
 
     async def scenario() -> None:
         communicator = socket(path.format(pk=broker.pk), client)
         await communicator.connect()
         if first_marker:
             await receive_until(communicator, lambda f: first_marker in f)
-        await get_channel_layer().group_send(
+        await _layer().group_send(
             session_group(session_key), samples(broker)[frames.SESSION_LOGOUT]
         )
         assert await closed_with(communicator) == CLOSE_FORBIDDEN
@@ -258,7 +264,7 @@ def test_an_mqtt_login_leaves_the_overview_socket_open(world: dict[str, Any]) ->
         await sync_to_async(BrokerStatus.objects.filter(broker=broker).update)(
             state="error", connection_error="still-following"
         )
-        await get_channel_layer().group_send(
+        await _layer().group_send(
             broker_group(broker.pk),
             {"type": frames.BROKER_STATUS, "broker_id": broker.pk},
         )

@@ -62,9 +62,12 @@ def test_a_first_start_creates_private_files_only(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    modes = dict(
-        reversed(line.split(" ", 1)) for line in done.stdout.strip().splitlines()
-    )
+    modes = {
+        name: mode
+        for mode, name in (
+            line.split(" ", 1) for line in done.stdout.strip().splitlines()
+        )
+    }
     assert modes["."] == "0o700"
     for name in (
         "mqttadmin.sqlite3",

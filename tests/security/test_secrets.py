@@ -280,7 +280,7 @@ def test_webhook_header_values_are_neither_shown_nor_stored_in_clear(
     broker_id = world_with_secrets["broker"].pk
     subscription = f"/api/v1/subscriptions/{subscription_id}/"
     dry_run = {"topic": "qxa/boiler", "payload": {"v": 1}}
-    responses = {
+    responses: dict[str, Any] = {
         "api": as_user(admin).get(subscription),
         "api dry run": as_user(admin).post(
             subscription + "test/", dry_run, format="json"

@@ -142,6 +142,7 @@ def test_operator_cannot_change_a_subscription_into_one_through_mqtt_config(
     good = client.put(url, {**config, "topics": {}}, format="json")
     assert good.status_code == 200, good.content
     primary = ProductMqttConfig.objects.get().primary_broker
+    assert primary is not None
     subscription = services.subscription_create(
         actor=None, broker=primary, name="ok", topic_filter="ok/#"
     )

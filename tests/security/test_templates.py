@@ -130,7 +130,14 @@ def test_a_republished_payload_is_not_escaped(world: dict, mosquitto: Any) -> No
     received: list[mqtt.MQTTMessage] = []
     arrived = threading.Event()
     listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="listener")
-    listener.on_message = lambda c, u, m: (received.append(m), arrived.set())
+
+    def on_message(
+        client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        received.append(message)
+        arrived.set()
+
+    listener.on_message = on_message
     listener.connect("127.0.0.1", process.port)
     listener.subscribe("out/#", 1)
     listener.loop_start()
