@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from brokers import services
-from brokers.actions import keep_masked_headers, mask_headers
+from brokers.action_headers import keep_masked_headers, mask_headers
 from brokers.forms import SecretTextarea
 from brokers.models import (
     Broker,
@@ -69,7 +69,6 @@ class BrokerAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         for name in Broker.SECRET_FIELDS:
             if cleaned.get(f"clear_{name}"):
                 cleaned[name] = ""
@@ -223,7 +222,7 @@ class BrokerAdmin(NudgingAdmin):
         # Fields added to the model later (history limits, ...) still show up.
         fieldsets = list(super().get_fieldsets(request, obj))
         listed = {name for _n, opts in fieldsets for name in opts["fields"]}
-        rest: list[Any] = [
+        rest = [
             f.name
             for f in Broker._meta.concrete_fields
             if f.editable and not f.primary_key and f.name not in listed

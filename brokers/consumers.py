@@ -64,8 +64,7 @@ class BrokerConsumer(LiveConsumer):
         return self.broker is not None
 
     def _lookup(self, broker_id: int) -> tuple[Broker | None, Role | None]:
-        # AuthMiddlewareStack's lazy proxy of the User (typed as the proxy).
-        user: Any = self.scope["user"]
+        user = self.scope["user"]
         broker = (
             Broker.objects.for_user(user)
             .select_related("product")

@@ -10,6 +10,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
+from brokers.action_kinds import ACTION_KINDS, action_types, editor_choices
 from brokers.choices import PayloadEncoding, Protocol
 from brokers.client import ConnectionSettings
 from brokers.models import Broker, Subscription, parse_host_port
@@ -463,14 +464,10 @@ def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     return [(value, value) for value in values]
 
 
-# Which fields of ActionForm each action type stores, in order.
-ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "webhook": ("url", "method", "headers", "body", "timeout_s"),
-    "republish": ("topic", "payload", "qos", "retain"),
-    "alert": ("value", "op", "threshold", "severity", "message"),
-    "email": ("to", "subject", "body"),
-    "telemetry": (),
-}
+def action_fields() -> dict[str, tuple[str, ...]]:
+    """Which fields of ActionForm each action type stores, in order (each kind
+    says so when it registers: brokers.action_kinds)."""
+    return {name: kind.fields for name, kind in ACTION_KINDS.items()}
 
 
 class ActionForm(forms.Form):
@@ -523,14 +520,11 @@ class ActionForm(forms.Form):
     subject = forms.CharField(label=_l("Subject"), required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from brokers.actions import ACTION_TYPES, HTTP_METHODS, OPERATORS, SEVERITIES
-
         super().__init__(*args, **kwargs)
         fields = self.fields
-        fields["type"].choices = _choices(ACTION_TYPES)  # type: ignore[attr-defined]
-        fields["method"].choices = _choices(HTTP_METHODS)  # type: ignore[attr-defined]
-        fields["op"].choices = _choices(list(OPERATORS))  # type: ignore[attr-defined]
-        fields["severity"].choices = _choices(SEVERITIES)  # type: ignore[attr-defined]
+        fields["type"].choices = _choices(action_types())  # type: ignore[attr-defined]
+        for name in ("method", "op", "severity"):
+            fields[name].choices = _choices(editor_choices(name))  # type: ignore[attr-defined]
 
     def clean_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -548,14 +542,14 @@ class ActionForm(forms.Form):
 
     def field_names_of_type(self) -> tuple[str, ...]:
         kind = self["type"].value() or "webhook"
-        return ACTION_FIELDS.get(str(kind), ())
+        return action_fields().get(str(kind), ())
 
     def to_action(self) -> dict[str, Any]:
         """The action dict with only the chosen type's fields."""
         data = self.cleaned_data
         kind = data["type"]
         action: dict[str, Any] = {"type": kind}
-        for name in ACTION_FIELDS[kind]:
+        for name in action_fields()[kind]:
             value = data.get(name)
             if name == "method":
                 value = value or "POST"
@@ -623,6 +617,6 @@ def action_field_classes(form: ActionForm) -> list[tuple[forms.BoundField, str]]
     for name in form.fields:
         if name in ("type", "DELETE"):
             continue
-        kinds = [kind for kind, names in ACTION_FIELDS.items() if name in names]
+        kinds = [kind for kind, names in action_fields().items() if name in names]
         rows.append((form[name], " ".join(f"for-{kind}" for kind in kinds)))
     return rows

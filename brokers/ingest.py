@@ -17,8 +17,7 @@ from collections import Counter
 from django.db import DatabaseError, transaction
 from django.db.models import F
 
-from brokers.action_runner import enqueue_runs
-from brokers.models import ActionRun, BrokerStatus, DeadLetter, Subscription
+from brokers.models import BrokerStatus, DeadLetter, Subscription
 from mqttadmin.pipeline import (
     Batch,
     Matched,
@@ -68,34 +67,19 @@ def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[Subscription
     return found
 
 
-def subscription_work(batch: list[ReceivedMessage], matched: list[Matched]) -> None:
-    """Per-subscription counters, and durable action runs for those with actions."""
+def subscription_counters(batch: list[ReceivedMessage], matched: list[Matched]) -> None:
+    """How many messages each subscription matched, and when it last did."""
     counts: Counter[int] = Counter()
     last_at: dict[int, datetime.datetime] = {}
-    runs: list[ActionRun] = []
     for message, found in zip(batch, matched, strict=True):
         for match in found.subscriptions:
             counts[match.id] += 1
             last_at[match.id] = message.received_at
-            if match.has_actions:
-                runs.append(
-                    ActionRun(
-                        subscription_id=match.id,
-                        topic=message.topic,
-                        payload=message.payload,
-                        qos=message.qos,
-                        retain=message.retain,
-                        received_at=message.received_at,
-                    )
-                )
     for subscription_id, count in sorted(counts.items()):
         Subscription.objects.filter(pk=subscription_id).update(
             messages_received=F("messages_received") + count,
             last_message_at=last_at[subscription_id],
         )
-    if runs:
-        ActionRun.objects.bulk_create(runs, batch_size=500)
-        enqueue_runs([run.pk for run in runs])
 
 
 def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> None:

@@ -14,12 +14,8 @@ from django.db.models.fields.json import KeyTransform
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
-from brokers.actions import (
-    header_audit_values,
-    header_count,
-    map_header_values,
-    validate_actions,
-)
+from brokers.action_headers import header_audit_values, header_count, map_header_values
+from brokers.action_kinds import validate_actions
 from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transport
 from mqttadmin.lib.crypto import EncryptedField, EncryptedTextField, decrypt, encrypt
 from mqttadmin.lib.topics import (
@@ -558,51 +554,6 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic}: {self.error[:60]}"
-
-
-class ActionRunState(models.TextChoices):
-    PENDING = "pending", _l("Pending")
-    DONE = "done", _l("Done")
-    FAILED = "failed", _l("Failed")
-
-
-class ActionRun(models.Model):
-    """The actions one message owes one subscription, written in the same
-    transaction as ingest (so before the message is acknowledged).
-
-    Workers run the actions and record which indexes are done, so a redelivered
-    task skips them; webhooks carry `Idempotency-Key: <run id>-<action index>`.
-    A worker claims a run before running it and renews the claim while it works
-    (`claimed_by`, `claimed_until`): a run is executed by one worker at a time, and
-    a killed worker's runs are free again once its claim runs out.
-    """
-
-    id = models.BigAutoField(primary_key=True)
-    subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="action_runs"
-    )
-    topic = models.TextField()
-    payload = models.BinaryField()
-    qos = models.PositiveSmallIntegerField(default=0)
-    retain = models.BooleanField(default=False)
-    received_at = models.DateTimeField()
-    state = models.CharField(
-        max_length=8, choices=ActionRunState.choices, default=ActionRunState.PENDING
-    )
-    done_indexes = models.JSONField(default=list)
-    attempts = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    claimed_by = models.CharField(max_length=32, blank=True, editable=False)
-    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["state", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"run {self.pk} of {self.subscription_id} ({self.state})"
 
 
 class ProductMqttConfig(models.Model):

@@ -22,7 +22,8 @@ from django.utils.translation import gettext as _
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from brokers.actions import keep_masked_headers
+from brokers.action_headers import keep_masked_headers
+from brokers.action_kinds import MessageContext, dry_run
 from brokers.choices import ControlAction, PayloadEncoding, Protocol
 from brokers.client import (
     ConnectionSettings,
@@ -416,9 +417,9 @@ def subscription_update(
     """Change a subscription; audited and handed to the runtime when it changed.
 
     A header value given as "***" (what reads show) keeps the stored secret of that
-    header (see `brokers.actions.keep_masked_headers`); another value replaces it,
-    and a header left out is removed. The audit entry names changed headers,
-    never their values.
+    header (see `brokers.action_headers.keep_masked_headers`); another value
+    replaces it, and a header left out is removed. The audit entry names changed
+    headers, never their values.
     """
     before = snapshot(subscription, SUBSCRIPTION_FIELDS)
     # Checked on the stored filter too: below admin, a $CONTROL subscription an
@@ -460,21 +461,13 @@ def subscription_dry_run(
     *, subscription: Subscription, topic: str, payload: bytes
 ) -> dict[str, Any]:
     """What the subscription's actions would do with a sample message (no effects)."""
-    from brokers.actions import MessageContext, dry_run
-
-    broker = subscription.broker
-    message = MessageContext(
+    message = MessageContext.for_subscription(
+        subscription,
         topic=topic,
         payload=payload,
         qos=subscription.qos,
         retain=False,
         received_at=timezone.now(),
-        broker={"id": broker.pk, "name": broker.name, "host": broker.host},
-        subscription={
-            "id": subscription.pk,
-            "name": subscription.name,
-            "topic_filter": subscription.topic_filter,
-        },
     )
     return {
         "matches": topic_matches(subscription.match_filter, topic),

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from brokers.ingest import subscription_work
-from devices.telemetry import ingest_batch
+from brokers.ingest import subscription_counters
 from mqttadmin.pipeline import Batch
 
 
-class ActionRunSink:
-    """Per-subscription counters, and a durable action run per message and
-    subscription with actions (queued once the batch commits)."""
+class SubscriptionSink:
+    """Per-subscription counters: messages matched, last message time."""
 
     def write(self, batch: Batch) -> None:
-        subscription_work(batch.messages, batch.matched)
-
-
-class TelemetrySink:
-    """Device telemetry, availability and alert rules."""
-
-    def write(self, batch: Batch) -> None:
-        ingest_batch(batch.seen)
+        subscription_counters(batch.messages, batch.matched)

@@ -18,8 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from actions.webhooks import webhook_call
 from brokers import services as broker_services
-from brokers.actions import ActionError, webhook_call
+from brokers.action_kinds import ActionError
 from brokers.choices import PayloadEncoding
 from brokers.models import Subscription
 from dashboard.models import Alert

@@ -13,17 +13,18 @@ from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 
+from mqttadmin.background import local_pool
+
 logger = logging.getLogger(__name__)
 
 
 def run_in_background(task: Any, args: list[Any]) -> None:
-    """Hand a task to a worker; in embedded mode (eager tasks) to the small thread
-    pool the subscription actions use, so a slow mail server or webhook never holds
-    up the thread that enqueued it (the ingest thread, a page request)."""
+    """Hand a task to a worker; in embedded mode (eager tasks) to the background
+    threads of this process (mqttadmin.background), so a slow mail server or
+    webhook never holds up the thread that enqueued it (the ingest thread, a page
+    request)."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        from brokers.action_runner import _pool as shared_pool
-
-        shared_pool().submit(task.apply, args=args)
+        local_pool().submit(task.apply, args=args)
     else:
         task.apply_async(args=args)
 

@@ -43,6 +43,10 @@ def enqueue(task_name: str, *args: Any, queue: str | None = None) -> None:
     """Run the task named `task_name` in the background with `args` (ids, never
     secrets: task messages sit in Redis)."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
+        if task_name not in current_app.tasks:
+            # Without a worker nothing imports the apps' tasks.py (autodiscovery
+            # waits for a worker's start-up signal): import them once.
+            current_app.loader.import_default_modules()
         task = current_app.tasks[task_name]
         local_pool().submit(task.apply, args=args)
         return

@@ -112,6 +112,7 @@ INSTALLED_APPS = [
     "mqttadmin",
     "brokers",
     "history",
+    "actions",
     "devices",
     "acl",
     "observe",
@@ -300,8 +301,9 @@ CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
 MQTTADMIN_INGEST_SINKS: list[str] = [
     "observe.sinks.SysSink",
     "history.sinks.HistorySink",
-    "brokers.sinks.ActionRunSink",
-    "brokers.sinks.TelemetrySink",
+    "brokers.sinks.SubscriptionSink",
+    "actions.sinks.ActionRunSink",
+    "devices.sinks.TelemetrySink",
 ]
 
 # --- Auth -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 
 from brokers import services
-from brokers.actions import mask_headers
+from brokers.action_headers import mask_headers
 from brokers.choices import ControlAction, PayloadEncoding
 from brokers.client import ConnectionSettings
 from brokers.models import (

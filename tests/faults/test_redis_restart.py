@@ -33,7 +33,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from brokers.models import ActionRun, ActionRunState, Subscription
+from actions.models import ActionRun, ActionRunState
+from brokers.models import Subscription
 from brokers.services import subscription_create
 from mqttadmin.realtime import RUNTIME_GROUP
 from tests.brokers.test_runtime import make_broker, state_is

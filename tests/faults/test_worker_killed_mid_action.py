@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.models import ActionRun, ActionRunState
+from actions.models import ActionRun, ActionRunState
 from brokers.services import subscription_create
 from tests.brokers.test_runtime import make_broker, publish, state_is
 from tests.factories import make_superuser

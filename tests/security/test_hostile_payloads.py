@@ -22,11 +22,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.utils import timezone
 
-from brokers.action_runner import run_action_batch
+from actions.models import ActionRun, ActionRunState
+from actions.runner import run_action_batch
 from brokers.ingest import store_batch
 from brokers.models import (
-    ActionRun,
-    ActionRunState,
     Broker,
     BrokerStatus,
     ProductMqttConfig,

@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from actions.models import ActionRun
+from actions.runner import run_action_batch
+from actions.webhooks import webhook_call
 from brokers import services as broker_services
-from brokers.action_runner import run_action_batch
-from brokers.actions import ActionError, webhook_call
+from brokers.action_kinds import ActionError
 from brokers.ingest import store_batch
-from brokers.models import ActionRun, Broker, Subscription
+from brokers.models import Broker, Subscription
 from devices import services as device_services
 from devices.models import AlertRule
 from mqttadmin.lib import outbound
@@ -563,8 +565,8 @@ def _redirecting_server(location: str) -> _CountingServer:
 def _fresh_http_client() -> Iterator[None]:
     # The webhook client is pooled: a kept-alive connection from another test
     # must not carry a request past the check (it was checked when opened).
-    from brokers import actions
+    from actions import webhooks
 
-    actions._client = None
+    webhooks._client = None
     yield
-    actions._client = None
+    webhooks._client = None

@@ -18,9 +18,10 @@ from django.apps import apps
 from django.db import connection, models
 from django.utils import timezone
 
-from brokers.action_runner import run_action_batch
+from actions.models import ActionRun
+from actions.runner import run_action_batch
 from brokers.ingest import store_batch
-from brokers.models import ActionRun, Broker, ProductMqttConfig, Subscription
+from brokers.models import Broker, ProductMqttConfig, Subscription
 from mqttadmin.pipeline import ReceivedMessage
 from tests.clients import as_user, logged_in
 from tests.security.routes import all_routes, is_page, kwargs_for

@@ -15,12 +15,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.core import mail
 
-from brokers.action_runner import run_action_batch
-from brokers.actions import MessageContext, dry_run
-from brokers.models import ActionRun, Broker, BrokerStatus, Subscription
-from brokers.templating import FILTERS, MAX_TEMPLATE_CHARS, TAGS, json_filter
+from actions.models import ActionRun
+from actions.runner import run_action_batch
+from actions.templating import FILTERS, MAX_TEMPLATE_CHARS, TAGS, json_filter
+from brokers.action_kinds import MessageContext, dry_run
+from brokers.models import Broker, BrokerStatus, Subscription
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_actions import deliver, sample
+from tests.actions.test_actions import deliver, sample
 from tests.brokers.test_pages import HTMX, error_next_to
 from tests.brokers.test_pages_subscriptions import (
     action_data,
@@ -292,7 +293,7 @@ def test_the_admin_refuses_an_include(world: dict, broker: Broker) -> None:
 
 
 def test_the_documented_lists_are_the_engines() -> None:
-    from brokers.templating import engine
+    from actions.templating import engine
 
     library = engine().template_builtins
     assert sorted(name for lib in library for name in lib.tags) == sorted(TAGS)

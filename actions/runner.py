@@ -15,22 +15,20 @@ import logging
 import threading
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from brokers.actions import (
+from actions.models import ActionRun, ActionRunState
+from brokers.action_kinds import (
+    ActionCall,
     ActionError,
     MessageContext,
+    action_kind,
     action_label,
-    plan,
-    webhook_call,
 )
 from brokers.client import (
     ConnectionSettings,
@@ -38,16 +36,14 @@ from brokers.client import (
     PublishError,
     publish_messages,
 )
-from brokers.models import ActionRun, ActionRunState, Broker, Subscription
-from dashboard.models import Alert, AlertState
-from mqttadmin.lib.topics import topic_matches, validate_topic_name
+from brokers.models import Broker, Subscription
+from mqttadmin.background import enqueue
 
 logger = logging.getLogger(__name__)
 
 TASK_BATCH = 200
 STALE_AFTER_SECONDS = 60
-
-_local_pool: ThreadPoolExecutor | None = None
+RUN_TASK = "brokers.run_actions"
 
 
 def enqueue_runs(run_ids: list[int]) -> None:
@@ -56,18 +52,11 @@ def enqueue_runs(run_ids: list[int]) -> None:
         return
 
     def send() -> None:
-        from brokers.tasks import run_actions
-
+        # Embedded mode (eager tasks): mqttadmin.background runs them off the
+        # ingest thread, so slow webhooks never hold up storing messages.
         for start in range(0, len(run_ids), TASK_BATCH):
             chunk = run_ids[start : start + TASK_BATCH]
-            if settings.CELERY_TASK_ALWAYS_EAGER:
-                # Embedded mode: off the ingest thread, so slow webhooks never
-                # hold up storing messages.
-                _pool().submit(run_actions.apply, args=[chunk])
-            else:
-                run_actions.apply_async(
-                    args=[chunk], queue=settings.MQTTADMIN_ACTIONS_QUEUE
-                )
+            enqueue(RUN_TASK, chunk, queue=settings.MQTTADMIN_ACTIONS_QUEUE)
 
     # Robust: the runs are committed and stay pending when the queue cannot take
     # them (Redis down); beat's sweep queues them again (MQTTADMIN_ACTIONS_SWEEP_S).
@@ -76,66 +65,15 @@ def enqueue_runs(run_ids: list[int]) -> None:
     transaction.on_commit(send, robust=True)
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _local_pool
-    if _local_pool is None:
-        _local_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="actions")
-    return _local_pool
-
-
 def _context(run: ActionRun, subscription: Subscription) -> MessageContext:
-    broker = subscription.broker
-    return MessageContext(
+    return MessageContext.for_subscription(
+        subscription,
         topic=run.topic,
         payload=bytes(run.payload),
         qos=run.qos,
         retain=run.retain,
         received_at=run.received_at,
-        broker={"id": broker.pk, "name": broker.name, "host": broker.host},
-        subscription={
-            "id": subscription.pk,
-            "name": subscription.name,
-            "topic_filter": subscription.topic_filter,
-        },
     )
-
-
-def _default_message(topic: str, action: dict[str, Any], detail: dict[str, Any]) -> str:
-    return f"{topic}: {detail['value']} {action['op']} {action['threshold']}"
-
-
-def _alert(
-    subscription: Subscription,
-    index: int,
-    action: dict[str, Any],
-    detail: dict[str, Any],
-    topic: str,
-) -> None:
-    rule_key = f"subscription:{subscription.pk}:{index}"
-    open_alerts = Alert.objects.filter(
-        rule_key=rule_key, subject=topic, state=AlertState.OPEN
-    )
-    if detail["crossed"]:
-        if open_alerts.exists():
-            return
-        try:
-            with transaction.atomic():
-                Alert.objects.create(
-                    product=subscription.broker.product,
-                    rule_key=rule_key,
-                    subject=topic,
-                    severity=detail["severity"],
-                    message=detail["message"]
-                    or _default_message(topic, action, detail),
-                    value=detail["value"],
-                    threshold=float(action["threshold"]),
-                )
-        except IntegrityError:
-            pass  # another worker opened it first: still exactly one open alert
-    else:
-        open_alerts.update(
-            state=AlertState.RESOLVED, resolved_at=timezone.now(), value=detail["value"]
-        )
 
 
 def _execute(
@@ -146,60 +84,26 @@ def _execute(
     context: dict[str, Any],
     republish: list[tuple[ActionRun, int, OutgoingMessage]],
 ) -> bool:
-    """Run one action; returns True when done now, False when deferred (republish)."""
-    detail = plan(action, context)
-    kind = action["type"]
-    if kind == "webhook":
-        webhook_call(action, detail["body"], f"{run.pk}-{index}")
-    elif kind == "republish":
-        topic = detail["topic"]
-        try:
-            validate_topic_name(topic)
-        except ValidationError as exc:
-            raise ActionError(f"rendered topic {topic!r} is invalid: {exc}") from None
-        if topic.startswith("$"):
-            # Rendered from message data anyone on the subscribed topic writes:
-            # never the broker's own topics ($CONTROL is its control API), whoever
-            # saved the action (see brokers.actions.republish_topic_is_reserved).
-            raise ActionError(
-                f"rendered topic {topic!r} starts with $: republishing to the "
-                "broker's own topics ($CONTROL, $SYS, ...) is refused"
-            )
-        if topic_matches(subscription.match_filter, topic):
-            # The copy would match this subscription again: an endless loop.
-            raise ActionError(f"republishing to {topic!r} would loop back here")
-        republish.append(
-            (
-                run,
-                index,
-                OutgoingMessage(
-                    topic,
-                    detail["payload"].encode("utf-8"),
-                    qos=int(detail["qos"]),
-                    retain=bool(detail["retain"]),
-                ),
-            )
-        )
-        return False
-    elif kind == "alert":
-        _alert(subscription, index, action, detail, run.topic)
-    elif kind == "email":
-        send_mail(
-            detail["subject"][:200],
-            detail["body"],
-            settings.DEFAULT_FROM_EMAIL,
-            detail["to"],
-        )
-    elif kind == "telemetry":
-        from devices.telemetry import telemetry_from_message
-
-        telemetry_from_message(
-            broker_id=subscription.broker_id,
-            topic=run.topic,
-            payload=bytes(run.payload),
-            received_at=run.received_at,
-        )
-    return True
+    """Run one action; returns True when done now, False when deferred (a message
+    to publish with the batch's others on the same broker)."""
+    kind = action_kind(action.get("type"))
+    if kind is None:
+        raise ActionError(f"no such action type: {action.get('type')!r}")
+    call = ActionCall(
+        subscription=subscription,
+        run_id=run.pk,
+        index=index,
+        action=action,
+        detail=kind.plan(action, context),
+        topic=run.topic,
+        payload=bytes(run.payload),
+        received_at=run.received_at,
+    )
+    outgoing = kind.execute(call)
+    if outgoing is None:
+        return True
+    republish.append((run, index, outgoing))
+    return False
 
 
 def _claim_ttl() -> datetime.timedelta:

@@ -13,10 +13,11 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from brokers.action_runner import run_action_batch, sweep_stale_runs
-from brokers.actions import MessageContext, dry_run, validate_actions
+from actions.models import ActionRun
+from actions.runner import run_action_batch, sweep_stale_runs
+from brokers.action_kinds import MessageContext, dry_run, validate_actions
 from brokers.ingest import store_batch
-from brokers.models import ActionRun, Broker, BrokerStatus, Subscription
+from brokers.models import Broker, BrokerStatus, Subscription
 from dashboard.models import Alert
 from mqttadmin.pipeline import ReceivedMessage
 from tests.factories import make_product
