@@ -185,9 +185,9 @@ def child_runtime(port: int, count: int, qos: int) -> None:
 
     from brokers import services
     from brokers.models import BrokerStatus
-    from brokers.runtime import Runtime
     from history.models import StoredMessage
     from mqttadmin.models import Product
+    from runtime.manager import Runtime
 
     call_command("migrate", verbosity=0)
     Product.objects.filter(slug="ingest-benchmark").delete()

@@ -21,7 +21,6 @@ from brokers.models import (
     Broker,
     BrokerStatus,
     PublishTemplate,
-    RuntimeLease,
     Subscription,
 )
 from brokers.secret_binding import BINDING_FIELDS, secret_binding_errors
@@ -279,10 +278,3 @@ class PublishTemplateAdmin(ProductScopedAdmin):
     search_fields = ["name", "topic", "broker__name"]
     list_select_related = ["broker"]
     autocomplete_fields = ["broker"]
-
-
-@admin.register(RuntimeLease)
-class RuntimeLeaseAdmin(ReadOnlyAdmin):
-    list_display = ["broker", "owner", "acquired_at", "expires_at"]
-    search_fields = ["broker__name", "owner"]
-    list_select_related = ["broker"]

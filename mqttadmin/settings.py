@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "devices",
     "acl",
     "observe",
+    "runtime",
     "dashboard",
 ]
 

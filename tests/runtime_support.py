@@ -14,7 +14,7 @@ from typing import Any
 from django.db import OperationalError, connection
 from django.db.backends.signals import connection_created
 
-from brokers.runtime import Runtime
+from runtime.manager import Runtime
 
 RUNTIME_THREADS = ("paho-mqtt-client-", "mqtt-runtime-")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.runtime import Runtime
+from runtime.manager import Runtime
 from tests.runtime_support import wait_until  # noqa: F401 (used by the tests)
 from tests.services import free_port, missing, wait_for_port
 

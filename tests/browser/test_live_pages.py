@@ -9,9 +9,9 @@ import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker, BrokerStatus
-from brokers.runtime import Runtime
 from brokers.services import broker_create, subscription_create
 from devices.models import Device
+from runtime.manager import Runtime
 from tests.browser.conftest import UI_TIMEOUT_MS, log_in, screenshot, wait_until
 from tests.factories import PASSWORD, make_product, make_user
 

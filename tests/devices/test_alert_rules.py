@@ -12,7 +12,6 @@ from django.core import mail
 from django.utils import timezone
 
 from brokers.choices import ConnectionState
-from brokers.ingest import store_batch
 from brokers.models import Broker, BrokerStatus
 from dashboard.models import Alert
 from devices import alerts, services, tasks
@@ -20,6 +19,7 @@ from devices.models import AlertRule, Device
 from devices.telemetry import DeviceRef, devices_of_brokers
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.devices.support import Capture, Simulator, make_broker, make_device
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,6 @@ import pytest
 
 from acl.models import MqttRole, MqttUser
 from brokers.models import BrokerStatus, Subscription
-from brokers.runtime import Runtime
 from devices.models import Device
 from devices.simulator import (
     DEMO_DEVICES,
@@ -24,6 +23,7 @@ from devices.simulator import (
 from history.models import StoredMessage
 from mqttadmin.local_broker import LocalBroker
 from mqttadmin.models import AuditEntry
+from runtime.manager import Runtime
 from tests.acl.conftest import Observer, connack, publish_all
 from tests.devices.support import wait_until
 from tests.mqttadmin.test_local_broker import binaries

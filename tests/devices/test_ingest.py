@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import store_batch
 from brokers.models import Subscription
 from devices import services
 from devices.models import Device, TelemetryPoint
 from devices.telemetry import ingest_batch, telemetry_from_message
 from history.models import StoredMessage
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.devices.support import Capture, Simulator, make_broker, make_device
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import store_batch
 from brokers.models import Broker, Subscription
 from devices.models import AlertRule, Device
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import logged_in
 from tests.devices.support import HTMX, make_broker, make_device
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from brokers.models import BrokerStatus
-from brokers.runtime import Runtime
 from dashboard.models import Alert
 from devices import services
 from devices.models import Device
+from runtime.manager import Runtime
 from tests.clients import as_user, logged_in
 from tests.devices.support import (
     Simulator,

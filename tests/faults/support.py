@@ -23,8 +23,8 @@ from urllib.parse import quote
 import paho.mqtt.client as mqtt
 from django.conf import settings
 
-from brokers.models import DeadLetter
 from history.models import StoredMessage
+from runtime.models import DeadLetter
 
 PROJECT = Path(__file__).resolve().parents[2]
 

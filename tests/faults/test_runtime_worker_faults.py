@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.models import RuntimeLease
+from runtime.models import RuntimeLease
 from tests.brokers.test_runtime import status_of
 from tests.faults.support import (
     StampedPublisher,

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from brokers import ingest
 from brokers.choices import ConnectionState
-from brokers.models import Broker, DeadLetter
-from brokers.runtime.session import RECONNECT_MAX_DELAY
+from brokers.models import Broker
 from brokers.services import subscription_create
+from runtime import ingest
+from runtime.models import DeadLetter
+from runtime.session import RECONNECT_MAX_DELAY
 from tests.brokers.test_runtime import make_broker, state_is, status_of
 from tests.factories import make_superuser
 from tests.faults.proxy import BlackholeProxy

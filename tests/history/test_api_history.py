@@ -9,12 +9,12 @@ import json
 import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.ingest import store_batch
 from brokers.models import Broker, BrokerStatus, Subscription
 from brokers.retained import retained_list
 from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.client import topic_matches_sub
 
-from brokers.ingest import store_batch
 from brokers.models import Broker, BrokerStatus, Subscription
 from history.export import export_csv, export_ndjson
 from history.models import StoredMessage, Topic
@@ -22,6 +21,7 @@ from history.queries import HistoryQuery, filter_to_q, messages_for, page_of
 from history.retention import history_prune
 from history.services import history_delete
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db

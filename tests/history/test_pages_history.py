@@ -15,11 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import store_batch
 from brokers.models import Broker, Subscription
 from history.models import StoredMessage
 from mqttadmin.models import AuditEntry, Product
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.brokers.test_pages import HTMX, error_next_to, make_broker
 from tests.clients import logged_in
 

@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from acl import services as acl_services
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.ingest import store_batch
 from brokers.models import Broker, BrokerStatus
 from brokers.services import broker_create, subscription_create
 from history.models import StoredMessage, Topic
@@ -20,6 +19,7 @@ from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from observe import sys_stats
 from observe.models import BrokerStatsSample, BrokerSysStats
+from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
 from tests.observe import sys_support
 from tests.observe.sys_support import (

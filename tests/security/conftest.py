@@ -28,7 +28,6 @@ class Tenant:
 def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from acl.models import ManagedBroker, MqttRole, MqttRule, MqttUser
     from brokers import services as broker_services
-    from brokers.ingest import store_batch
     from brokers.models import (
         ProductMqttConfig,
         PublishTemplate,
@@ -39,6 +38,7 @@ def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from devices.services import device_create
     from history.models import StoredMessage, Topic
     from mqttadmin.pipeline import ReceivedMessage
+    from runtime.ingest import store_batch
 
     # Disabled: the MQTT runtime must not connect anywhere during these tests.
     broker = broker_services.broker_create(

@@ -24,7 +24,6 @@ from django.utils import timezone
 
 from actions.models import ActionRun, ActionRunState
 from actions.runner import run_action_batch
-from brokers.ingest import store_batch
 from brokers.models import (
     Broker,
     BrokerStatus,
@@ -36,6 +35,7 @@ from history.models import StoredMessage, Topic
 from mqttadmin.lib.csv_cells import FORMULA_STARTS
 from mqttadmin.lib.payloads import parse_json
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
 from tests.devices.support import make_device
 from tests.factories import make_product, make_user

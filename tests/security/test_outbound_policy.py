@@ -24,12 +24,12 @@ from actions.runner import run_action_batch
 from actions.webhooks import webhook_call
 from brokers import services as broker_services
 from brokers.action_kinds import ActionError
-from brokers.ingest import store_batch
 from brokers.models import Broker, Subscription
 from devices import services as device_services
 from devices.models import AlertRule
 from mqttadmin.lib import outbound
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
 from tests.http_sink import HttpSink
 

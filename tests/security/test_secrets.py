@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from actions.models import ActionRun
 from actions.runner import run_action_batch
-from brokers.ingest import store_batch
 from brokers.models import Broker, ProductMqttConfig, Subscription
 from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
 from tests.security.routes import all_routes, is_page, kwargs_for
 from tests.services import missing

@@ -26,10 +26,10 @@ from brokers.models import (
     ProductMqttConfig,
     Subscription,
 )
-from brokers.runtime.message_queue import MessageQueue
-from brokers.runtime.session import BrokerSession, Delivery, StatusEvent
 from devices.models import Device
 from history.models import StoredMessage
+from runtime.message_queue import MessageQueue
+from runtime.session import BrokerSession, Delivery, StatusEvent
 from tests.acl.conftest import ManagedProcess, dynsec_broker  # noqa: F401 (fixture)
 from tests.clients import as_user, logged_in
 from tests.runtime_support import retrying, wait_until

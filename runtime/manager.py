@@ -28,25 +28,32 @@ from django.utils import timezone
 
 from brokers.choices import ConnectionState
 from brokers.models import Broker, BrokerStatus, Subscription
-from brokers.runtime.batcher import IngestWorker
-from brokers.runtime.lease import LeaseKeeper
-from brokers.runtime.live_feed import LiveFeed
-from brokers.runtime.message_queue import MessageQueue
-from brokers.runtime.nudge import NudgeListener
-from brokers.runtime.session import (
-    SYS_ONLY,
-    BrokerSession,
-    Delivery,
-    StatusEvent,
-    fingerprint,
-)
 from mqttadmin.audit import audit_record
 from mqttadmin.frames import BROKER_STATUS
 from mqttadmin.lib.crypto import SecretDecryptionError
 from mqttadmin.lib.topics import parse_topic_filter
 from mqttadmin.realtime import broker_group, group_send
+from observe.sys_stats import SYS_FILTER, sys_subscriptions
+from runtime.batcher import IngestWorker
+from runtime.lease import LeaseKeeper
+from runtime.live_feed import LiveFeed
+from runtime.message_queue import MessageQueue
+from runtime.nudge import NudgeListener
+from runtime.session import (
+    BrokerSession,
+    Delivery,
+    PortalSubscriptions,
+    StatusEvent,
+    fingerprint,
+)
 
 logger = logging.getLogger(__name__)
+
+# Statistics: `$SYS/#` on the owner's session of the brokers that want it (the
+# portal's own subscription, not one of the broker's topics).
+PORTAL_SUBSCRIPTIONS = PortalSubscriptions(
+    wanted=sys_subscriptions, filters=frozenset({SYS_FILTER})
+)
 
 # Sent in "broker.status" frames; nothing secret is in BrokerStatus.
 FRAME_FIELDS = (
@@ -306,6 +313,7 @@ class Runtime:
             events=self.events,
             wake=self.wake,
             shared=shared,
+            portal=PORTAL_SUBSCRIPTIONS,
         )
 
     def _close_shared(self, broker_ids: set[int]) -> None:
@@ -496,7 +504,7 @@ class Runtime:
     def _subscribed_count(self, broker_id: int) -> int:
         sessions = (self.sessions.get(broker_id), self.shared_sessions.get(broker_id))
         return sum(
-            len(session.subscribed - SYS_ONLY)
+            len(session.subscribed - PORTAL_SUBSCRIPTIONS.filters)
             for session in sessions
             if session is not None and session.connected
         )

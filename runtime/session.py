@@ -37,9 +37,8 @@ from brokers.client import (
     describe_connack,
 )
 from brokers.models import Broker
-from brokers.runtime.message_queue import MessageQueue
 from mqttadmin.pipeline import ReceivedMessage
-from observe.sys_stats import SYS_FILTER, sys_subscriptions
+from runtime.message_queue import MessageQueue
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,6 @@ RECONNECT_MAX_DELAY = 30
 # How long on_message waits for room in a full queue before checking whether the
 # session is closing; it keeps waiting after that (backpressure on the broker).
 PUT_WAIT = 0.5
-# The portal's own $SYS/# subscription is not one of the broker's topics.
-SYS_ONLY = frozenset({SYS_FILTER})
 # A read burst hands over its messages at the latest after this many.
 FLUSH_AT = 500
 # A filter the broker answered by closing the connection this many times in a
@@ -151,6 +148,24 @@ def _properties_dict(properties: Properties | None) -> dict[str, Any]:
     return dict(properties.json())
 
 
+def _no_portal_subscriptions(broker_id: int, *, fresh: bool = False) -> dict[str, int]:
+    return {}
+
+
+@dataclass(frozen=True)
+class PortalSubscriptions:
+    """What the portal subscribes for itself on an owner's session, beside the
+    broker's subscriptions: observe's `$SYS/#` (`wanted(broker_id, fresh=...)`).
+    `filters` are never counted as the broker's topics.
+
+    The manager hands them in, so this module, which runs on paho's network
+    thread, imports nothing of the apps that consume messages.
+    """
+
+    wanted: Callable[..., dict[str, int]] = _no_portal_subscriptions
+    filters: frozenset[str] = frozenset()
+
+
 class BrokerSession:
     """A broker's live connection, owned by one Runtime while it holds the lease.
 
@@ -169,8 +184,10 @@ class BrokerSession:
         events: queue.Queue[StatusEvent],
         wake: Callable[[], None],
         shared: bool = False,
+        portal: PortalSubscriptions = PortalSubscriptions(),
     ) -> None:
         self.broker_id: int = broker.pk
+        self.portal = portal
         # A shared session is this runtime's member of the broker's $share groups:
         # every runtime has one (no lease), with a client id of its own, and it
         # carries only shared subscriptions (see Runtime._reconcile_shared).
@@ -306,7 +323,7 @@ class BrokerSession:
                     subs.remembered.difference_update(removed)
             if added:
                 self._subscribe(added)
-            count = len(subs.granted - SYS_ONLY)
+            count = len(subs.granted - self.portal.filters)
         if removed:
             self._emit(subscribed_topics_count=count)
 
@@ -325,7 +342,7 @@ class BrokerSession:
 
     def _sys_subscriptions(self, fresh: bool = False) -> dict[str, int]:
         # Statistics come through the owner's session only.
-        return {} if self.shared else sys_subscriptions(self.broker_id, fresh=fresh)
+        return {} if self.shared else self.portal.wanted(self.broker_id, fresh=fresh)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         host, port = self.hosts[self._host_index]
@@ -541,7 +558,7 @@ class BrokerSession:
                         )
                     elif topic in subs.desired:
                         subs.granted.add(topic)
-                count = len(subs.granted - SYS_ONLY)
+                count = len(subs.granted - self.portal.filters)
             if refused:
                 self._emit(refused=refused)
             self._emit(subscribed_topics_count=count)

@@ -12,7 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from brokers.client import BufferedReadClient
-from brokers.runtime.message_queue import MessageQueue
+from runtime.message_queue import MessageQueue
 
 pytestmark = pytest.mark.mosquitto
 

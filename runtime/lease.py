@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from brokers.models import RuntimeLease, RuntimeWorker
+from runtime.models import RuntimeLease, RuntimeWorker
 
 logger = logging.getLogger(__name__)
 

@@ -15,17 +15,18 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.models import Broker, RuntimeLease
+from brokers.models import Broker
 from brokers.services import subscription_create
-from tests.brokers import test_runtime as runtime_tests
-from tests.brokers.test_runtime import (
+from runtime.models import RuntimeLease
+from tests.faults.support import start_worker
+from tests.runtime import test_runtime as runtime_tests
+from tests.runtime.test_runtime import (
     make_broker,
     retrying,
     state_is,
     status_of,
     wait_until,
 )
-from tests.faults.support import start_worker
 from tests.services import missing
 
 pytestmark = [

@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from django.db import DatabaseError, IntegrityError, close_old_connections, connection
 
-from brokers import ingest
 from brokers.models import Broker
-from brokers.runtime.live_feed import LiveFeed
-from brokers.runtime.message_queue import MessageQueue
-from brokers.runtime.session import Delivery
 from mqttadmin.pipeline import ReceivedMessage
+from runtime import ingest
+from runtime.live_feed import LiveFeed
+from runtime.message_queue import MessageQueue
+from runtime.session import Delivery
 
 logger = logging.getLogger(__name__)
 

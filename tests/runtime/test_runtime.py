@@ -15,9 +15,8 @@ from cryptography.fernet import Fernet
 from django.db import OperationalError, connection
 from rest_framework.test import APIClient
 
-from brokers import ingest
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.models import Broker, BrokerStatus, RuntimeLease
+from brokers.models import Broker, BrokerStatus
 from brokers.services import (
     broker_control,
     broker_create,
@@ -27,6 +26,8 @@ from brokers.services import (
     subscription_update,
 )
 from history.models import StoredMessage
+from runtime import ingest
+from runtime.models import RuntimeLease
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.factories import make_product, make_superuser
 from tests.runtime_support import retrying, runtime_threads, wait_until
@@ -601,7 +602,7 @@ def test_unstored_qos1_message_is_delivered_again_to_the_next_owner(
         real_store(batch, cache)
 
     monkeypatch.setattr(ingest, "store_batch", flaky_store)
-    monkeypatch.setattr("brokers.runtime.batcher.RETRIES_WHEN_STOPPING", 1)
+    monkeypatch.setattr("runtime.batcher.RETRIES_WHEN_STOPPING", 1)
     first = start_runtime("w1", lease_ttl=3, lease_renew=1)
     # A persistent session keeps unacknowledged messages for the next connection.
     broker = make_broker(actor, plain_broker.port, clean_start=False)
@@ -634,8 +635,8 @@ def test_unstored_qos1_message_is_delivered_again_to_the_next_owner(
 def test_serve_starter_runs_the_runtime(
     plain_broker: Any, actor: Any, monkeypatch: Any
 ) -> None:
-    from brokers.apps import start_runtime as serve_starter
     from mqttadmin.embedded import EmbeddedOptions
+    from runtime.apps import start_runtime as serve_starter
 
     assert serve_starter(EmbeddedOptions(runtime=False)) is None
     stop = serve_starter(EmbeddedOptions(runtime=True))

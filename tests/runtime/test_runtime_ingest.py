@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers import ingest
 from brokers.models import Broker, BrokerStatus, Subscription
-from brokers.runtime.batcher import IngestWorker
-from brokers.runtime.message_queue import MessageQueue
-from brokers.runtime.session import Delivery
 from history.models import StoredMessage
+from runtime import ingest
+from runtime.batcher import IngestWorker
+from runtime.message_queue import MessageQueue
+from runtime.session import Delivery
 from tests.factories import make_product
 
 pytestmark = [

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.models import Broker, RuntimeLease
-from brokers.runtime.lease import LeaseKeeper
-from tests.brokers import test_runtime as runtime_tests
-from tests.brokers.test_runtime import make_broker, state_is, status_of, wait_until
+from brokers.models import Broker
+from runtime.lease import LeaseKeeper
+from runtime.models import RuntimeLease
 from tests.factories import make_product
+from tests.runtime import test_runtime as runtime_tests
+from tests.runtime.test_runtime import make_broker, state_is, status_of, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
