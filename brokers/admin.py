@@ -68,6 +68,7 @@ class BrokerAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         for name in Broker.SECRET_FIELDS:
             if cleaned.get(f"clear_{name}"):
                 cleaned[name] = ""
@@ -221,7 +222,7 @@ class BrokerAdmin(NudgingAdmin):
         # Fields added to the model later (history limits, ...) still show up.
         fieldsets = list(super().get_fieldsets(request, obj))
         listed = {name for _n, opts in fieldsets for name in opts["fields"]}
-        rest = [
+        rest: list[Any] = [
             f.name
             for f in Broker._meta.concrete_fields
             if f.editable and not f.primary_key and f.name not in listed

@@ -64,7 +64,8 @@ class BrokerConsumer(LiveConsumer):
         return self.broker is not None
 
     def _lookup(self, broker_id: int) -> tuple[Broker | None, Role | None]:
-        user = self.scope["user"]
+        # AuthMiddlewareStack's lazy proxy of the User (typed as the proxy).
+        user: Any = self.scope["user"]
         broker = (
             Broker.objects.for_user(user)
             .select_related("product")

@@ -28,13 +28,14 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 
 from brokers.selectors import status_of
+from mqttadmin.http import PortalRequest
 from mqttadmin.roles import Role
 
 if TYPE_CHECKING:
     from brokers.models import Broker
 
 TabHandler = Callable[
-    [HttpRequest, "Broker", dict[str, Any]], HttpResponse | dict[str, Any]
+    [PortalRequest, "Broker", dict[str, Any]], HttpResponse | dict[str, Any]
 ]
 TabLiveRenderer = Callable[[Any, "Broker"], tuple[str, dict[str, Any]]]
 
@@ -104,14 +105,14 @@ def page_context(request: HttpRequest, broker: Broker, tab: str) -> dict[str, An
     }
 
 
-def fragment_wanted(request: HttpRequest) -> bool:
+def fragment_wanted(request: PortalRequest) -> bool:
     """An HTMX request for a fragment; restoring history after Back needs the whole
     page even though htmx marks it as an HTMX request."""
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def page_response(
-    request: HttpRequest, fragment: str, context: dict[str, Any]
+    request: PortalRequest, fragment: str, context: dict[str, Any]
 ) -> HttpResponse:
     """The fragment for HTMX, else the whole broker page; both vary on HX-Request
     so a browser never shows a cached fragment as a page (hx-push-url)."""

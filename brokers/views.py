@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -54,6 +54,7 @@ from brokers.tabs import (
     tab_template,
 )
 from brokers.throttles import connection_test_allowed
+from mqttadmin.http import PortalRequest
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
@@ -90,7 +91,7 @@ def _detached(broker: Broker) -> Broker:
     return copy.copy(broker)
 
 
-def _product_for_create(request: HttpRequest) -> Product:
+def _product_for_create(request: PortalRequest) -> Product:
     """The product a new broker goes into: the one named in the request, else the
     current one; operator or more needed there."""
     product_id = request.POST.get("product") or request.GET.get("product")
@@ -106,7 +107,7 @@ def _product_for_create(request: HttpRequest) -> Product:
 
 
 @login_required
-def broker_list(request: HttpRequest) -> HttpResponse:
+def broker_list(request: PortalRequest) -> HttpResponse:
     """The current product's brokers; an HTMX poll gets only the table body."""
     product = getattr(request, "product", None)
     context = {
@@ -124,7 +125,7 @@ def broker_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def broker_create(request: HttpRequest) -> HttpResponse:
+def broker_create(request: PortalRequest) -> HttpResponse:
     """New broker in the current product; optionally subscribed to `#` at once."""
     product = _product_for_create(request)
     form = BrokerForm(request.POST or None, product=product)
@@ -159,7 +160,7 @@ def broker_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def broker_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_edit(request: PortalRequest, pk: int) -> HttpResponse:
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
     form = BrokerForm(
         request.POST or None, instance=_detached(broker), product=broker.product
@@ -185,16 +186,15 @@ def broker_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def broker_test(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+def broker_test(request: PortalRequest, pk: int | None = None) -> HttpResponse:
     """Try the form's settings once, saved or not.
 
     For a saved broker, empty secret fields test with the stored secrets. HTMX gets
     the result fragment; without JavaScript the form page comes back with it.
     """
+    broker: Broker | None
     if pk is not None:
-        broker: Broker | None = get_for_user_or_404(
-            Broker, request.user, Role.OPERATOR, pk=pk
-        )
+        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
         product = broker.product
     else:
         broker = None
@@ -246,7 +246,7 @@ def broker_test(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 
 @login_required
-def broker_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_delete(request: PortalRequest, pk: int) -> HttpResponse:
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
     if request.method == "POST":
         name = broker.name
@@ -262,7 +262,7 @@ def broker_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def broker_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_detail(request: PortalRequest, pk: int) -> HttpResponse:
     """The broker page with its tabs (?tab=, see brokers.tabs); an HTMX poll gets
     the status block."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
@@ -280,7 +280,7 @@ def broker_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _overview_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
     if request.htmx:
         return {}
@@ -288,14 +288,14 @@ def _overview_tab(
 
 
 def _subscriptions_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
     context["subscriptions"] = selectors.subscriptions_of(broker)
     return page_response(request, "brokers/partials/subscription_table.html", context)
 
 
 def _publish_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse | dict[str, Any]:
     if request.htmx:
         return {}
@@ -325,7 +325,7 @@ def register_broker_tabs() -> None:
 
 @login_required
 @require_POST
-def broker_control(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_control(request: PortalRequest, pk: int) -> HttpResponse:
     """Connect, disconnect or reconnect. HTMX gets the list row or the detail
     page's status block back, whichever it asked to swap."""
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
@@ -386,7 +386,7 @@ def _subscriptions_context(
 
 
 def _subscriptions_response(
-    request: HttpRequest, broker: Broker, form: SubscriptionForm | None = None
+    request: PortalRequest, broker: Broker, form: SubscriptionForm | None = None
 ) -> HttpResponse:
     if request.htmx:
         return render(
@@ -396,14 +396,15 @@ def _subscriptions_response(
         )
     if form is not None and form.errors:
         for error in form.errors.values():
-            messages.error(request, " ".join(error))
+            messages.error(request, " ".join(str(message) for message in error))
     return redirect(detail_url(broker))
 
 
 @login_required
 @require_POST
-def subscription_create(request: HttpRequest, pk: int) -> HttpResponse:
+def subscription_create(request: PortalRequest, pk: int) -> HttpResponse:
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
+    form: SubscriptionForm | None
     form = SubscriptionForm(request.POST)
     if form.is_valid():
         try:
@@ -417,7 +418,7 @@ def subscription_create(request: HttpRequest, pk: int) -> HttpResponse:
     return _subscriptions_response(request, broker, form)
 
 
-def _subscription_of(request: HttpRequest, pk: int, sid: int) -> Subscription:
+def _subscription_of(request: PortalRequest, pk: int, sid: int) -> Subscription:
     return get_for_user_or_404(
         Subscription, request.user, Role.OPERATOR, pk=sid, broker_id=pk
     )
@@ -425,7 +426,7 @@ def _subscription_of(request: HttpRequest, pk: int, sid: int) -> Subscription:
 
 @login_required
 @require_POST
-def subscription_toggle(request: HttpRequest, pk: int, sid: int) -> HttpResponse:
+def subscription_toggle(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     subscription = _subscription_of(request, pk, sid)
     services.subscription_update(
         actor=request.user, subscription=subscription, enabled=not subscription.enabled
@@ -435,7 +436,7 @@ def subscription_toggle(request: HttpRequest, pk: int, sid: int) -> HttpResponse
 
 @login_required
 @require_POST
-def subscription_delete(request: HttpRequest, pk: int, sid: int) -> HttpResponse:
+def subscription_delete(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     subscription = _subscription_of(request, pk, sid)
     broker = subscription.broker
     services.subscription_delete(actor=request.user, subscription=subscription)
@@ -458,7 +459,7 @@ def _publish_context(
 
 
 def _publish_response(
-    request: HttpRequest, broker: Broker, form: PublishForm, notice: str = ""
+    request: PortalRequest, broker: Broker, form: PublishForm, notice: str = ""
 ) -> HttpResponse:
     """The publish panel for HTMX; the whole page (errors kept) or a redirect else."""
     context = _publish_context(broker, True, form, notice)
@@ -480,7 +481,7 @@ def _publish_response(
 
 
 def _template_of(
-    request: HttpRequest, broker: Broker, tid: int, minimum: Role
+    request: PortalRequest, broker: Broker, tid: int, minimum: Role
 ) -> PublishTemplate:
     return get_for_user_or_404(
         PublishTemplate, request.user, minimum, pk=tid, broker=broker
@@ -489,7 +490,7 @@ def _template_of(
 
 @login_required
 @require_POST
-def broker_publish(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_publish(request: PortalRequest, pk: int) -> HttpResponse:
     """Publish the form's message, or a saved template's when `template` is posted.
 
     Everything is validated before connecting: a bad message sends nothing.
@@ -530,7 +531,7 @@ def broker_publish(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def template_save(request: HttpRequest, pk: int) -> HttpResponse:
+def template_save(request: PortalRequest, pk: int) -> HttpResponse:
     """Save the publish form as a template; an existing name is overwritten."""
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
     form = PublishForm(request.POST, broker=broker)
@@ -557,7 +558,7 @@ def template_save(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def template_delete(request: HttpRequest, pk: int, tid: int) -> HttpResponse:
+def template_delete(request: PortalRequest, pk: int, tid: int) -> HttpResponse:
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
     template = _template_of(request, broker, tid, Role.OPERATOR)
     services.publish_template_delete(actor=request.user, template=template)
@@ -572,7 +573,9 @@ ACTION_ERROR = re.compile(r"^actions\[(\d+)\](?:\.(\w+))?: (.*)$", re.DOTALL)
 ACTIONS_PREFIX = "actions"
 
 
-def _subscription_table_response(request: HttpRequest, broker: Broker) -> HttpResponse:
+def _subscription_table_response(
+    request: PortalRequest, broker: Broker
+) -> HttpResponse:
     """After a toggle or delete: HTMX gets the table, a browser the tab."""
     if not fragment_wanted(request):
         return redirect(detail_url(broker, "subscriptions"))
@@ -583,7 +586,7 @@ def _subscription_table_response(request: HttpRequest, broker: Broker) -> HttpRe
 
 @login_required
 @require_POST
-def subscription_tab_toggle(request: HttpRequest, pk: int, sid: int) -> HttpResponse:
+def subscription_tab_toggle(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     subscription = _subscription_of(request, pk, sid)
     services.subscription_update(
         actor=request.user, subscription=subscription, enabled=not subscription.enabled
@@ -593,7 +596,7 @@ def subscription_tab_toggle(request: HttpRequest, pk: int, sid: int) -> HttpResp
 
 @login_required
 @require_POST
-def subscription_tab_delete(request: HttpRequest, pk: int, sid: int) -> HttpResponse:
+def subscription_tab_delete(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     subscription = _subscription_of(request, pk, sid)
     broker = subscription.broker
     services.subscription_delete(actor=request.user, subscription=subscription)
@@ -625,7 +628,7 @@ def _outcome_rows(result: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def _editor_response(
-    request: HttpRequest,
+    request: PortalRequest,
     broker: Broker,
     subscription: Subscription | None,
     form: SubscriptionEditForm,
@@ -705,7 +708,7 @@ def _apply_subscription_errors(
 
 @login_required
 def subscription_edit(
-    request: HttpRequest, pk: int, sid: int | None = None
+    request: PortalRequest, pk: int, sid: int | None = None
 ) -> HttpResponse:
     """Create (no sid) or change a subscription with its ordered actions.
 
@@ -767,7 +770,7 @@ def subscription_edit(
 
 @login_required
 @require_POST
-def subscription_dry_run(request: HttpRequest, pk: int, sid: int) -> HttpResponse:
+def subscription_dry_run(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     """What the saved actions would do with a sample message; nothing is sent."""
     subscription = _subscription_of(request, pk, sid)
     form = DryRunForm(request.POST)

@@ -45,6 +45,7 @@ class HistoryFilterForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        assert data is not None  # Form.clean returns cleaned_data
         # Raised with a dict, the error goes to the named fields.
         self.query = HistoryQuery.from_params(data)
         return data

@@ -138,7 +138,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 def parse_limit(value: str | None) -> int:
-    if value in (None, ""):
+    if value is None or value == "":
         return DEFAULT_PAGE
     if not str(value).isdigit() or not 1 <= int(value) <= MAX_PAGE:
         raise ValidationError(
@@ -218,13 +218,15 @@ def stored_payload(
 ) -> StoredPayload:
     """The payload of a message read whole, or through `with_payload_heads`."""
     if hasattr(message, "text_head"):
-        text = message.text_head
-        data = bytes(message.data_head) if message.data_head is not None else None
+        # Annotated by with_payload_heads: the model declares no such fields.
+        heads: Any = message
+        text = heads.text_head
+        data = bytes(heads.data_head) if heads.data_head is not None else None
         cut = len(text if text is not None else data or b"") > chars
         if cut:
             text = text[:chars] if text is not None else None
             data = data[:chars] if data is not None else None
-        size = message.stored_size
+        size = heads.stored_size
     else:
         text = message.text
         data = bytes(message.data) if message.data is not None else None

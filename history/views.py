@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import escape
@@ -44,18 +44,19 @@ from history.models import Topic
 from history.queries import PAGE_BUDGET_CHARS, messages_for, page_of, with_payload_heads
 from history.selectors import TopicTree, message_rows, topic_history, topic_tree
 from mqttadmin.audit import audit_record
+from mqttadmin.http import PortalRequest
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
 
 def _activity_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
     return _activity_response(request, broker, context)
 
 
 def _topics_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
     return _topics_response(request, broker, context)
 
@@ -123,7 +124,7 @@ def _activity_context(
 
 
 def _activity_response(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
     """The Activity tab. HTMX gets the filtered panel, or, for "Older" (a cursor),
     just the next rows to append."""
@@ -138,7 +139,7 @@ def _activity_response(
 
 @login_required
 @require_POST
-def broker_history_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_history_delete(request: PortalRequest, pk: int) -> HttpResponse:
     """Delete the stored messages the posted filters match (operators); bad filters
     delete nothing and come back as errors."""
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
@@ -166,7 +167,7 @@ def broker_history_delete(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, notice)
     else:
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(error) for error in errors))
     query = urlencode(form.filter_params() if form.is_valid() else {})
     url = detail_url(broker, "activity")
     return redirect(f"{url}&{query}" if query else url)
@@ -176,7 +177,7 @@ def broker_history_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _topics_context(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
     """The filter box and the tree (one query); a bad filter shows no tree."""
     form = TopicFilterForm(request.GET)
@@ -265,19 +266,19 @@ def _topic_tree_html(broker: Broker, tree: TopicTree) -> SafeString:
 
 
 def _topics_response(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
     """The Topics tab; HTMX (the filter box, expand/collapse) gets the tree."""
     _topics_context(request, broker, context)
     return page_response(request, "history/partials/topic_tree.html", context)
 
 
-def _topic_of(request: HttpRequest, pk: int, tid: int, minimum: Role) -> Topic:
+def _topic_of(request: PortalRequest, pk: int, tid: int, minimum: Role) -> Topic:
     return get_for_user_or_404(Topic, request.user, minimum, pk=tid, broker_id=pk)
 
 
 def _topic_panel_context(
-    request: HttpRequest,
+    request: PortalRequest,
     topic: Topic,
     form: TopicAnnotationForm | None = None,
     notice: str = "",
@@ -303,7 +304,7 @@ def _topic_panel_context(
 
 
 def _topic_panel_response(
-    request: HttpRequest, topic: Topic, context: dict[str, Any]
+    request: PortalRequest, topic: Topic, context: dict[str, Any]
 ) -> HttpResponse:
     """The panel for HTMX; without JavaScript the Topics tab with the panel open."""
     if not fragment_wanted(request):
@@ -313,7 +314,7 @@ def _topic_panel_response(
 
 
 @login_required
-def topic_panel(request: HttpRequest, pk: int, tid: int) -> HttpResponse:
+def topic_panel(request: PortalRequest, pk: int, tid: int) -> HttpResponse:
     """One topic: its recent history, a chart of its numbers, its annotation."""
     topic = _topic_of(request, pk, tid, Role.VIEWER)
     return _topic_panel_response(request, topic, _topic_panel_context(request, topic))
@@ -321,7 +322,7 @@ def topic_panel(request: HttpRequest, pk: int, tid: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def topic_annotate(request: HttpRequest, pk: int, tid: int) -> HttpResponse:
+def topic_annotate(request: PortalRequest, pk: int, tid: int) -> HttpResponse:
     """An operator sets a topic's description and unit."""
     topic = _topic_of(request, pk, tid, Role.OPERATOR)
     # A copy: a ModelForm writes posted values onto its instance, even invalid ones.
@@ -395,7 +396,7 @@ def _retained_context(
 
 
 def _retained_response(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
     """The list for HTMX; without JavaScript the Topics tab with the list loaded."""
     if not fragment_wanted(request):
@@ -405,7 +406,7 @@ def _retained_response(
 
 
 @login_required
-def broker_retained(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_retained(request: PortalRequest, pk: int) -> HttpResponse:
     """The retained messages, loaded on demand: it subscribes on the live broker."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
     context = _retained_context(
@@ -418,7 +419,7 @@ def broker_retained(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def broker_retained_clear(request: HttpRequest, pk: int) -> HttpResponse:
+def broker_retained_clear(request: PortalRequest, pk: int) -> HttpResponse:
     """Clear one topic's retained message or a subtree's, then list again."""
     broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
     clear_form = RetainedClearForm(request.POST)
@@ -452,7 +453,10 @@ def broker_retained_clear(request: HttpRequest, pk: int) -> HttpResponse:
         return _retained_response(request, broker, context)
     if notice:
         messages.success(request, notice)
-    for text in [error, *(" ".join(e) for e in clear_form.errors.values())]:
+    for text in [
+        error,
+        *(" ".join(str(m) for m in e) for e in clear_form.errors.values()),
+    ]:
         if text:
             messages.error(request, text)
     url = reverse("brokers:retained", args=[broker.pk])

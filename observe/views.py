@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
@@ -84,7 +84,7 @@ def stats_context(broker: Broker) -> dict[str, Any]:
 
 
 def clients_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
     """The Clients tab's context for broker_detail (its HTMX poll: the status)."""
     if request.htmx:
@@ -98,7 +98,7 @@ def clients_live(user: Any, broker: Broker) -> tuple[str, dict[str, Any]]:
 
 
 def stats_tab(
-    request: HttpRequest, broker: Broker, context: dict[str, Any]
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
     """The Stats tab's context for broker_detail (its HTMX poll: the status)."""
     if request.htmx:

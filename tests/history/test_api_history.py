@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_exports_stream_csv_and_ndjson(world: dict) -> None:
     broker = broker_of(world)
     fill(broker, 5)
     client = as_user(world["users"]["viewer"])
-    response = client.get(f"/api/v1/brokers/{broker.pk}/messages/?format=csv")
+    response: Any = client.get(f"/api/v1/brokers/{broker.pk}/messages/?format=csv")
     assert response.status_code == 200 and response.streaming
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 6 and rows[0][2] == "topic"

@@ -6,6 +6,7 @@ import csv
 import datetime
 import io
 import json
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -72,7 +73,7 @@ def make_broker(**fields: object) -> Broker:
 
 
 def received(
-    broker: Broker, topic: str, payload: bytes = b"1", **kw: object
+    broker: Broker, topic: str, payload: bytes = b"1", **kw: Any
 ) -> ReceivedMessage:
     return ReceivedMessage(
         broker_id=broker.pk,
@@ -80,8 +81,8 @@ def received(
         payload=payload,
         qos=int(kw.get("qos", 0)),
         retain=bool(kw.get("retain", False)),
-        received_at=kw.get("at") or timezone.now(),  # type: ignore[arg-type]
-        properties=kw.get("properties") or {},  # type: ignore[arg-type]
+        received_at=kw.get("at") or timezone.now(),
+        properties=kw.get("properties") or {},
     )
 
 
@@ -96,6 +97,7 @@ def test_a_batch_is_stored_with_topics_and_counters() -> None:
     )
     assert StoredMessage.objects.filter(broker=broker).count() == 3
     topic = Topic.objects.get(broker=broker, topic="s/1")
+    assert topic.last_payload is not None
     assert topic.messages == 2 and bytes(topic.last_payload) == b'{"t": 22}'
     assert topic.retained
     binary = StoredMessage.objects.get(topic="s/2")
@@ -150,6 +152,7 @@ def test_mqtt5_properties_are_kept_as_json() -> None:
     props = {"ContentType": "application/json", "CorrelationData": b"\xff\x02"}
     store_batch([received(broker, "p", properties=props)])
     stored = StoredMessage.objects.get()
+    assert stored.properties is not None
     assert stored.properties["ContentType"] == "application/json"
     assert stored.properties["CorrelationData"] == {"hex": "ff02"}
 

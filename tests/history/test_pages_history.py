@@ -279,7 +279,7 @@ def test_export_links_carry_the_filters(world: dict) -> None:
         query = parse_qs(urlsplit(link).query)
         assert query["topic"] == ["sensors/+/temp"] and query["search"] == ["1"]
     # The API takes the page's session: the download is what the page lists.
-    response = client.get(links["csv"])
+    response: Any = client.get(links["csv"])
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [row[2] for row in rows[1:]] == ["sensors/b/temp", "sensors/a/temp"]
     response = client.get(links["ndjson"])

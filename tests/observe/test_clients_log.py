@@ -390,7 +390,9 @@ def test_events_are_bounded_per_broker(world: dict, db: Any) -> None:
     assert client_log.record_log(broker.pk, lines)
     rows = ClientEvent.objects.filter(broker=broker, kind="disconnect")
     assert rows.count() == client_log.KEEP_EVENTS
-    assert rows.order_by("-id").first().client_id == f"c{client_log.KEEP_EVENTS + 19}"
+    newest = rows.order_by("-id").first()
+    assert newest is not None
+    assert newest.client_id == f"c{client_log.KEEP_EVENTS + 19}"
 
 
 # --- Permissions ------------------------------------------------------------------

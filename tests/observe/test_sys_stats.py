@@ -247,7 +247,9 @@ def test_samples_carry_rates_and_expire(world: dict, db: Any, settings: Any) -> 
     assert [s.sampled_at - start for s in kept] == [
         datetime.timedelta(seconds=n) for n in (10, 20, 70)
     ]
-    assert kept.last().messages_received_per_s == 0.8
+    newest = kept.last()
+    assert newest is not None
+    assert newest.messages_received_per_s == 0.8
 
 
 def test_sys_messages_of_a_batch_never_reach_history(world: dict, db: Any) -> None:
