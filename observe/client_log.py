@@ -43,6 +43,7 @@ from dashboard.models import Alert, AlertState, Severity
 from mqttadmin.frames import BROKER_CLIENTS, frame
 from mqttadmin.realtime import broadcast_on_commit, broker_group
 from observe.models import ClientEvent, ClientEventKind, ConnectedClient
+from observe.selectors import collects_sys_stats
 
 logger = logging.getLogger(__name__)
 
@@ -346,8 +347,6 @@ def _iso(value: datetime.datetime | None) -> str | None:
 
 def clients_of(broker: Broker) -> dict[str, Any]:
     """What the clients API and the Clients tab show of a broker."""
-    from observe.sys_stats import collects_sys_stats  # sys_stats imports this module
-
     stats = getattr(broker, "sys_stats", None)
     log_available = bool(stats and stats.log_seen_at)
     status = BrokerStatus.objects.filter(broker=broker).first()

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from acl.choices import Management
 from brokers.models import Broker, BrokerStatus
 from observe import client_log
 from observe.models import BrokerStatsSample, BrokerSysStats
+from observe.selectors import collects_sys_stats, managed_q
 
 if TYPE_CHECKING:
     from mqttadmin.pipeline import ReceivedMessage
@@ -61,19 +60,6 @@ LOAD_1MIN = {
 # --- Which brokers ----------------------------------------------------------------
 
 
-def _managed_q(prefix: str = "") -> Q:
-    return Q(
-        **{f"{prefix}management__management__in": [Management.DYNSEC, Management.FILES]}
-    )
-
-
-def collects_sys_stats(broker: Broker) -> bool:
-    """Whether the runtime subscribes `$SYS/#` on this broker."""
-    if broker.collect_sys_stats:
-        return True
-    return Broker.objects.filter(_managed_q(), pk=broker.pk).exists()
-
-
 class _Wanted:
     """The ids of brokers that want `$SYS/#`, re-read every WANTED_TTL seconds or
     when asked about a broker it has not seen yet."""
@@ -90,7 +76,7 @@ class _Wanted:
             if stale or broker_id not in self._known:
                 rows = list(Broker.objects.values_list("pk", "collect_sys_stats"))
                 managed = set(
-                    Broker.objects.filter(_managed_q()).values_list("pk", flat=True)
+                    Broker.objects.filter(managed_q()).values_list("pk", flat=True)
                 )
                 self._known = frozenset(pk for pk, _flag in rows)
                 self._wanted = frozenset(pk for pk, flag in rows if flag) | managed
