@@ -18,9 +18,9 @@ from django.conf import settings
 
 from brokers.models import Subscription
 from brokers.services import subscription_create
-from tests.brokers import test_runtime as runtime_tests
-from tests.brokers.test_runtime import make_broker, retrying, state_is, wait_until
 from tests.faults.support import start_worker, stop_process
+from tests.runtime import test_runtime as runtime_tests
+from tests.runtime.test_runtime import make_broker, retrying, state_is, wait_until
 from tests.services import missing
 
 pytestmark = [
