@@ -25,13 +25,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
 from actions.templating import TemplateRenderError, render_bounded, template_problem
 from actions.webhooks import webhook_call
+from alerts.models import Alert, AlertState, alert_key
+from alerts.services import alert_open, alerts_resolve
 from brokers.action_kinds import (
     ActionCall,
     ActionError,
@@ -39,7 +39,6 @@ from brokers.action_kinds import (
     register_action_kind,
 )
 from brokers.client import OutgoingMessage
-from dashboard.models import Alert, AlertState
 from mqttadmin.lib import outbound
 from mqttadmin.lib.topics import topic_matches, validate_topic_name
 
@@ -195,7 +194,7 @@ def validate_republish(
 ) -> None:
     _check_template(errors, f"{prefix}.topic", action.get("topic"), True)
     if f"{prefix}.topic" not in errors and republish_topic_is_reserved(action["topic"]):
-        errors[f"{prefix}.topic"] = DOLLAR_REPUBLISH_ERROR
+        errors[f"{prefix}.topic"] = str(DOLLAR_REPUBLISH_ERROR)
     _check_template(errors, f"{prefix}.payload", action.get("payload"), False)
     if action.get("qos", 0) not in (0, 1, 2):
         errors[f"{prefix}.qos"] = _("QoS must be 0, 1 or 2.")
@@ -284,31 +283,24 @@ def execute_alert(call: ActionCall) -> None:
         call.detail,
         call.topic,
     )
-    rule_key = f"subscription:{subscription.pk}:{call.index}"
-    open_alerts = Alert.objects.filter(
-        rule_key=rule_key, subject=topic, state=AlertState.OPEN
-    )
+    rule_key = alert_key("subscription", subscription.pk, call.index)
     if detail["crossed"]:
-        if open_alerts.exists():
+        if Alert.objects.filter(
+            rule_key=rule_key, subject=topic, state=AlertState.OPEN
+        ).exists():
             return
-        try:
-            with transaction.atomic():
-                Alert.objects.create(
-                    product=subscription.broker.product,
-                    rule_key=rule_key,
-                    subject=topic,
-                    severity=detail["severity"],
-                    message=detail["message"]
-                    or _default_message(topic, action, detail),
-                    value=detail["value"],
-                    threshold=float(action["threshold"]),
-                )
-        except IntegrityError:
-            pass  # another worker opened it first: still exactly one open alert
-    else:
-        open_alerts.update(
-            state=AlertState.RESOLVED, resolved_at=timezone.now(), value=detail["value"]
+        # None when another worker opened it first: still exactly one open alert.
+        alert_open(
+            product_id=subscription.broker.product_id,
+            key=rule_key,
+            subject=topic,
+            severity=detail["severity"],
+            message=detail["message"] or _default_message(topic, action, detail),
+            value=detail["value"],
+            threshold=float(action["threshold"]),
         )
+    else:
+        alerts_resolve(key=rule_key, subject=topic, value=detail["value"])
 
 
 # --- E-mail -----------------------------------------------------------------------

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
+from alerts.models import Severity, alert_key
 from brokers.models import Broker, Subscription
-from dashboard.models import Severity
 from devices.choices import OPERATORS, DeviceStatus, ImportState, RuleOperator
 from mqttadmin.lib import outbound
 from mqttadmin.lib.topics import (
@@ -353,7 +353,7 @@ class AlertRule(models.Model):
     @property
     def rule_key(self) -> str:
         """What its alerts carry in Alert.rule_key."""
-        return f"rule:{self.pk}"
+        return alert_key("rule", self.pk)
 
     def crossed(self, value: float) -> bool:
         return OPERATORS[self.op](value, self.threshold)

@@ -29,30 +29,8 @@ def run_in_background(task: Any, args: list[Any]) -> None:
         task.apply_async(args=args)
 
 
-def enqueue_notification(alert_id: int, event: str) -> None:
-    """Notify about an alert once the current transaction commits."""
-    # Robust: called inside the ingest transaction; a notification that cannot be
-    # queued (Redis down) must not fail a batch that is already committed.
-    transaction.on_commit(
-        lambda: run_in_background(notify_alert, [alert_id, event]), robust=True
-    )
-
-
 def enqueue_import(import_id: int) -> None:
     transaction.on_commit(lambda: run_in_background(run_import, [import_id]))
-
-
-@shared_task(
-    name="devices.notify_alert",
-    ignore_result=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-)
-def notify_alert(alert_id: int, event: str) -> dict[str, str]:
-    """E-mail and webhook of the rule that opened or resolved an alert."""
-    from devices.services import alert_notify
-
-    return alert_notify(alert_id=alert_id, event=event)
 
 
 @shared_task(name="devices.check_health", ignore_result=True)

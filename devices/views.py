@@ -25,10 +25,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseLocation
 
+from alerts.models import Alert, AlertState, alert_key
 from brokers.client import PublishError
 from brokers.forms import apply_errors
 from brokers.models import Broker
-from dashboard.models import Alert, AlertState
 from devices import csv_import, selectors, services
 from devices.choices import DeviceStatus
 from devices.forms import (
@@ -155,7 +155,7 @@ def _live_context(device: Device) -> dict[str, Any]:
             product_id=device.product_id,
             subject=device.device_id,
             state=AlertState.OPEN,
-            rule_key__startswith="rule:",
+            rule_key__startswith=alert_key("rule", ""),
         ).order_by("-opened_at"),
     }
 

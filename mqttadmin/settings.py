@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "mqttadmin",
+    "alerts",
     "brokers",
     "history",
     "actions",

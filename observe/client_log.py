@@ -30,7 +30,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
@@ -38,8 +37,9 @@ from django.utils.translation import gettext_lazy as _l
 from acl import services as acl_services
 from acl.choices import Management
 from acl.models import MqttUser
+from alerts.models import Alert, AlertState, Severity, alert_key
+from alerts.services import alert_open, alert_resolve
 from brokers.models import Broker, BrokerStatus
-from dashboard.models import Alert, AlertState, Severity
 from mqttadmin.frames import BROKER_CLIENTS, frame
 from mqttadmin.realtime import broadcast_on_commit, broker_group
 from observe.models import ClientEvent, ClientEventKind, ConnectedClient
@@ -193,7 +193,7 @@ def refused_burst() -> tuple[int, datetime.timedelta]:
 
 
 def refused_rule_key(broker_id: int) -> str:
-    return f"broker:{broker_id}:refused-logins"
+    return alert_key("broker", broker_id, "refused-logins")
 
 
 def session_since(broker_id: int) -> datetime.datetime | None:
@@ -310,30 +310,24 @@ def check_refused_logins(
         broker = Broker.objects.filter(pk=broker_id).only("name", "product_id").first()
         if broker is None:
             return None
-        try:
-            with transaction.atomic():
-                current = Alert.objects.create(
-                    product_id=broker.product_id,
-                    rule_key=key,
-                    subject=broker.name,
-                    severity=Severity.WARNING,
-                    message=_(
-                        "%(count)d refused logins on %(broker)s within %(seconds)g s"
-                    )
-                    % {
-                        "count": recent,
-                        "broker": broker.name,
-                        "seconds": window.total_seconds(),
-                    },
-                    value=recent,
-                    threshold=burst,
-                )
-        except IntegrityError:
+        current = alert_open(
+            product_id=broker.product_id,
+            key=key,
+            subject=broker.name,
+            severity=Severity.WARNING,
+            message=_("%(count)d refused logins on %(broker)s within %(seconds)g s")
+            % {
+                "count": recent,
+                "broker": broker.name,
+                "seconds": window.total_seconds(),
+            },
+            value=recent,
+            threshold=burst,
+        )
+        if current is None:  # another writer opened it first
             current = Alert.objects.filter(rule_key=key, state=AlertState.OPEN).first()
     elif recent == 0 and current is not None:
-        current.state = AlertState.RESOLVED
-        current.resolved_at = now
-        current.save(update_fields=["state", "resolved_at"])
+        alert_resolve(current, at=now)
         current = None
     return current
 

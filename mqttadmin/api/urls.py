@@ -3,8 +3,8 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from alerts.api.urls import register as register_alert_routes
 from brokers.api.urls import register as register_broker_routes
-from dashboard.api.urls import register as register_alert_routes
 from devices.api.urls import register as register_device_routes
 from mqttadmin.api import auth, views
 

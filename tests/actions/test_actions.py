@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from actions.models import ActionRun
 from actions.runner import run_action_batch, sweep_stale_runs
+from alerts.models import Alert
 from brokers.action_kinds import MessageContext, dry_run, validate_actions
 from brokers.models import Broker, BrokerStatus, Subscription
-from dashboard.models import Alert
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
 from tests.factories import make_product

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from alerts.models import Alert
 from brokers.models import BrokerStatus
-from dashboard.models import Alert
 from devices import services
 from devices.models import Device
 from runtime.manager import Runtime

@@ -12,8 +12,8 @@ from channels.layers import get_channel_layer
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
+from alerts.models import Alert
 from brokers.models import Broker, BrokerStatus
-from dashboard.models import Alert
 from history.models import StoredMessage, Topic
 from mqttadmin.frames import BROKER_MESSAGES as MESSAGES_FRAME
 from mqttadmin.live import CLOSE_FORBIDDEN

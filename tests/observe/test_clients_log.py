@@ -15,10 +15,10 @@ import pytest
 from django.utils import timezone
 
 from acl import services as acl_services
+from alerts.models import Alert, AlertState
 from brokers.choices import ControlAction
 from brokers.models import Broker, BrokerStatus
 from brokers.services import broker_control, broker_create, subscription_create
-from dashboard.models import Alert, AlertState
 from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from observe import client_log

@@ -27,13 +27,13 @@ class Tenant:
 
 def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from acl.models import ManagedBroker, MqttRole, MqttRule, MqttUser
+    from alerts.models import Alert
     from brokers import services as broker_services
     from brokers.models import (
         ProductMqttConfig,
         PublishTemplate,
         Subscription,
     )
-    from dashboard.models import Alert
     from devices.models import AlertRule, DeviceImport
     from devices.services import device_create
     from history.models import StoredMessage, Topic

@@ -22,6 +22,8 @@ from django.utils import timezone
 from actions.models import ActionRun
 from actions.runner import run_action_batch
 from actions.webhooks import webhook_call
+from alerts import services as alert_services
+from alerts.models import Alert
 from brokers import services as broker_services
 from brokers.action_kinds import ActionError
 from brokers.models import Broker, Subscription
@@ -141,8 +143,6 @@ def test_alert_rule_notifications_are_blocked_when_sent(
         notify_webhook=f"{http_sink.url}/hook",
     )
     settings.MQTTADMIN_OUTBOUND_ALLOW = []
-    from dashboard.models import Alert
-
     alert = Alert.objects.create(
         product=world["product"],
         rule_key=rule.rule_key,
@@ -150,7 +150,7 @@ def test_alert_rule_notifications_are_blocked_when_sent(
         message="hot",
         subject="d1",
     )
-    outcome = device_services.alert_notify(alert_id=alert.pk, event="opened")
+    outcome = alert_services.alert_notify(alert_id=alert.pk, event="opened")
     assert BLOCKED in outcome["webhook"]
     assert http_sink.requests == []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.routers import BaseRouter
 
-from dashboard.api import views
+from alerts.api import views
 
 
 def register(router: BaseRouter) -> None:

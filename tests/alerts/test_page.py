@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from dashboard.models import Alert
+from alerts.models import Alert
 from tests.clients import logged_in
 from tests.devices.support import HTMX
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from dashboard.models import Alert
+from alerts.models import Alert
 
 
 class AlertSerializer(serializers.ModelSerializer):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from dashboard.models import Alert
+from alerts.models import Alert
 from tests.clients import as_user
 
 pytestmark = pytest.mark.django_db

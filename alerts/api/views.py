@@ -14,9 +14,9 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from dashboard.api.serializers import AlertSerializer
-from dashboard.models import Alert, AlertState, Severity
-from devices import selectors, services
+from alerts import selectors, services
+from alerts.api.serializers import AlertSerializer
+from alerts.models import Alert, AlertState, Severity
 from mqttadmin.api.permissions import ProductRolePermission
 from mqttadmin.roles import Role
 
