@@ -274,7 +274,7 @@ def _publish_all(
 def sweep_stale_runs(older_than_seconds: int = STALE_AFTER_SECONDS) -> int:
     """Re-enqueue runs still pending after a while (a task lost with a worker)."""
     now = timezone.now()
-    cutoff = now - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = now - datetime.timedelta(seconds=older_than_seconds)
     ids = list(
         ActionRun.objects.filter(state=ActionRunState.PENDING, created_at__lt=cutoff)
         # A run a live worker is executing keeps its claim renewed: not lost.

@@ -344,7 +344,8 @@ def _meter(nodelist: NodeList) -> None:
         if isinstance(node, _LoopStep):
             continue
         if isinstance(node, ForNode):
-            node.nodelist_loop.insert(0, _LoopStep())
+            # django-stubs types a NodeList's items as str.
+            node.nodelist_loop.insert(0, _LoopStep())  # type: ignore[arg-type]
         if isinstance(node, IfNode):
             children = [branch for _condition, branch in node.conditions_nodelists]
         else:
@@ -360,7 +361,8 @@ def _meter(nodelist: NodeList) -> None:
                 _meter(child)
         else:
             # An instance attribute: only this engine's nodes are metered.
-            node.render_annotated = _metered(node.render_annotated)  # type: ignore[method-assign]
+            # django-stubs: render_annotated returns int | str (it returns str).
+            node.render_annotated = _metered(node.render_annotated)  # type: ignore[method-assign,assignment,arg-type]
 
 
 class _ActionEngine(Engine):
