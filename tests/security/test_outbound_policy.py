@@ -532,7 +532,8 @@ def _answering_server(host: str = "127.0.0.1") -> _CountingServer:
             self._answer()
 
         def _answer(self) -> None:
-            self.server.hits += 1  # type: ignore[attr-defined]
+            assert isinstance(self.server, _CountingServer)
+            self.server.hits += 1
             body = SINK_ANSWER.encode()
             self.send_response(418)
             self.send_header("Content-Length", str(len(body)))
