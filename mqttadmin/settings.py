@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "observe",
     "runtime",
     "dashboard",
+    "localbroker",
 ]
 
 MIDDLEWARE = [

@@ -28,7 +28,7 @@ from django.db import connection
 call_command("migrate", verbosity=0)
 from mqttadmin.management.commands.serve import ensure_initial_admin
 from mqttadmin.lib.crypto import encrypt
-from devices.simulator import _simulator_password
+from localbroker.demo import _simulator_password
 assert ensure_initial_admin() is not None
 encrypt("x")
 _simulator_password(settings.VAR_DIR)

@@ -283,7 +283,7 @@ class DemoSimulator:
 
 def start_demo(options: EmbeddedOptions) -> Stopper | None:
     """The embedded part: the demo on the local broker unless `--no-demo`."""
-    from mqttadmin import local_broker
+    from localbroker import services as local_broker
 
     if not options.demo:
         return None

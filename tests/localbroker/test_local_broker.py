@@ -22,14 +22,11 @@ from acl.lifecycle import LifecycleUnavailable
 from acl.models import ManagedBroker
 from acl.services import broker_lifecycle
 from brokers.models import Broker
-from mqttadmin import local_broker
+from localbroker import services as local_broker
+from localbroker import supervisor
+from localbroker.services import LocalBroker
+from localbroker.supervisor import find_dynsec_plugin, find_mosquitto, port_accepts
 from mqttadmin.embedded import EmbeddedOptions
-from mqttadmin.local_broker import (
-    LocalBroker,
-    find_dynsec_plugin,
-    find_mosquitto,
-    port_accepts,
-)
 from mqttadmin.management.commands.serve import Command as ServeCommand
 from mqttadmin.models import Product
 from tests.acl.conftest import connack
@@ -214,8 +211,8 @@ def test_mosquitto_ends_when_the_portal_is_killed(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        sys.path.insert(0, {str(Path(local_broker.__file__).parent)!r})
-        from local_broker import LocalBrokerFiles, Supervisor, pick_port
+        sys.path.insert(0, {str(Path(supervisor.__file__).parent)!r})
+        from supervisor import LocalBrokerFiles, Supervisor, pick_port
         files = LocalBrokerFiles(Path({str(directory)!r}))
         files.prepare()
         files.write_dynsec("admin", "pw")

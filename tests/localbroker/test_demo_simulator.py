@@ -14,19 +14,19 @@ import pytest
 from acl.models import MqttRole, MqttUser
 from brokers.models import BrokerStatus, Subscription
 from devices.models import Device
-from devices.simulator import (
+from history.models import StoredMessage
+from localbroker.demo import (
     DEMO_DEVICES,
     SIMULATOR_USERNAME,
     DemoSimulator,
     demo_setup,
 )
-from history.models import StoredMessage
-from mqttadmin.local_broker import LocalBroker
+from localbroker.services import LocalBroker
 from mqttadmin.models import AuditEntry
 from runtime.manager import Runtime
 from tests.acl.conftest import Observer, connack, publish_all
 from tests.devices.support import wait_until
-from tests.mqttadmin.test_local_broker import binaries
+from tests.localbroker.test_local_broker import binaries
 from tests.runtime_support import retrying
 
 pytestmark = [
