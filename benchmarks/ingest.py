@@ -260,9 +260,10 @@ def check_history(broker: Any) -> dict[str, Any]:
     from history.queries import HistoryQuery, messages_for
 
     newest_first = messages_for(broker, HistoryQuery()).order_by("-id")
-    seqs = [
-        json.loads(text)["seq"] for text in newest_first.values_list("text", flat=True)
-    ]
+    texts = newest_first.values_list("text", flat=True)
+    # Every message the benchmark publishes is JSON text (never binary).
+    seqs = [json.loads(text)["seq"] for text in texts if text is not None]
+    assert len(seqs) == len(texts)
     oldest_first = seqs[::-1]
     in_order = all(a <= b for a, b in itertools.pairwise(oldest_first))
     csv_rows = sum(chunk.count("\n") for chunk in export_csv(newest_first)) - 1

@@ -240,6 +240,7 @@ class BrokerSession:
                 connection_error=f"Cannot set up the connection: {exc}",
             )
             return
+        assert isinstance(client, BufferedReadClient)  # the class asked for
         client.manual_ack_set(True)
         client.reconnect_delay_set(
             min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY

@@ -113,7 +113,7 @@ def test_invalid_actions_name_the_index_and_field(actions: list, field: str) -> 
 
 
 def test_templates_render_in_the_dry_run() -> None:
-    actions = [
+    actions: list[dict[str, Any]] = [
         {
             "type": "webhook",
             "url": "http://sink/x",
@@ -291,7 +291,14 @@ def test_republish_reaches_a_real_subscriber(plain_broker) -> None:
     received: list[mqtt.MQTTMessage] = []
     arrived = threading.Event()
     listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="listener")
-    listener.on_message = lambda c, u, m: (received.append(m), arrived.set())
+
+    def on_message(
+        client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        received.append(message)
+        arrived.set()
+
+    listener.on_message = on_message
     listener.connect("127.0.0.1", plain_broker.port)
     listener.subscribe("out/#", 1)
     listener.loop_start()

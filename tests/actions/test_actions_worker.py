@@ -54,7 +54,14 @@ def test_a_message_runs_webhook_and_republish_in_a_worker(
     received: list[mqtt.MQTTMessage] = []
     arrived = threading.Event()
     listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="out-listener")
-    listener.on_message = lambda c, u, m: (received.append(m), arrived.set())
+
+    def on_message(
+        client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        received.append(message)
+        arrived.set()
+
+    listener.on_message = on_message
     listener.connect("127.0.0.1", plain_broker.port)
     listener.subscribe("out/#", 1)
     listener.loop_start()

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -180,6 +181,7 @@ def test_broker_restart_goes_disconnected_then_connected_by_itself(
     broker = make_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 10, "connected")
     first_connected = status_of(broker).last_connected_at
+    assert first_connected is not None
 
     plain_broker.stop()
     wait_until(state_is(broker, "disconnected"), 5, "disconnected")
@@ -187,7 +189,8 @@ def test_broker_restart_goes_disconnected_then_connected_by_itself(
 
     plain_broker.start()
     wait_until(state_is(broker, "connected"), 20, "connected again")
-    assert status_of(broker).last_connected_at > first_connected
+    reconnected_at = status_of(broker).last_connected_at
+    assert reconnected_at is not None and reconnected_at > first_connected
 
 
 def test_subscriptions_follow_without_reconnecting(
@@ -313,12 +316,18 @@ def test_shared_subscriptions_over_two_workers_split_without_loss_or_duplicates(
     )
     first = start_runtime("worker-1")
     second = start_runtime("worker-2")
+
+    def session_of(runtime: Any) -> Any:
+        return runtime.shared_sessions.get(broker.pk)
+
+    def subscribed_to_work(member: Any) -> bool:
+        return member.subscribed == {"$share/ingest/work/#"}
+
     members = [
-        wait_until(lambda r=r: r.shared_sessions.get(broker.pk), 15, "member")
-        for r in (first, second)
+        wait_until(partial(session_of, r), 15, "member") for r in (first, second)
     ]
     for member in members:
-        wait_until(lambda m=member: m.subscribed == {"$share/ingest/work/#"}, 15, "sub")
+        wait_until(partial(subscribed_to_work, member), 15, "sub")
     assert members[0].client_id != members[1].client_id
     owner = RuntimeLease.objects.get(broker=broker).owner
 
@@ -392,16 +401,15 @@ def test_control_connect_disconnect_reconnect(
     retrying(broker_control, actor=actor, broker=broker, action="connect")
     wait_until(state_is(broker, "connected"), 5, "connected again")
     before = status_of(broker).last_connected_at
+    assert before is not None
+
+    def reconnected() -> bool:
+        status = status_of(broker)
+        last = status.last_connected_at
+        return status.state == "connected" and last is not None and last > before
 
     retrying(broker_control, actor=actor, broker=broker, action="reconnect")
-    wait_until(
-        lambda: (
-            status_of(broker).state == "connected"
-            and status_of(broker).last_connected_at > before
-        ),
-        5,
-        "reconnected",
-    )
+    wait_until(reconnected, 5, "reconnected")
 
 
 def test_fallback_host_is_used_when_the_primary_is_down(
@@ -440,6 +448,7 @@ def test_status_frames_go_to_the_brokers_group_without_secrets(
     )
     wait_until(state_is(broker, "connected"), 10, "connected")
     layer = get_channel_layer()
+    assert layer is not None
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(broker.group_name, channel)
 
