@@ -230,7 +230,7 @@ def execute_republish(call: ActionCall) -> OutgoingMessage:
             f"rendered topic {topic!r} starts with $: republishing to the "
             "broker's own topics ($CONTROL, $SYS, ...) is refused"
         )
-    if topic_matches(call.subscription.match_filter, topic):
+    if topic_matches(call.match_filter, topic):
         # The copy would match this subscription again: an endless loop.
         raise ActionError(f"republishing to {topic!r} would loop back here")
     return OutgoingMessage(
@@ -277,13 +277,8 @@ def _default_message(topic: str, action: dict[str, Any], detail: dict[str, Any])
 def execute_alert(call: ActionCall) -> None:
     """Open one alert per (subscription action, topic) when the value crosses the
     threshold; resolve it when it comes back."""
-    subscription, action, detail, topic = (
-        call.subscription,
-        call.action,
-        call.detail,
-        call.topic,
-    )
-    rule_key = alert_key("subscription", subscription.pk, call.index)
+    action, detail, topic = call.action, call.detail, call.topic
+    rule_key = alert_key("subscription", call.subscription_id, call.index)
     if detail["crossed"]:
         if Alert.objects.filter(
             rule_key=rule_key, subject=topic, state=AlertState.OPEN
@@ -291,7 +286,7 @@ def execute_alert(call: ActionCall) -> None:
             return
         # None when another worker opened it first: still exactly one open alert.
         alert_open(
-            product_id=subscription.broker.product_id,
+            product_id=call.product_id,
             key=rule_key,
             subject=topic,
             severity=detail["severity"],

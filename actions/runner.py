@@ -66,8 +66,7 @@ def enqueue_runs(run_ids: list[int]) -> None:
 
 
 def _context(run: ActionRun, subscription: Subscription) -> MessageContext:
-    return MessageContext.for_subscription(
-        subscription,
+    return subscription.message_context(
         topic=run.topic,
         payload=bytes(run.payload),
         qos=run.qos,
@@ -90,7 +89,10 @@ def _execute(
     if kind is None:
         raise ActionError(f"no such action type: {action.get('type')!r}")
     call = ActionCall(
-        subscription=subscription,
+        subscription_id=subscription.pk,
+        broker_id=subscription.broker_id,
+        product_id=subscription.broker.product_id,
+        match_filter=subscription.match_filter,
         run_id=run.pk,
         index=index,
         action=action,

@@ -26,7 +26,6 @@ from mqttadmin.lib.payloads import parse_json
 
 if TYPE_CHECKING:
     from brokers.client import OutgoingMessage
-    from brokers.models import Subscription
 
 MAX_ACTIONS = 20
 
@@ -38,9 +37,15 @@ class ActionError(Exception):
 @dataclass(frozen=True)
 class ActionCall:
     """One action of one message, as its executor gets it: the plan rendered for
-    the message (`detail`, what `ActionKind.plan` returned) and the message."""
+    the message (`detail`, what `ActionKind.plan` returned), the message, and the
+    subscription it matched (plain values: this module imports no model, the
+    models import it)."""
 
-    subscription: Subscription
+    subscription_id: int
+    broker_id: int
+    product_id: int
+    # The filter as matched (without any $share/<group>/ prefix).
+    match_filter: str
     run_id: int
     index: int
     action: dict[str, Any]
@@ -150,7 +155,7 @@ def validate_actions(actions: Any) -> None:
 @dataclass(frozen=True)
 class MessageContext:
     """The message as templates see it (built in the worker from an ActionRun, or
-    from a sample message for a dry run)."""
+    from a sample message for a dry run: Subscription.message_context)."""
 
     topic: str
     payload: bytes
@@ -159,32 +164,6 @@ class MessageContext:
     received_at: Any
     broker: dict[str, Any]
     subscription: dict[str, Any]
-
-    @classmethod
-    def for_subscription(
-        cls,
-        subscription: Subscription,
-        *,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        received_at: Any,
-    ) -> MessageContext:
-        broker = subscription.broker
-        return cls(
-            topic=topic,
-            payload=payload,
-            qos=qos,
-            retain=retain,
-            received_at=received_at,
-            broker={"id": broker.pk, "name": broker.name, "host": broker.host},
-            subscription={
-                "id": subscription.pk,
-                "name": subscription.name,
-                "topic_filter": subscription.topic_filter,
-            },
-        )
 
     def as_template_context(self) -> dict[str, Any]:
         text = self.payload.decode("utf-8", errors="replace")

@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
 from brokers.action_headers import header_audit_values, header_count, map_header_values
-from brokers.action_kinds import validate_actions
+from brokers.action_kinds import MessageContext, validate_actions
 from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transport
 from mqttadmin.lib.crypto import EncryptedField, EncryptedTextField, decrypt, encrypt
 from mqttadmin.lib.topics import (
@@ -461,6 +461,25 @@ class Subscription(models.Model):
         if self.topic_filter.startswith("$share/"):
             return self.topic_filter.split("/", 2)[2]
         return self.topic_filter
+
+    def message_context(
+        self, *, topic: str, payload: bytes, qos: int, retain: bool, received_at: Any
+    ) -> MessageContext:
+        """A message on this subscription as its action templates see it."""
+        broker = self.broker
+        return MessageContext(
+            topic=topic,
+            payload=payload,
+            qos=qos,
+            retain=retain,
+            received_at=received_at,
+            broker={"id": broker.pk, "name": broker.name, "host": broker.host},
+            subscription={
+                "id": self.pk,
+                "name": self.name,
+                "topic_filter": self.topic_filter,
+            },
+        )
 
 
 class PublishTemplate(models.Model):

@@ -23,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from brokers.action_headers import keep_masked_headers
-from brokers.action_kinds import MessageContext, dry_run
+from brokers.action_kinds import dry_run
 from brokers.choices import ControlAction, PayloadEncoding, Protocol
 from brokers.client import (
     ConnectionSettings,
@@ -461,8 +461,7 @@ def subscription_dry_run(
     *, subscription: Subscription, topic: str, payload: bytes
 ) -> dict[str, Any]:
     """What the subscription's actions would do with a sample message (no effects)."""
-    message = MessageContext.for_subscription(
-        subscription,
+    message = subscription.message_context(
         topic=topic,
         payload=payload,
         qos=subscription.qos,

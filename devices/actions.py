@@ -24,7 +24,7 @@ def _plan(action: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 
 def _execute(call: ActionCall) -> None:
     telemetry_from_message(
-        broker_id=call.subscription.broker_id,
+        broker_id=call.broker_id,
         topic=call.topic,
         payload=call.payload,
         received_at=call.received_at,
