@@ -37,7 +37,6 @@ from actions.models import ActionRun, ActionRunState
 from brokers.models import Subscription
 from brokers.services import subscription_create
 from mqttadmin.realtime import RUNTIME_GROUP
-from tests.brokers.test_runtime import make_broker, state_is
 from tests.factories import make_superuser
 from tests.faults.support import (
     PROJECT,
@@ -47,6 +46,7 @@ from tests.faults.support import (
     stop_process,
     wait_stored,
 )
+from tests.runtime.test_runtime import make_broker, state_is
 from tests.runtime_support import wait_until
 from tests.services import free_port, missing, wait_for_port
 

@@ -15,7 +15,6 @@ import pytest
 from django.conf import settings
 
 from runtime.models import RuntimeLease
-from tests.brokers.test_runtime import status_of
 from tests.faults.support import (
     StampedPublisher,
     start_worker,
@@ -27,6 +26,7 @@ from tests.faults.test_stream_faults import (
     persistent_broker_row,
     subscribed,
 )
+from tests.runtime.test_runtime import status_of
 from tests.runtime_support import wait_until
 from tests.services import missing
 

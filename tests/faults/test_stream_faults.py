@@ -20,13 +20,14 @@ from django.db import connection
 from brokers.choices import ConnectionState
 from brokers.models import Broker
 from brokers.services import subscription_create
+from devices import sinks as device_sinks
 from runtime import ingest
 from runtime.models import DeadLetter
 from runtime.session import RECONNECT_MAX_DELAY
-from tests.brokers.test_runtime import make_broker, state_is, status_of
 from tests.factories import make_superuser
 from tests.faults.proxy import BlackholeProxy
 from tests.faults.support import StampedPublisher, rss_mib, wait_stored
+from tests.runtime.test_runtime import make_broker, state_is, status_of
 from tests.runtime_support import retrying, wait_until
 from tests.services import missing
 
@@ -151,7 +152,8 @@ def test_a_poison_message_is_dead_lettered_and_the_stream_goes_on(
 ) -> None:
     """Fault 3: a message whose processing raises is kept in the dead-letter list
     with its error; every other message of its batch and after it is stored."""
-    real = ingest.devices_ingest_batch
+    # The devices sink is the last of the batch's sinks: poison raises mid-batch.
+    real = device_sinks.ingest_batch
 
     def choking_on_poison(batch: list[ingest.ReceivedMessage]) -> None:
         for message in batch:
@@ -159,7 +161,7 @@ def test_a_poison_message_is_dead_lettered_and_the_stream_goes_on(
                 raise ValueError(f"cannot digest {message.topic}")
         real(batch)
 
-    monkeypatch.setattr(ingest, "devices_ingest_batch", choking_on_poison)
+    monkeypatch.setattr(device_sinks, "ingest_batch", choking_on_poison)
     broker_process, _broker = subscribed_runtime(mosquitto, start_runtime)
 
     publisher = StampedPublisher(broker_process.port, rate=500, count=1000).start()

@@ -24,7 +24,6 @@ from django.conf import settings
 
 from actions.models import ActionRun, ActionRunState
 from brokers.services import subscription_create
-from tests.brokers.test_runtime import make_broker, publish, state_is
 from tests.factories import make_superuser
 from tests.faults.support import start_worker, stop_process
 from tests.faults.test_redis_restart import (
@@ -32,6 +31,7 @@ from tests.faults.test_redis_restart import (
     channel_layers_on,
     start_beat,
 )
+from tests.runtime.test_runtime import make_broker, publish, state_is
 from tests.runtime_support import wait_until
 from tests.services import missing
 
