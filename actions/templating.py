@@ -274,6 +274,8 @@ def join(value: Any, arg: Any, autoescape: bool = True) -> Any:
     return defaultfilters.join(value, arg, autoescape=False)
 
 
+# Django reads this flag off the filter function; functions have no such attribute
+# in their type.
 join.needs_autoescape = True  # type: ignore[attr-defined]
 
 

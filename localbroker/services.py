@@ -191,6 +191,8 @@ class LocalBroker:
 
     @property
     def broker(self) -> Broker:
+        if self.broker_id is None:  # not started: as get(pk=None) would
+            raise Broker.DoesNotExist("The local broker is not started.")
         return Broker.objects.get(pk=self.broker_id)
 
 
