@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -521,10 +521,11 @@ class ActionForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        fields = self.fields
-        fields["type"].choices = _choices(action_types())  # type: ignore[attr-defined]
+        # These are ChoiceFields; `fields` is typed with the base Field.
+        fields = cast(dict[str, forms.ChoiceField], self.fields)
+        fields["type"].choices = _choices(action_types())
         for name in ("method", "op", "severity"):
-            fields[name].choices = _choices(editor_choices(name))  # type: ignore[attr-defined]
+            fields[name].choices = _choices(editor_choices(name))
 
     def clean_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
