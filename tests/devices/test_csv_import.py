@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from brokers.models import Subscription
-from devices import csv_import, tasks
+from devices import csv_import, tasks  # noqa: F401 (registers the tasks)
 from devices.models import Device, DeviceImport
+from mqttadmin import background
 from mqttadmin.models import AuditEntry
 from tests.clients import as_user, logged_in
 from tests.devices.support import HTMX, make_broker, make_device
@@ -197,7 +199,11 @@ def test_import_needs_product_and_broker(plant: dict[str, Any]) -> None:
 @pytest.fixture
 def run_tasks_here(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run background tasks in the test's thread (its transaction holds the data)."""
-    monkeypatch.setattr(tasks, "run_in_background", lambda t, a: t.apply(args=a))
+    monkeypatch.setattr(
+        background,
+        "enqueue",
+        lambda name, *args, queue=None: current_app.tasks[name].apply(args=args),
+    )
 
 
 def upload(plant: dict[str, Any], text: str, **extra: Any) -> Any:
