@@ -9,6 +9,6 @@ class BrokersConfig(AppConfig):
     name = "brokers"
 
     def ready(self) -> None:
-        from brokers.views import register_broker_tabs
+        from brokers.views.connections import register_broker_tabs
 
         register_broker_tabs()

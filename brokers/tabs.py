@@ -2,8 +2,8 @@
 
 Like NetBox's `ViewTab`, a tab is declared by the app that serves it, not listed by
 the page: `register_tab(BrokerTab(...))` from the app's `AppConfig.ready()`. The
-broker page (`brokers.views.broker_detail`) asks `broker_tabs()` which tabs exist,
-in weight order, and calls the open tab's `handler`:
+broker page (`brokers.views.connections.broker_detail`) asks `broker_tabs()`
+which tabs exist, in weight order, and calls the open tab's `handler`:
 
 - it returns an `HttpResponse` when the tab answers its own HTMX requests
   (filters, paging) with fragments, or renders the page itself;
