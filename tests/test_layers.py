@@ -52,6 +52,8 @@ def imported_apps(path: Path) -> Iterator[tuple[int, str, str]]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
+        else:
+            continue
         for name in names:
             app = name.split(".")[0]
             if app in LAYER_OF:
