@@ -20,7 +20,13 @@ from brokers.models import Subscription
 from brokers.services import subscription_create
 from tests.faults.support import start_worker, stop_process
 from tests.runtime import test_runtime as runtime_tests
-from tests.runtime.test_runtime import make_broker, retrying, state_is, wait_until
+from tests.runtime_support import (
+    publish,
+    retrying,
+    running_broker,
+    state_is,
+    wait_until,
+)
 from tests.services import missing
 
 pytestmark = [
@@ -67,7 +73,7 @@ def test_a_message_runs_webhook_and_republish_in_a_worker(
     listener.loop_start()
     try:
         wait_until(lambda: "MQTT runtime" in log.read_text(), 30, "worker started")
-        broker = make_broker(actor, plain_broker.port)
+        broker = running_broker(actor, plain_broker.port)
         subscription = retrying(
             subscription_create,
             actor=actor,
@@ -93,7 +99,7 @@ def test_a_message_runs_webhook_and_republish_in_a_worker(
             state_is(broker, "connected", subscribed_topics_count=1), 15, "subscribed"
         )
         started = time.monotonic()
-        runtime_tests.publish(plain_broker.port, "plant/boiler", b'{"value": 42}', 1)
+        publish(plain_broker.port, "plant/boiler", b'{"value": 42}', 1)
         wait_until(lambda: http_sink.requests and arrived.is_set(), 10, "actions ran")
         elapsed = time.monotonic() - started
     finally:

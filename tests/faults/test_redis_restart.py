@@ -46,8 +46,7 @@ from tests.faults.support import (
     stop_process,
     wait_stored,
 )
-from tests.runtime.test_runtime import make_broker, state_is
-from tests.runtime_support import wait_until
+from tests.runtime_support import running_broker, state_is, wait_until
 from tests.services import free_port, missing, wait_for_port
 
 pytestmark = [
@@ -414,7 +413,7 @@ def test_redis_restart_resumes_tasks_and_live_feeds_and_the_portal_stays_up(
 
         with channel_layers_on(redis.url):
             actor = make_superuser()
-            broker = make_broker(actor, broker_process.port)
+            broker = running_broker(actor, broker_process.port)
             subscription = subscription_create(
                 actor=actor,
                 broker=broker,

@@ -26,8 +26,7 @@ from tests.faults.test_stream_faults import (
     persistent_broker_row,
     subscribed,
 )
-from tests.runtime.test_runtime import status_of
-from tests.runtime_support import wait_until
+from tests.runtime_support import status_of, wait_until
 from tests.services import missing
 
 pytestmark = [

@@ -27,8 +27,13 @@ from runtime.session import RECONNECT_MAX_DELAY
 from tests.factories import make_superuser
 from tests.faults.proxy import BlackholeProxy
 from tests.faults.support import StampedPublisher, rss_mib, wait_stored
-from tests.runtime.test_runtime import make_broker, state_is, status_of
-from tests.runtime_support import retrying, wait_until
+from tests.runtime_support import (
+    retrying,
+    running_broker,
+    state_is,
+    status_of,
+    wait_until,
+)
 from tests.services import missing
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
@@ -45,7 +50,7 @@ def durable_broker(mosquitto: Any) -> Any:
 def persistent_broker_row(port: int, **fields: Any) -> Broker:
     """A broker connection with a persistent session, subscribed at QoS 1."""
     actor = retrying(make_superuser)
-    broker = make_broker(
+    broker = running_broker(
         actor,
         port,
         name=f"faults-{port}",

@@ -23,7 +23,10 @@ from history.retention import history_prune
 from history.services import history_delete
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.factories import make_product
+from tests.factories import (
+    make_broker_subscribed_to_all,
+    make_subscription,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -61,14 +64,13 @@ FILTERS = [
 ]
 
 
-def make_broker(**fields: object) -> Broker:
-    broker = Broker.objects.create(
-        product=make_product(), name="b", host="127.0.0.1", **fields
+def storing_broker(**fields: Any) -> Broker:
+    """A bare broker row whose subscriptions store every topic, $SYS included."""
+    broker = make_broker_subscribed_to_all(
+        name="b", via_service=False, status="disconnected", **fields
     )
-    BrokerStatus.objects.create(broker=broker)
-    Subscription.objects.create(broker=broker, name="all", topic_filter="#")
     # "#" never matches $-topics: they need their own subscription.
-    Subscription.objects.create(broker=broker, name="sys", topic_filter="$SYS/#")
+    make_subscription(broker, name="sys", topic_filter="$SYS/#", via_service=False)
     return broker
 
 
@@ -87,7 +89,7 @@ def received(
 
 
 def test_a_batch_is_stored_with_topics_and_counters() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     store_batch(
         [
             received(broker, "s/1", b'{"t": 21.5}'),
@@ -111,7 +113,7 @@ def test_a_message_delivered_to_the_owner_and_a_share_group_is_kept_once() -> No
     """The broker sends it to the owner's session ("#") and to one member of the
     group ("$share/g/work/#"): one history row, one count in the topic index and
     on the broker, and each subscription counts it once."""
-    broker = make_broker()
+    broker = storing_broker()
     shared = Subscription.objects.create(
         broker=broker, name="split", topic_filter="work/#", shared_group="g"
     )
@@ -136,7 +138,7 @@ def test_a_message_delivered_to_the_owner_and_a_share_group_is_kept_once() -> No
 
 
 def test_only_subscriptions_that_store_keep_history() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     Subscription.objects.filter(broker=broker).update(topic_filter="keep/#")
     Subscription.objects.create(
         broker=broker, name="live", topic_filter="live/#", store_messages=False
@@ -148,7 +150,7 @@ def test_only_subscriptions_that_store_keep_history() -> None:
 
 
 def test_mqtt5_properties_are_kept_as_json() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     props = {"ContentType": "application/json", "CorrelationData": b"\xff\x02"}
     store_batch([received(broker, "p", properties=props)])
     stored = StoredMessage.objects.get()
@@ -159,7 +161,7 @@ def test_mqtt5_properties_are_kept_as_json() -> None:
 
 @pytest.mark.parametrize("topic_filter", FILTERS)
 def test_filters_match_in_sql_as_paho_does(topic_filter: str) -> None:
-    broker = make_broker()
+    broker = storing_broker()
     # Rows written directly: the runtime routes $SYS/... to statistics, but the
     # SQL filter must still treat such topics as paho does.
     StoredMessage.objects.bulk_create(
@@ -193,7 +195,7 @@ def test_filter_translation_agrees_with_paho(
 ) -> None:
     topic_filter = "/".join(filter_levels + (["#"] if hash_end else []))
     assume(topic_filter != "")  # an empty filter is invalid, tested elsewhere
-    broker = Broker.objects.first() or make_broker()
+    broker = Broker.objects.first() or storing_broker()
     Topic.objects.all().delete()
     # The topic index holds every topic seen, whatever the subscriptions store.
     store_batch([received(broker, t) for t in topics])
@@ -211,7 +213,7 @@ def test_invalid_filters_are_refused(bad: str) -> None:
 
 
 def test_cursor_paging_is_newest_first_without_gaps() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     store_batch([received(broker, f"n/{i}", str(i).encode()) for i in range(250)])
     seen: list[str] = []
     cursor = None
@@ -224,7 +226,7 @@ def test_cursor_paging_is_newest_first_without_gaps() -> None:
 
 
 def test_since_until_and_search() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     base = timezone.now() - datetime.timedelta(hours=3)
     store_batch(
         [
@@ -242,7 +244,7 @@ def test_since_until_and_search() -> None:
 
 
 def test_exports_stream_every_row() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     store_batch(
         [
             received(broker, "e/1", b'{"v": 1}'),
@@ -268,14 +270,14 @@ def test_exports_stream_every_row() -> None:
 
 
 def test_delete_with_a_filter_answers_the_count() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     store_batch([received(broker, t) for t in ["a/1", "a/2", "b/1"]])
     assert history_delete(broker, HistoryQuery.from_params({"topic": "a/+"})) == 2
     assert list(StoredMessage.objects.values_list("topic", flat=True)) == ["b/1"]
 
 
 def test_retention_prunes_by_age_and_by_count() -> None:
-    broker = make_broker(history_max_age_days=1, history_max_messages=5)
+    broker = storing_broker(history_max_age_days=1, history_max_messages=5)
     old = timezone.now() - datetime.timedelta(days=2)
     store_batch([received(broker, "old", at=old) for _ in range(3)])
     store_batch([received(broker, "new", str(i).encode()) for i in range(8)])
@@ -286,7 +288,7 @@ def test_retention_prunes_by_age_and_by_count() -> None:
 
 
 def test_awkward_payloads_survive_storage_exactly() -> None:
-    broker = make_broker()
+    broker = storing_broker()
     payloads = [
         b"tab\there\nnew line\r\\back\\slash",
         b"\x00\x01binary\xff",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -17,10 +16,9 @@ from django.db import OperationalError, connection
 from rest_framework.test import APIClient
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.models import Broker, BrokerStatus
+from brokers.models import Broker
 from brokers.services import (
     broker_control,
-    broker_create,
     broker_update,
     subscription_create,
     subscription_delete,
@@ -31,7 +29,15 @@ from runtime import ingest
 from runtime.models import RuntimeLease
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.factories import make_product, make_superuser
-from tests.runtime_support import retrying, runtime_threads, wait_until
+from tests.runtime_support import (
+    publish,
+    retrying,
+    running_broker,
+    runtime_threads,
+    state_is,
+    status_of,
+    wait_until,
+)
 from tests.services import free_port
 
 pytestmark = [
@@ -41,44 +47,9 @@ pytestmark = [
 ]
 
 
-def status_of(broker: Broker) -> BrokerStatus:
-    return BrokerStatus.objects.get(broker_id=broker.pk)
-
-
-def state_is(broker: Broker, state: str, **extra: Any) -> Callable[[], bool]:
-    def check() -> bool:
-        status = status_of(broker)
-        return status.state == state and all(
-            getattr(status, name) == value for name, value in extra.items()
-        )
-
-    return check
-
-
-def publish(port: int, topic: str, payload: bytes = b"x", qos: int = 0) -> None:
-    """Publish with a real paho client of its own (waits for the broker's ack)."""
-    publish_messages(
-        ConnectionSettings(host="127.0.0.1", port=port),
-        [OutgoingMessage(topic=topic, payload=payload, qos=qos)],
-    )
-
-
 @pytest.fixture
 def actor(db: Any) -> Any:
     return make_superuser()
-
-
-def make_broker(actor: Any, port: int, **fields: Any) -> Broker:
-    fields.setdefault("name", f"broker-{port}")
-    product = retrying(make_product)
-    return retrying(
-        broker_create,
-        actor=actor,
-        product=product,
-        host="127.0.0.1",
-        port=port,
-        **fields,
-    )
 
 
 def test_done_when_api_broker_connects_and_survives_a_broker_restart(
@@ -116,7 +87,7 @@ def test_created_broker_is_connected_within_10s(
     plain_broker: Any, actor: Any, start_runtime: Any, protocol: str
 ) -> None:
     start_runtime("w-create")
-    broker = make_broker(actor, plain_broker.port, protocol=protocol)
+    broker = running_broker(actor, plain_broker.port, protocol=protocol)
 
     wait_until(state_is(broker, "connected"), 10, "connected")
     status = status_of(broker)
@@ -132,7 +103,7 @@ def test_tls_broker_is_connected_with_its_ca(
     tls_broker: Any, tls_material: Any, actor: Any, start_runtime: Any
 ) -> None:
     start_runtime()
-    broker = make_broker(
+    broker = running_broker(
         actor, tls_broker.port, use_tls=True, ca_cert=tls_material.ca_pem
     )
 
@@ -143,7 +114,7 @@ def test_tls_with_the_wrong_ca_is_an_error(
     tls_broker: Any, tls_material: Any, actor: Any, start_runtime: Any
 ) -> None:
     start_runtime()
-    broker = make_broker(
+    broker = running_broker(
         actor, tls_broker.port, use_tls=True, ca_cert=tls_material.other_ca_pem
     )
 
@@ -156,7 +127,7 @@ def test_wrong_password_is_an_error_naming_the_credentials(
     password_broker: Any, actor: Any, start_runtime: Any, protocol: str
 ) -> None:
     start_runtime()
-    broker = make_broker(
+    broker = running_broker(
         actor,
         password_broker.port,
         protocol=protocol,
@@ -178,7 +149,7 @@ def test_broker_restart_goes_disconnected_then_connected_by_itself(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     start_runtime()
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 10, "connected")
     first_connected = status_of(broker).last_connected_at
     assert first_connected is not None
@@ -197,7 +168,7 @@ def test_subscriptions_follow_without_reconnecting(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     runtime = start_runtime()
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 10, "connected")
     connected_at = status_of(broker).last_connected_at
 
@@ -240,7 +211,7 @@ def test_shared_subscription_filter_is_sent_as_is(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     runtime = start_runtime()
-    broker = make_broker(actor, plain_broker.port, protocol="5")
+    broker = running_broker(actor, plain_broker.port, protocol="5")
     retrying(
         subscription_create,
         actor=actor,
@@ -264,7 +235,7 @@ def test_shared_group_splits_messages_with_another_member(
     import paho.mqtt.client as mqtt
 
     start_runtime()
-    broker = make_broker(actor, plain_broker.port, protocol="5")
+    broker = running_broker(actor, plain_broker.port, protocol="5")
     retrying(
         subscription_create,
         actor=actor,
@@ -304,7 +275,7 @@ def test_shared_subscriptions_over_two_workers_split_without_loss_or_duplicates(
     """One broker, one shared subscription, two runtime workers: one owns the
     connection (lease), both are members of the group, the broker splits the
     stream between them, and every message is stored and counted once."""
-    broker = make_broker(actor, plain_broker.port, protocol="5")
+    broker = running_broker(actor, plain_broker.port, protocol="5")
     subscription = retrying(
         subscription_create,
         actor=actor,
@@ -366,7 +337,9 @@ def test_a_worker_takes_only_its_fair_share_and_the_rest_when_alone(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     brokers = [
-        make_broker(actor, plain_broker.port, name=f"fair-{n}", client_id=f"fair-{n}")
+        running_broker(
+            actor, plain_broker.port, name=f"fair-{n}", client_id=f"fair-{n}"
+        )
         for n in range(4)
     ]
     first = start_runtime("fair-1")
@@ -387,7 +360,7 @@ def test_control_connect_disconnect_reconnect(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     start_runtime()
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 10, "connected")
 
     retrying(broker_control, actor=actor, broker=broker, action="disconnect")
@@ -416,7 +389,7 @@ def test_fallback_host_is_used_when_the_primary_is_down(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     start_runtime()
-    broker = make_broker(
+    broker = running_broker(
         actor, free_port(), fallback_hosts=[f"127.0.0.1:{plain_broker.port}"]
     )
 
@@ -431,7 +404,7 @@ def test_nudge_reaches_the_runtime_without_polling(
     assert runtime.nudges_joined.wait(5)
     wait_until(lambda: runtime.ticks >= 1, 5, "first tick")
 
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 5, "connected after a nudge")
     retrying(
         subscription_create, actor=actor, broker=broker, name="a", topic_filter="n/#"
@@ -443,7 +416,7 @@ def test_status_frames_go_to_the_brokers_group_without_secrets(
     password_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     start_runtime("w-frames")
-    broker = make_broker(
+    broker = running_broker(
         actor, password_broker.port, username=MQTT_USER, password=MQTT_PASSWORD
     )
     wait_until(state_is(broker, "connected"), 10, "connected")
@@ -478,10 +451,10 @@ def test_status_frames_go_to_the_brokers_group_without_secrets(
 def test_a_broker_whose_secret_does_not_decrypt_does_not_stop_the_others(
     password_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
-    good = make_broker(
+    good = running_broker(
         actor, password_broker.port, username=MQTT_USER, password=MQTT_PASSWORD
     )
-    bad = make_broker(
+    bad = running_broker(
         actor,
         password_broker.port,
         name="bad",
@@ -506,7 +479,7 @@ def test_stopping_releases_leases_and_says_disconnected(
     plain_broker: Any, actor: Any, start_runtime: Any
 ) -> None:
     runtime = start_runtime("w-stop")
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 10, "connected")
 
     runtime.stop()
@@ -533,7 +506,7 @@ def test_qos1_message_is_acked_only_after_it_is_stored(
 
     monkeypatch.setattr(ingest, "store_batch", gated_store)
     runtime = start_runtime()
-    broker = make_broker(actor, broker_process.port)
+    broker = running_broker(actor, broker_process.port)
     retrying(
         subscription_create,
         actor=actor,
@@ -575,7 +548,7 @@ def test_a_full_queue_holds_the_broker_back_without_losing_messages(
 
     monkeypatch.setattr(ingest, "store_batch", slow_store)
     runtime = start_runtime(queue_size=2)
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     retrying(
         subscription_create, actor=actor, broker=broker, name="f", topic_filter="f/#"
     )
@@ -614,7 +587,7 @@ def test_unstored_qos1_message_is_delivered_again_to_the_next_owner(
     monkeypatch.setattr("runtime.batcher.RETRIES_WHEN_STOPPING", 1)
     first = start_runtime("w1", lease_ttl=3, lease_renew=1)
     # A persistent session keeps unacknowledged messages for the next connection.
-    broker = make_broker(actor, plain_broker.port, clean_start=False)
+    broker = running_broker(actor, plain_broker.port, clean_start=False)
     retrying(
         subscription_create,
         actor=actor,
@@ -651,7 +624,7 @@ def test_serve_starter_runs_the_runtime(
     stop = serve_starter(EmbeddedOptions(runtime=True))
     assert stop is not None
     try:
-        broker = make_broker(actor, plain_broker.port)
+        broker = running_broker(actor, plain_broker.port)
         wait_until(state_is(broker, "connected"), 10, "connected")
         assert status_of(broker).owner.endswith(":serve")
     finally:

@@ -20,9 +20,9 @@ from brokers.services import subscription_create
 from runtime.models import RuntimeLease
 from tests.faults.support import start_worker
 from tests.runtime import test_runtime as runtime_tests
-from tests.runtime.test_runtime import (
-    make_broker,
+from tests.runtime_support import (
     retrying,
+    running_broker,
     state_is,
     status_of,
     wait_until,
@@ -69,7 +69,7 @@ def test_a_killed_workers_connection_is_taken_over(
             "workers started",
         )
 
-        broker = make_broker(actor, plain_broker.port)
+        broker = running_broker(actor, plain_broker.port)
         wait_until(state_is(broker, "connected"), 10, "connected by a worker")
         owner = status_of(broker).owner
         assert owner.endswith(":worker")

@@ -14,7 +14,7 @@ from runtime.lease import LeaseKeeper
 from runtime.models import RuntimeLease
 from tests.factories import make_product
 from tests.runtime import test_runtime as runtime_tests
-from tests.runtime.test_runtime import make_broker, state_is, status_of, wait_until
+from tests.runtime_support import running_broker, state_is, status_of, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -95,7 +95,7 @@ def test_one_of_two_runtimes_owns_a_broker_and_the_other_takes_over(
     runtimes = {
         name: start_runtime(name, lease_ttl=3, lease_renew=1) for name in ("w1", "w2")
     }
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected"), 10, "connected")
     owner = status_of(broker).owner
     assert owner in runtimes
@@ -125,7 +125,7 @@ def test_a_stopping_runtime_hands_over_at_once(
     start_runtime: Any,
 ) -> None:
     first = start_runtime("w1", lease_ttl=30, lease_renew=10)
-    broker = make_broker(actor, plain_broker.port)
+    broker = running_broker(actor, plain_broker.port)
     wait_until(state_is(broker, "connected", owner="w1"), 10, "w1 connected")
     start_runtime("w2", lease_ttl=30, lease_renew=10)
 
