@@ -107,6 +107,7 @@ class MqttUserViewSet(
     """MQTT users of a managed broker."""
 
     serializer_class = MqttUserSerializer
+    lookup_value_converter = "int"
     queryset = MqttUser.objects.none()
 
     def get_queryset(self) -> QuerySet[MqttUser]:
@@ -159,6 +160,7 @@ class MqttRoleViewSet(
     """Roles (named ACL rule sets) of a managed broker."""
 
     serializer_class = MqttRoleSerializer
+    lookup_value_converter = "int"
     queryset = MqttRole.objects.none()
 
     def get_queryset(self) -> QuerySet[MqttRole]:

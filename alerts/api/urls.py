@@ -1,11 +1,11 @@
-"""Routes of the alerts API; `register(router)` adds them to the /api/v1/ router."""
+"""Routes of the alerts API."""
 
 from __future__ import annotations
 
-from rest_framework.routers import BaseRouter
-
 from alerts.api import views
+from mqttadmin.api.routers import AppRouter
 
+router = AppRouter()
+router.register("alerts", views.AlertViewSet, basename="alert")
 
-def register(router: BaseRouter) -> None:
-    router.register("alerts", views.AlertViewSet, basename="alert")
+urlpatterns = router.urls
