@@ -76,6 +76,12 @@ def make_broker(
     return broker
 
 
+def make_connected_broker(product: Product | None = None, **fields: Any) -> Broker:
+    """A bare broker row whose status says connected, as pages and sockets show a
+    broker the runtime holds (no runtime runs)."""
+    return make_broker(product, via_service=False, status="connected", **fields)
+
+
 def make_subscription(
     broker: Broker,
     *,

@@ -13,8 +13,9 @@ from brokers import services
 from brokers.models import Broker
 from mqttadmin.models import AuditEntry
 from runtime.models import RuntimeLease
-from tests.brokers.test_pages import STORED_PASSWORD, make_broker
+from tests.brokers.test_pages import STORED_PASSWORD
 from tests.clients import logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def root(world: dict) -> Client:
 @pytest.fixture
 def broker(world: dict) -> Broker:
     broker = make_broker(
-        world["product"], "Admin line", username="sensor", password=STORED_PASSWORD
+        world["product"], name="Admin line", username="sensor", password=STORED_PASSWORD
     )
     services.subscription_create(
         actor=None, broker=broker, name="all", topic_filter="#"

@@ -9,19 +9,14 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from brokers import services
 from brokers.models import Broker, BrokerStatus
-from mqttadmin.models import AuditEntry, Product
+from mqttadmin.models import AuditEntry
 from tests.clients import as_user
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pa55-Very-Secret"
-
-
-def make_broker(product: Product, name: str = "Line 1", **fields: Any) -> Broker:
-    fields.setdefault("host", "127.0.0.1")
-    return services.broker_create(actor=None, product=product, name=name, **fields)
 
 
 def url(broker: Broker | None = None, suffix: str = "") -> str:

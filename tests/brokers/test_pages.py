@@ -15,18 +15,13 @@ from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
 from mqttadmin.models import AuditEntry, Product
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.clients import logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
 HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 HMTX_POLL: dict[str, Any] = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
 STORED_PASSWORD = "stored-Secret-77"
-
-
-def make_broker(product: Product, name: str = "Line 1", **fields: Any) -> Broker:
-    fields.setdefault("host", "127.0.0.1")
-    fields.setdefault("port", 1883)
-    return services.broker_create(actor=None, product=product, name=name, **fields)
 
 
 def form_data(product: Product | None = None, **overrides: Any) -> dict[str, Any]:
@@ -114,29 +109,29 @@ def _write_requests(world: dict) -> dict[str, Callable[[Client], Any]]:
         return client.post("/brokers/new/", form_data(product, name="New one"))
 
     def edit(client: Client) -> Any:
-        broker = make_broker(product, "To edit")
+        broker = make_broker(product, name="To edit")
         return client.post(
             f"/brokers/{broker.pk}/edit/", form_data(name="Edited", port="1884")
         )
 
     def delete(client: Client) -> Any:
-        broker = make_broker(product, "To delete")
+        broker = make_broker(product, name="To delete")
         return client.post(f"/brokers/{broker.pk}/delete/")
 
     def control(client: Client) -> Any:
-        broker = make_broker(product, "To control")
+        broker = make_broker(product, name="To control")
         return client.post(f"/brokers/{broker.pk}/control/", {"action": "disconnect"})
 
     def publish(client: Client) -> Any:
         # An invalid topic: the role check runs first, and nothing needs a broker.
-        broker = make_broker(product, "To publish")
+        broker = make_broker(product, name="To publish")
         return client.post(
             f"/brokers/{broker.pk}/publish/",
             {"topic": "a/#", "payload": "x", "encoding": "utf8", "qos": "0"},
         )
 
     def template_save(client: Client) -> Any:
-        broker = make_broker(product, "To template")
+        broker = make_broker(product, name="To template")
         return client.post(
             f"/brokers/{broker.pk}/templates/",
             {
@@ -149,21 +144,21 @@ def _write_requests(world: dict) -> dict[str, Callable[[Client], Any]]:
         )
 
     def template_delete(client: Client) -> Any:
-        broker = make_broker(product, "To untemplate")
+        broker = make_broker(product, name="To untemplate")
         template = services.publish_template_save(
             actor=None, broker=broker, name="T", topic="a/b", payload="x"
         )
         return client.post(f"/brokers/{broker.pk}/templates/{template.pk}/delete/")
 
     def subscription_create(client: Client) -> Any:
-        broker = make_broker(product, "To subscribe")
+        broker = make_broker(product, name="To subscribe")
         return client.post(
             f"/brokers/{broker.pk}/subscriptions/",
             {"name": "all", "topic_filter": "#", "qos": "0"},
         )
 
     def _subscription(name: str) -> Subscription:
-        broker = make_broker(product, name)
+        broker = make_broker(product, name=name)
         return services.subscription_create(
             actor=None, broker=broker, name="s", topic_filter="a/#"
         )
@@ -356,7 +351,7 @@ def test_create_over_htmx_answers_with_hx_location(world: dict) -> None:
 def test_bad_input_shows_the_error_next_to_the_field(
     world: dict, field: str, value: str, message: str
 ) -> None:
-    make_broker(world["product"], "Taken")
+    make_broker(world["product"], name="Taken")
     client = logged_in(world["users"]["operator"])
     data = form_data(world["product"], name="Fresh", use_tls="on")
     data[field] = value
@@ -689,8 +684,8 @@ def test_bad_subscription_filter_is_refused(world: dict) -> None:
 
 
 def test_subscription_of_another_broker_is_404(world: dict) -> None:
-    one = make_broker(world["product"], "One")
-    two = make_broker(world["product"], "Two")
+    one = make_broker(world["product"], name="One")
+    two = make_broker(world["product"], name="Two")
     sub = services.subscription_create(
         actor=None, broker=two, name="s", topic_filter="#"
     )
@@ -700,8 +695,8 @@ def test_subscription_of_another_broker_is_404(world: dict) -> None:
 
 
 def test_template_of_another_broker_is_404(world: dict) -> None:
-    one = make_broker(world["product"], "One")
-    two = make_broker(world["product"], "Two")
+    one = make_broker(world["product"], name="One")
+    two = make_broker(world["product"], name="Two")
     template = services.publish_template_save(
         actor=None, broker=two, name="T", topic="a", payload=""
     )
@@ -715,11 +710,11 @@ def test_template_of_another_broker_is_404(world: dict) -> None:
 
 
 def test_overview_shows_the_current_products_broker_cards(world: dict) -> None:
-    broker = make_broker(world["product"], "Boiler house")
+    broker = make_broker(world["product"], name="Boiler house")
     BrokerStatus.objects.filter(broker=broker).update(
         state="connected", messages_received=4242, connection_error="old hiccup"
     )
-    make_broker(world["other"], "Not yours")
+    make_broker(world["other"], name="Not yours")
     html = logged_in(world["users"]["viewer"]).get("/").content.decode()
     card = html[html.index(f'id="broker-card-{broker.pk}"') :]
     card = card[: card.index("</article>")]

@@ -15,24 +15,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.utils import timezone
 
-from brokers.models import Broker, Subscription
+from brokers.models import Broker
 from history.models import StoredMessage
-from mqttadmin.models import AuditEntry, Product
+from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.brokers.test_pages import HTMX, error_next_to, make_broker
+from tests.brokers.test_pages import HTMX, error_next_to
 from tests.clients import logged_in
+from tests.factories import make_broker_subscribed_to_all
 
 pytestmark = pytest.mark.django_db
 
 T0 = datetime.datetime(2026, 1, 31, 12, 0, tzinfo=datetime.UTC)
-
-
-def history_broker(product: Product, name: str = "Line 1") -> Broker:
-    """A broker whose `#` subscription stores every message ingested for it."""
-    broker = make_broker(product, name)
-    Subscription.objects.create(broker=broker, name="all", topic_filter="#")
-    return broker
 
 
 def store(
@@ -88,7 +82,7 @@ def activity(client: Any, broker: Broker, query: str = "", **extra: Any) -> str:
     [("superuser", 200), ("operator", 200), ("viewer", 200), ("outsider", 404)],
 )
 def test_new_tabs_are_scoped(world: dict, who: str, status: int, tab: str) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     response = logged_in(world["users"][who]).get(f"/brokers/{broker.pk}/?tab={tab}")
     assert response.status_code == status
@@ -101,7 +95,7 @@ def test_new_tabs_are_scoped(world: dict, who: str, status: int, tab: str) -> No
 def test_only_operators_delete_history(
     world: dict, who: str, status: int, left: int
 ) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     response = logged_in(world["users"][who]).post(
         f"/brokers/{broker.pk}/history/delete/", {"topic": "sensors/+/temp"}
@@ -111,7 +105,7 @@ def test_only_operators_delete_history(
 
 
 def test_tabs_are_in_the_tab_bar(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     html = logged_in(world["users"]["viewer"]).get(f"/brokers/{broker.pk}/")
     content = html.content.decode()
     assert f'href="/brokers/{broker.pk}/?tab=activity"' in content
@@ -122,7 +116,7 @@ def test_tabs_are_in_the_tab_bar(world: dict) -> None:
 
 
 def test_lists_newest_first_with_payloads_as_they_fit(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     html = activity(logged_in(world["users"]["viewer"]), broker)
     assert listed_topics(html) == [
@@ -142,7 +136,7 @@ def test_lists_newest_first_with_payloads_as_they_fit(world: dict) -> None:
 
 
 def test_filters_by_mqtt_filter(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     html = activity(
         logged_in(world["users"]["viewer"]), broker, "&topic=sensors/%2B/temp"
@@ -152,14 +146,14 @@ def test_filters_by_mqtt_filter(world: dict) -> None:
 
 
 def test_search_finds_payload_text(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     html = activity(logged_in(world["users"]["viewer"]), broker, "&search=HOT")
     assert listed_topics(html) == ["plant/boiler/state"]
 
 
 def test_since_and_until_bound_the_time(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     client = logged_in(world["users"]["viewer"])
     since = activity(client, broker, "&since=2026-01-31T12:00:03Z")
@@ -185,7 +179,7 @@ def test_since_and_until_bound_the_time(world: dict) -> None:
 def test_bad_filters_show_the_error_and_list_nothing(
     world: dict, query: str, field: str, message: str
 ) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     client = logged_in(world["users"]["operator"])
     for extra in ({}, HTMX):
@@ -196,7 +190,7 @@ def test_bad_filters_show_the_error_and_list_nothing(
 
 
 def test_a_bad_cursor_is_an_error_not_a_crash(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     html = activity(logged_in(world["users"]["viewer"]), broker, "&cursor=garbage")
     assert "The cursor is not one this API gave." in html
@@ -204,7 +198,7 @@ def test_a_bad_cursor_is_an_error_not_a_crash(world: dict) -> None:
 
 
 def test_htmx_filtering_answers_with_the_panel_only(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     response = logged_in(world["users"]["viewer"]).get(
         f"/brokers/{broker.pk}/?tab=activity&topic=plant/%23", **HTMX
@@ -224,7 +218,7 @@ def _older_url(html: str) -> str:
 
 
 def test_older_pages_follow_without_gaps_or_repeats(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, *[(f"sensors/{i % 4}/temp", str(i).encode()) for i in range(130)])
     store(broker, ("other/topic", b"x"))  # filtered out below
     client = logged_in(world["users"]["viewer"])
@@ -250,7 +244,7 @@ def test_older_pages_follow_without_gaps_or_repeats(world: dict) -> None:
 
 
 def test_older_link_works_without_javascript(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, *[("a/b", str(i).encode()) for i in range(60)])
     client = logged_in(world["users"]["viewer"])
     first = activity(client, broker)
@@ -266,7 +260,7 @@ def test_older_link_works_without_javascript(world: dict) -> None:
 
 
 def test_export_links_carry_the_filters(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     client = logged_in(world["users"]["viewer"])
     html = activity(client, broker, "&topic=sensors/%2B/temp&search=1")
@@ -294,7 +288,7 @@ def test_export_links_carry_the_filters(world: dict) -> None:
 
 
 def test_viewers_see_no_delete_button(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     viewer = activity(logged_in(world["users"]["viewer"]), broker)
     assert "/history/delete/" not in viewer and "format=csv" in viewer
@@ -305,8 +299,8 @@ def test_viewers_see_no_delete_button(world: dict) -> None:
 
 
 def test_delete_matching_removes_exactly_those_and_audits(world: dict) -> None:
-    broker = history_broker(world["product"])
-    other = history_broker(world["product"], "Line 2")
+    broker = make_broker_subscribed_to_all(world["product"])
+    other = make_broker_subscribed_to_all(world["product"], name="Line 2")
     sensor_history(broker)
     sensor_history(other)
     client = logged_in(world["users"]["operator"])
@@ -331,7 +325,7 @@ def test_delete_matching_removes_exactly_those_and_audits(world: dict) -> None:
 
 
 def test_delete_without_javascript_redirects_to_the_filtered_tab(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     client = logged_in(world["users"]["operator"])
     response = client.post(
@@ -346,7 +340,7 @@ def test_delete_without_javascript_redirects_to_the_filtered_tab(world: dict) ->
 
 
 def test_delete_with_a_bad_filter_deletes_nothing(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     sensor_history(broker)
     client = logged_in(world["users"]["operator"])
     html = client.post(
@@ -358,7 +352,7 @@ def test_delete_with_a_bad_filter_deletes_nothing(world: dict) -> None:
 
 
 def test_received_times_are_shown(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, ("a", b"1"), start=timezone.now().replace(microsecond=0))
     html = activity(logged_in(world["users"]["viewer"]), broker)
     assert re.search(

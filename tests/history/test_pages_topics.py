@@ -16,9 +16,10 @@ from brokers.models import Broker
 from brokers.retained import retained_list
 from history.models import Topic
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import HTMX, error_next_to, make_broker
+from tests.brokers.test_pages import HTMX, error_next_to
 from tests.clients import logged_in
-from tests.history.test_pages_history import history_broker, store
+from tests.factories import make_broker, make_broker_subscribed_to_all
+from tests.history.test_pages_history import store
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +128,7 @@ def topic(name: str) -> Topic:
     [("superuser", 200), ("viewer", 200), ("outsider", 404)],
 )
 def test_topic_panel_is_scoped(world: dict, who: str, status: int) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     url = f"/brokers/{broker.pk}/topics/{topic('sensors/a/temp').pk}/"
     client = logged_in(world["users"][who])
@@ -136,8 +137,8 @@ def test_topic_panel_is_scoped(world: dict, who: str, status: int) -> None:
 
 
 def test_topic_of_another_broker_is_404(world: dict) -> None:
-    broker = history_broker(world["product"])
-    other = history_broker(world["product"], "Line 2")
+    broker = make_broker_subscribed_to_all(world["product"])
+    other = make_broker_subscribed_to_all(world["product"], name="Line 2")
     plant_topics(other)
     client = logged_in(world["users"]["viewer"])
     url = f"/brokers/{broker.pk}/topics/{topic('sensors').pk}/"
@@ -149,7 +150,7 @@ def test_topic_of_another_broker_is_404(world: dict) -> None:
     [("operator", 302), ("admin", 302), ("viewer", 403), ("outsider", 404)],
 )
 def test_only_operators_annotate(world: dict, who: str, status: int) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors/a/temp")
     response = logged_in(world["users"][who]).post(
@@ -189,7 +190,7 @@ def test_retained_list_is_scoped(world: dict, who: str, status: int) -> None:
 
 
 def test_tree_nests_and_counts_subtrees(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     html = topics_tab(logged_in(world["users"]["viewer"]), broker)
     nodes = tree_of(html)
@@ -225,7 +226,7 @@ def test_tree_nests_and_counts_subtrees(world: dict) -> None:
 
 
 def test_tree_uses_one_query_for_the_topics(world: dict, django_assert_max_num_queries):
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, *[(f"site/{i % 5}/dev{i}/temp", b"1") for i in range(300)])
     client = logged_in(world["users"]["viewer"])
     client.get(f"/brokers/{broker.pk}/?tab=topics", **HTMX)  # warm the session
@@ -238,7 +239,7 @@ def test_tree_uses_one_query_for_the_topics(world: dict, django_assert_max_num_q
 
 
 def test_the_tree_expands_and_collapses_without_javascript(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, *[(f"site/{i % 5}/dev{i}/temp", b"1") for i in range(100)])
     client = logged_in(world["users"]["viewer"])
     html = topics_tab(client, broker)
@@ -251,7 +252,7 @@ def test_the_tree_expands_and_collapses_without_javascript(world: dict) -> None:
 
 
 def test_filter_narrows_the_tree(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     client = logged_in(world["users"]["viewer"])
     html = topics_tab(client, broker, "&filter=sensors/%2B/temp", **HTMX)
@@ -271,7 +272,7 @@ def test_filter_narrows_the_tree(world: dict) -> None:
 
 
 def test_annotation_shows_in_the_tree_and_the_panel(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors/a/temp")
     client = logged_in(world["users"]["operator"])
@@ -297,7 +298,7 @@ def test_annotation_shows_in_the_tree_and_the_panel(world: dict) -> None:
 
 
 def test_saving_the_same_annotation_again_audits_nothing(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors")
     client = logged_in(world["users"]["operator"])
@@ -308,7 +309,7 @@ def test_saving_the_same_annotation_again_audits_nothing(world: dict) -> None:
 
 
 def test_bad_annotation_shows_the_error(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors")
     client = logged_in(world["users"]["operator"])
@@ -323,7 +324,7 @@ def test_bad_annotation_shows_the_error(world: dict) -> None:
 
 
 def test_viewers_see_the_annotation_but_no_form(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors/a/temp")
     target.description, target.unit = "Inlet", "°C"
@@ -337,7 +338,7 @@ def test_viewers_see_the_annotation_but_no_form(world: dict) -> None:
 
 
 def test_api_annotation_goes_through_the_same_service(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors")
     target.messages = 7
@@ -361,7 +362,7 @@ def test_api_annotation_goes_through_the_same_service(world: dict) -> None:
 
 
 def test_panel_shows_recent_history_and_a_chart_of_numbers(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, *[("sensors/a/temp", f"{i / 2}".encode()) for i in range(60)])
     target = topic("sensors/a/temp")
     client = logged_in(world["users"]["viewer"])
@@ -380,7 +381,7 @@ def test_panel_shows_recent_history_and_a_chart_of_numbers(world: dict) -> None:
 
 
 def test_chart_picks_the_numeric_fields_of_json_objects(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(
         broker,
         ("dev/1", b'{"temp": 20.5, "hum": 40, "ok": true, "name": "x"}'),
@@ -409,7 +410,7 @@ def test_chart_picks_the_numeric_fields_of_json_objects(world: dict) -> None:
     ],
 )
 def test_no_chart_for_payloads_without_numbers(world: dict, payloads: list) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     store(broker, *[("door", p) for p in payloads])
     html = (
         logged_in(world["users"]["viewer"])
@@ -421,7 +422,7 @@ def test_no_chart_for_payloads_without_numbers(world: dict, payloads: list) -> N
 
 
 def test_panel_without_javascript_is_the_topics_tab(world: dict) -> None:
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     target = topic("sensors/a/temp")
     html = (
@@ -435,7 +436,7 @@ def test_panel_without_javascript_is_the_topics_tab(world: dict) -> None:
 
 def test_scripts_are_files_or_json_data(world: dict) -> None:
     """The CSP allows no inline code: only <script src> and JSON data blocks."""
-    broker = history_broker(world["product"])
+    broker = make_broker_subscribed_to_all(world["product"])
     plant_topics(broker)
     html = (
         logged_in(world["users"]["operator"])

@@ -19,6 +19,7 @@ from mqttadmin.frames import BROKER_MESSAGES as MESSAGES_FRAME
 from mqttadmin.live import CLOSE_FORBIDDEN
 from mqttadmin.models import AuditEntry, Membership
 from mqttadmin.realtime import broker_group
+from tests.factories import make_connected_broker
 from tests.live.conftest import (
     closed_with,
     frames_for,
@@ -28,12 +29,6 @@ from tests.live.conftest import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_broker(product: Any, name: str = "Line 1") -> Broker:
-    broker = Broker.objects.create(product=product, name=name, host="127.0.0.1")
-    BrokerStatus.objects.create(broker=broker, state="connected")
-    return broker
 
 
 def frame(broker: Broker, *topics: str, skipped: int = 0) -> dict[str, Any]:
@@ -68,7 +63,7 @@ async def group_send(group: str, message: dict[str, Any]) -> None:
 
 
 def test_anonymous_socket_is_closed_with_4403(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
 
     async def scenario() -> None:
         for path in (f"/ws/brokers/{broker.pk}/", "/ws/overview/"):
@@ -82,7 +77,7 @@ def test_anonymous_socket_is_closed_with_4403(world: dict[str, Any]) -> None:
 
 
 def test_member_of_another_product_is_closed_with_4403(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["outsider"])
 
     async def scenario() -> None:
@@ -107,7 +102,7 @@ def test_unknown_broker_is_closed_with_4403(world: dict[str, Any]) -> None:
 
 
 def test_foreign_origin_is_refused(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["admin"])
 
     async def scenario() -> None:
@@ -123,7 +118,7 @@ def test_foreign_origin_is_refused(world: dict[str, Any]) -> None:
 def test_viewer_gets_the_status_block_without_write_buttons(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -142,7 +137,7 @@ def test_viewer_gets_the_status_block_without_write_buttons(
 def test_operator_gets_controls_with_the_page_csrf_token(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["operator"])
     client.cookies["csrftoken"] = "a" * 32
 
@@ -161,7 +156,7 @@ def test_operator_gets_controls_with_the_page_csrf_token(
 
 def _publish_over_socket(world: dict[str, Any], role: str, topic: str) -> str:
     """Send a publish request as a member with `role`; the result fragment."""
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"][role])
     result: list[str] = []
 
@@ -199,7 +194,7 @@ def test_bad_publish_request_names_the_field_and_publishes_nothing(
 def test_feed_starts_from_history_then_streams_only_matching_topics(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     now = timezone.now()
     for index, topic in enumerate(["plant/a", "other/x", "plant/b"]):
         StoredMessage.objects.create(
@@ -235,7 +230,7 @@ def test_feed_starts_from_history_then_streams_only_matching_topics(
 def test_bad_filter_is_refused_and_the_feed_keeps_its_filter(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -257,7 +252,7 @@ def test_bad_filter_is_refused_and_the_feed_keeps_its_filter(
 def test_paused_feed_counts_instead_of_showing_and_resume_resyncs(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -278,7 +273,7 @@ def test_paused_feed_counts_instead_of_showing_and_resume_resyncs(
 
 
 def test_skipped_messages_are_shown_with_the_count(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -298,7 +293,7 @@ def test_skipped_messages_are_shown_with_the_count(world: dict[str, Any]) -> Non
 
 
 def test_logout_closes_the_sessions_sockets(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -318,7 +313,7 @@ def test_logout_closes_the_sessions_sockets(world: dict[str, Any]) -> None:
 
 
 def test_ended_session_is_found_on_the_next_request(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -335,7 +330,7 @@ def test_ended_session_is_found_on_the_next_request(world: dict[str, Any]) -> No
 
 
 def test_removed_member_is_closed_on_the_next_subscribe(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     viewer = world["users"]["viewer"]
     client = session_of(viewer)
 
@@ -358,8 +353,8 @@ def test_overview_syncs_cards_and_alerts_then_follows_status(
     world: dict[str, Any],
 ) -> None:
     product = world["product"]
-    broker = make_broker(product, "Line 7")
-    hidden = make_broker(world["other"], "Not yours")
+    broker = make_connected_broker(product, name="Line 7")
+    hidden = make_connected_broker(world["other"], name="Not yours")
     Alert.objects.create(
         product=product, rule_key="r1", subject="Boiler", message="too hot"
     )
@@ -393,7 +388,7 @@ def test_overview_syncs_cards_and_alerts_then_follows_status(
 
 
 def test_brokers_list_socket_sends_rows(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
 
     async def scenario() -> None:
@@ -410,7 +405,7 @@ def test_brokers_list_socket_sends_rows(world: dict[str, Any]) -> None:
 def test_topic_explorer_counts_and_last_values_update_in_place(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     topic = Topic.objects.create(
         broker=broker,
         topic="plant/boiler",

@@ -21,6 +21,7 @@ from brokers.models import Broker, BrokerStatus
 from mqttadmin import frames
 from mqttadmin.live import CLOSE_FORBIDDEN
 from mqttadmin.realtime import broker_group, session_group
+from tests.factories import make_connected_broker
 from tests.live.conftest import closed_with, receive_until, session_of, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,14 +68,8 @@ def samples(broker: Broker) -> dict[str, dict[str, Any]]:
     }
 
 
-def make_broker(product: Any) -> Broker:
-    broker = Broker.objects.create(product=product, name="Line 1", host="127.0.0.1")
-    BrokerStatus.objects.create(broker=broker, state="connected")
-    return broker
-
-
 def test_every_frame_type_has_a_sample(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     assert set(samples(broker)) == set(frames.ALL_FRAME_TYPES)
 
 
@@ -137,7 +132,7 @@ def test_a_viewer_socket_survives_every_frame_type(
 ) -> None:
     """The frame reaches every group the socket joined (its broker's and its
     session's); the socket stays open and still follows its broker's status."""
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
     sample = samples(broker)[kind]
@@ -172,7 +167,7 @@ def test_a_viewer_socket_survives_every_frame_type(
 
 @pytest.mark.parametrize("consumer", sorted(CONSUMERS))
 def test_an_unknown_frame_type_is_ignored(world: dict[str, Any], consumer: str) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
 
@@ -193,7 +188,7 @@ def test_an_unknown_frame_type_is_ignored(world: dict[str, Any], consumer: str) 
 def test_a_malformed_frame_costs_the_frame_not_the_socket(
     world: dict[str, Any], consumer: str
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
 
@@ -219,7 +214,7 @@ def test_a_malformed_frame_costs_the_frame_not_the_socket(
 @pytest.mark.parametrize("consumer", sorted(CONSUMERS))
 def test_logout_still_closes_every_socket(world: dict[str, Any], consumer: str) -> None:
     """The one frame meant to close a socket still does (handled, not ignored)."""
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
     session_key = client.session.session_key
@@ -244,7 +239,7 @@ def test_an_mqtt_login_leaves_the_overview_socket_open(world: dict[str, Any]) ->
     (its log line records the client and tells the broker's group)."""
     from observe import client_log
 
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     Broker.objects.filter(pk=broker.pk).update(collect_sys_stats=True)
     client = session_of(world["users"]["viewer"], world["product"])
     line = (

@@ -11,19 +11,14 @@ from django.utils import timezone
 
 from brokers.models import Broker, BrokerStatus
 from observe import client_log
+from tests.factories import make_connected_broker
 from tests.live.conftest import frames_for, receive_until, session_of, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def make_broker(product: Any, name: str = "Line 1") -> Broker:
-    broker = Broker.objects.create(product=product, name=name, host="127.0.0.1")
-    BrokerStatus.objects.create(broker=broker, state="connected")
-    return broker
-
-
 def test_clients_table_is_pushed_when_a_client_connects(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     Broker.objects.filter(pk=broker.pk).update(collect_sys_stats=True)
     BrokerStatus.objects.update_or_create(
         broker=broker,
@@ -53,7 +48,7 @@ def test_clients_table_is_pushed_when_a_client_connects(world: dict[str, Any]) -
 def test_clients_table_is_not_pushed_to_pages_without_the_tab(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
     line = (
         "1795347303: New client connected from 127.0.0.1:50144 as dev-8 (p2, c1, k60)."
