@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from alerts import selectors, services
 from alerts.api.serializers import AlertSerializer
 from alerts.models import Alert, AlertState, Severity
-from mqttadmin.api.permissions import ProductRolePermission
+from mqttadmin.api.base import ProductScopedViewSet
 from mqttadmin.roles import Role
 
 
@@ -35,16 +35,14 @@ class AlertFilterSet(filters.FilterSet):
 
 
 class AlertViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, ProductScopedViewSet
 ):
     """Alerts of the user's products, newest first (filter with ?state=open|resolved,
     ?product=, ?severity=, ?acknowledged=)."""
 
     serializer_class = AlertSerializer
-    permission_classes = [ProductRolePermission]
     filterset_class = AlertFilterSet
-    lookup_value_regex = r"\d+"
-    action_roles = {"ack": Role.OPERATOR}
+    required_roles = {"ack": Role.OPERATOR}
 
     def get_queryset(self) -> QuerySet[Alert]:
         return selectors.alerts_for(self.request.user)

@@ -19,7 +19,6 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from brokers import services
 from brokers.api.views import BrokerUnreachable
@@ -31,9 +30,8 @@ from history import queries
 from history import services as history_services
 from history.export import export_csv, export_ndjson
 from history.models import StoredMessage, Topic
+from mqttadmin.api.base import ProductScopedAPIView
 from mqttadmin.audit import audit_record
-from mqttadmin.permissions import get_for_user_or_404
-from mqttadmin.roles import Role
 
 
 def _field_error(field: str, exc: ValidationError) -> ApiValidationError:
@@ -68,7 +66,7 @@ class MessageSerializer(serializers.Serializer):
     received_at = serializers.DateTimeField()
 
 
-class MessagesView(APIView):
+class MessagesView(ProductScopedAPIView):
     """A broker's message history, newest first, with cursor paging and export.
 
     A page is bounded in bytes: each payload is cut to its first 8,192 characters
@@ -94,7 +92,7 @@ class MessagesView(APIView):
         ),
     )
     def get(self, request: Request, pk: int) -> Any:
-        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         query = queries.HistoryQuery.from_params(request.query_params)
         queryset = queries.messages_for(broker, query)
         export = request.query_params.get("format", "json")
@@ -136,7 +134,7 @@ class MessagesView(APIView):
         responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}),
     )
     def delete(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         query = queries.HistoryQuery.from_params(request.query_params)
         deleted = history_services.history_delete(broker, query)
         audit_record(
@@ -148,14 +146,14 @@ class MessagesView(APIView):
         return Response({"deleted": deleted})
 
 
-class MessageDetailView(APIView):
+class MessageDetailView(ProductScopedAPIView):
     """One stored message with all of its payload that history kept."""
 
     @extend_schema(
         operation_id="v1_brokers_message_detail", responses=MessageSerializer
     )
     def get(self, request: Request, pk: int, message_id: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         message = get_object_or_404(
             StoredMessage.objects.filter(broker=broker), pk=message_id
         )
@@ -193,7 +191,7 @@ class TopicSerializer(serializers.ModelSerializer):
         return self._view(obj)["payload_encoding"]
 
 
-class TopicsView(APIView):
+class TopicsView(ProductScopedAPIView):
     """Topics seen on a broker, with counts and last values."""
 
     @extend_schema(
@@ -201,7 +199,7 @@ class TopicsView(APIView):
         responses=TopicSerializer(many=True),
     )
     def get(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         topic_filter = request.query_params.get("filter") or None
         try:
             topics = queries.topics_for(broker, topic_filter)
@@ -210,12 +208,12 @@ class TopicsView(APIView):
         return Response(TopicSerializer(topics[:5000], many=True).data)
 
 
-class TopicDetailView(APIView):
+class TopicDetailView(ProductScopedAPIView):
     """An operator annotates a topic with a description and a unit."""
 
     @extend_schema(request=TopicSerializer, responses=TopicSerializer)
     def patch(self, request: Request, pk: int, topic_id: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         topic = get_object_or_404(Topic, broker=broker, pk=topic_id)
         serializer = TopicSerializer(topic, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -229,7 +227,7 @@ class TopicDetailView(APIView):
         return Response(TopicSerializer(topic).data)
 
 
-class RetainedView(APIView):
+class RetainedView(ProductScopedAPIView):
     """Retained messages as the broker holds them now; clear one topic or a subtree."""
 
     @extend_schema(
@@ -248,7 +246,7 @@ class RetainedView(APIView):
         ),
     )
     def get(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         topic_filter = request.query_params.get("topic") or "#"
         try:
             found = retained_list(ConnectionSettings.from_broker(broker), topic_filter)
@@ -271,7 +269,7 @@ class RetainedView(APIView):
         ),
     )
     def delete(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, Role.OPERATOR, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         topic = request.query_params.get("topic", "")
         recursive = request.query_params.get("recursive", "").lower() in (
             "1",

@@ -15,10 +15,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from brokers.models import Broker
-from mqttadmin.permissions import get_for_user_or_404
+from mqttadmin.api.base import ProductScopedAPIView
 from mqttadmin.roles import Role
 from observe import client_log, sys_stats
 
@@ -41,17 +40,17 @@ class ClientEventSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
 
 
-class StatsView(APIView):
+class StatsView(ProductScopedAPIView):
     """The broker's latest $SYS values and a time series for charts; without data,
     `reason` and `hint` say why."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         return Response(sys_stats.stats_of(broker))
 
 
-class ClientsView(APIView):
+class ClientsView(ProductScopedAPIView):
     """Clients connected to the broker (from its log), recent disconnects and
     refused logins; `hint` says what the broker's configuration lacks."""
 
@@ -70,13 +69,15 @@ class ClientsView(APIView):
         )
     )
     def get(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         return Response(client_log.clients_of(broker))
 
 
-class ClientDisableView(APIView):
+class ClientDisableView(ProductScopedAPIView):
     """Disable the MQTT user of a connected client (Dynamic Security brokers: the
     plugin disconnects it)."""
+
+    write_role = Role.ADMIN
 
     @extend_schema(
         request=inline_serializer(
@@ -85,7 +86,7 @@ class ClientDisableView(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def post(self, request: Request, pk: int) -> Response:
-        broker = get_for_user_or_404(Broker, request.user, Role.ADMIN, pk=pk)
+        broker = self.get_scoped_object(Broker, pk=pk)
         client_id = (
             request.data.get("client_id") if hasattr(request.data, "get") else None
         )
