@@ -17,26 +17,25 @@ from actions.models import ActionRun
 from actions.runner import run_action_batch, sweep_stale_runs
 from alerts.models import Alert
 from brokers.action_kinds import MessageContext, dry_run, validate_actions
-from brokers.models import Broker, BrokerStatus, Subscription
+from brokers.models import Subscription
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.factories import make_product
+from tests.factories import make_broker, make_subscription
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db
 
 
-def make_subscription(
+def subscription_with_actions(
     actions: list[dict[str, Any]], port: int = 1, **kw: Any
 ) -> Subscription:
-    broker = Broker.objects.create(
-        product=make_product(), name="b", host="127.0.0.1", port=port
-    )
-    BrokerStatus.objects.create(broker=broker)
-    return Subscription.objects.create(
-        broker=broker,
+    """A bare subscription row (unvalidated) with `actions`, on a new bare broker."""
+    broker = make_broker(name="b", port=port, via_service=False, status="disconnected")
+    return make_subscription(
+        broker,
         name="s",
         topic_filter=kw.pop("topic_filter", "plant/#"),
+        via_service=False,
         actions=actions,
         **kw,
     )
@@ -139,7 +138,7 @@ def test_templates_render_in_the_dry_run() -> None:
 
 
 def test_webhook_gets_the_rendered_body_and_an_idempotency_key(http_sink) -> None:
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [
             {
                 "type": "webhook",
@@ -159,7 +158,9 @@ def test_webhook_gets_the_rendered_body_and_an_idempotency_key(http_sink) -> Non
 
 def test_webhook_retries_5xx_then_succeeds(http_sink) -> None:
     http_sink.statuses[:] = [503, 500]
-    subscription = make_subscription([{"type": "webhook", "url": http_sink.url}])
+    subscription = subscription_with_actions(
+        [{"type": "webhook", "url": http_sink.url}]
+    )
     runs = deliver(subscription, "plant/x", b"1")
     assert run_action_batch(runs) == {"executed": 1, "failed": 0}
     assert len(http_sink.requests) == 3
@@ -168,7 +169,9 @@ def test_webhook_retries_5xx_then_succeeds(http_sink) -> None:
 
 def test_webhook_4xx_fails_without_retry_and_keeps_the_error(http_sink) -> None:
     http_sink.statuses[:] = [404]
-    subscription = make_subscription([{"type": "webhook", "url": http_sink.url}])
+    subscription = subscription_with_actions(
+        [{"type": "webhook", "url": http_sink.url}]
+    )
     runs = deliver(subscription, "plant/x", b"1")
     assert run_action_batch(runs) == {"executed": 0, "failed": 1}
     assert len(http_sink.requests) == 1
@@ -179,7 +182,9 @@ def test_webhook_4xx_fails_without_retry_and_keeps_the_error(http_sink) -> None:
 
 def test_unreachable_webhook_fails_after_its_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}/"
-    subscription = make_subscription([{"type": "webhook", "url": url, "timeout_s": 1}])
+    subscription = subscription_with_actions(
+        [{"type": "webhook", "url": url, "timeout_s": 1}]
+    )
     runs = deliver(subscription, "plant/x", b"1")
     assert run_action_batch(runs) == {"executed": 0, "failed": 1}
     subscription.refresh_from_db()
@@ -187,7 +192,7 @@ def test_unreachable_webhook_fails_after_its_retries() -> None:
 
 
 def test_a_run_done_once_is_not_repeated() -> None:
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [{"type": "email", "to": "ops@example.com", "subject": "x"}]
     )
     runs = deliver(subscription, "plant/x", b"1")
@@ -200,7 +205,7 @@ def test_a_run_claimed_by_a_live_worker_is_neither_run_nor_swept_again() -> None
     """Another worker holds the claim (it is still executing): a second task
     handed the same run skips it, and the sweep leaves it alone until the claim
     runs out; then it runs once."""
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [{"type": "email", "to": "ops@example.com", "subject": "x"}]
     )
     runs = deliver(subscription, "plant/x", b"1")
@@ -224,7 +229,7 @@ def test_a_run_claimed_by_a_live_worker_is_neither_run_nor_swept_again() -> None
 
 
 def test_email_renders_subject_and_body() -> None:
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [
             {
                 "type": "email",
@@ -240,7 +245,7 @@ def test_email_renders_subject_and_body() -> None:
 
 
 def test_alert_opens_once_and_resolves() -> None:
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [
             {
                 "type": "alert",
@@ -266,7 +271,7 @@ def test_alert_opens_once_and_resolves() -> None:
 
 
 def test_a_template_error_is_a_failure_not_a_crash() -> None:
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [{"type": "alert", "value": "{{ payload.missing }}", "op": ">", "threshold": 1}]
     )
     assert run_action_batch(deliver(subscription, "plant/x", b"{}")) == {
@@ -278,7 +283,7 @@ def test_a_template_error_is_a_failure_not_a_crash() -> None:
 
 
 def test_disabled_subscriptions_do_nothing() -> None:
-    subscription = make_subscription(
+    subscription = subscription_with_actions(
         [{"type": "email", "to": "ops@example.com", "subject": "x"}], enabled=False
     )
     assert deliver(subscription, "plant/x", b"1") == []
@@ -303,7 +308,7 @@ def test_republish_reaches_a_real_subscriber(plain_broker) -> None:
     listener.subscribe("out/#", 1)
     listener.loop_start()
     try:
-        subscription = make_subscription(
+        subscription = subscription_with_actions(
             [
                 {
                     "type": "republish",
@@ -329,7 +334,9 @@ def test_republish_reaches_a_real_subscriber(plain_broker) -> None:
 
 
 def test_counters_are_exact_after_many_messages(http_sink) -> None:
-    subscription = make_subscription([{"type": "webhook", "url": http_sink.url}])
+    subscription = subscription_with_actions(
+        [{"type": "webhook", "url": http_sink.url}]
+    )
     store_batch(
         [
             ReceivedMessage(

@@ -8,8 +8,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert
-from tests.clients import logged_in
-from tests.devices.support import HTMX
+from tests.clients import HTMX, logged_in
 
 pytestmark = pytest.mark.django_db
 

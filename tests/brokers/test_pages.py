@@ -14,12 +14,11 @@ from brokers import services
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
 from mqttadmin.models import AuditEntry, Product
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
-from tests.clients import logged_in
+from tests.clients import HTMX, logged_in
 from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
-HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
 HMTX_POLL: dict[str, Any] = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
 STORED_PASSWORD = "stored-Secret-77"
 

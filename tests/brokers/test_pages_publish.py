@@ -16,8 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from brokers import services
 from brokers.models import Broker, PublishTemplate
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import HTMX, error_next_to
-from tests.clients import logged_in
+from tests.brokers.test_pages import error_next_to
+from tests.clients import HTMX, logged_in
 from tests.factories import make_broker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]

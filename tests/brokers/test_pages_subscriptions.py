@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from brokers.models import Broker, Subscription
-from tests.brokers.test_pages import HTMX, error_next_to
-from tests.clients import logged_in
+from tests.brokers.test_pages import error_next_to
+from tests.clients import HTMX, logged_in
 from tests.factories import make_broker, make_subscription
 
 pytestmark = pytest.mark.django_db

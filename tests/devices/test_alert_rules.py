@@ -23,7 +23,8 @@ from mqttadmin import background
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.devices.support import Capture, Simulator, make_broker, make_device
+from tests.devices.simulator import Capture, Simulator
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from devices import csv_import, tasks  # noqa: F401 (registers the tasks)
 from devices.models import Device, DeviceImport
 from mqttadmin import background
 from mqttadmin.models import AuditEntry
-from tests.clients import as_user, logged_in
-from tests.devices.support import HTMX, make_broker, make_device
+from tests.clients import HTMX, as_user, logged_in
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,8 @@ from devices.telemetry import ingest_batch, telemetry_from_message
 from history.models import StoredMessage
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.devices.support import Capture, Simulator, make_broker, make_device
+from tests.devices.simulator import Capture, Simulator
+from tests.factories import make_broker, make_device
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]
 
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]
 @pytest.fixture
 def setup(world: dict[str, Any], plain_broker: Any) -> Iterator[dict[str, Any]]:
     product = world["product"]
-    broker = make_broker(product, plain_broker.port)
+    broker = make_broker(product, port=plain_broker.port)
     device = make_device(
         product, broker, "d1", availability_topic="plant/d1/status", stale_after_s=60
     )

@@ -15,8 +15,8 @@ from devices.models import AlertRule, Device
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.clients import logged_in
-from tests.devices.support import HTMX, make_broker, make_device
+from tests.clients import HTMX, logged_in
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 
@@ -238,7 +238,7 @@ def test_rules_are_added_and_removed_on_the_detail_page(plant: dict[str, Any]) -
 
 @pytest.mark.mosquitto
 def test_the_command_box_publishes(plant: dict[str, Any], plain_broker: Any) -> None:
-    from tests.devices.support import Capture
+    from tests.devices.simulator import Capture
 
     Broker.objects.filter(pk=plant["broker"].pk).update(port=plain_broker.port)
     capture = Capture(plain_broker.port, plant["broker"].pk, "plant/d1/cmd")

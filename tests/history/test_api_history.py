@@ -10,24 +10,26 @@ from typing import Any
 import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.models import Broker, BrokerStatus, Subscription
+from brokers.models import Broker
 from brokers.retained import retained_list
 from history.models import StoredMessage, Topic
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
 from tests.clients import as_user
+from tests.factories import make_broker_subscribed_to_all
 
 pytestmark = pytest.mark.django_db
 
 
 def broker_of(world: dict, port: int = 1) -> Broker:
-    broker = Broker.objects.create(
-        product=world["product"], name="plant", host="127.0.0.1", port=port
+    return make_broker_subscribed_to_all(
+        world["product"],
+        name="plant",
+        port=port,
+        via_service=False,
+        status="disconnected",
     )
-    BrokerStatus.objects.create(broker=broker)
-    Subscription.objects.create(broker=broker, name="all", topic_filter="#")
-    return broker
 
 
 def fill(broker: Broker, count: int) -> None:

@@ -20,8 +20,8 @@ from history.models import StoredMessage
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.brokers.test_pages import HTMX, error_next_to
-from tests.clients import logged_in
+from tests.brokers.test_pages import error_next_to
+from tests.clients import HTMX, logged_in
 from tests.factories import make_broker_subscribed_to_all
 
 pytestmark = pytest.mark.django_db

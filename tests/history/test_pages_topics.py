@@ -16,8 +16,8 @@ from brokers.models import Broker
 from brokers.retained import retained_list
 from history.models import Topic
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import HTMX, error_next_to
-from tests.clients import logged_in
+from tests.brokers.test_pages import error_next_to
+from tests.clients import HTMX, logged_in
 from tests.factories import make_broker, make_broker_subscribed_to_all
 from tests.history.test_pages_history import store
 from tests.services import free_port

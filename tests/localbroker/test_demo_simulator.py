@@ -25,9 +25,8 @@ from localbroker.services import LocalBroker
 from mqttadmin.models import AuditEntry
 from runtime.manager import Runtime
 from tests.acl.conftest import Observer, connack, publish_all
-from tests.devices.support import wait_until
 from tests.localbroker.test_local_broker import binaries
-from tests.runtime_support import retrying
+from tests.runtime_support import retrying, wait_until
 
 pytestmark = [
     pytest.mark.mosquitto,

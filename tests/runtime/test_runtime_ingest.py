@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.models import Broker, BrokerStatus, Subscription
+from brokers.models import Broker, BrokerStatus
 from history.models import StoredMessage
 from runtime import ingest
 from runtime.batcher import IngestWorker
 from runtime.message_queue import MessageQueue
 from runtime.session import Delivery
-from tests.factories import make_product
+from tests.factories import make_broker_subscribed_to_all
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -33,12 +33,9 @@ class RecordingSession:
 
 
 def _broker(name: str) -> Broker:
-    broker = Broker.objects.create(
-        product=make_product(), name=name, host="127.0.0.1", port=1883
+    return make_broker_subscribed_to_all(
+        name=name, via_service=False, status="disconnected"
     )
-    BrokerStatus.objects.create(broker=broker)
-    Subscription.objects.create(broker=broker, name="all", topic_filter="#")
-    return broker
 
 
 def _delivery(

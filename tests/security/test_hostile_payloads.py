@@ -37,8 +37,12 @@ from mqttadmin.lib.payloads import parse_json
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
-from tests.devices.support import make_device
-from tests.factories import make_product, make_user
+from tests.factories import (
+    make_broker_subscribed_to_all,
+    make_device,
+    make_product,
+    make_user,
+)
 from tests.runtime_support import retrying, wait_until
 
 DEEP = b"[" * 50_000 + b"]" * 50_000
@@ -96,12 +100,10 @@ def _received(broker: Broker, topic: str, payload: bytes) -> ReceivedMessage:
 
 
 def _broker(product: Any, **fields: Any) -> Broker:
-    broker = Broker.objects.create(
-        product=product, name=fields.pop("name", "b"), host="127.0.0.1", **fields
+    fields.setdefault("name", "b")
+    return make_broker_subscribed_to_all(
+        product, via_service=False, status="disconnected", **fields
     )
-    BrokerStatus.objects.create(broker=broker)
-    Subscription.objects.create(broker=broker, name="all", topic_filter="#")
-    return broker
 
 
 # --- The corpus through a real broker ------------------------------------------

@@ -386,7 +386,7 @@ def test_subscription_page_refuses_an_internal_webhook(
 def test_alert_rule_page_refuses_an_internal_webhook(
     world: dict, broker: Broker, strict: None
 ) -> None:
-    from tests.devices.support import make_device
+    from tests.factories import make_device
 
     device = make_device(world["product"], broker, "d1")
     response = logged_in(world["users"]["operator"]).post(

@@ -22,13 +22,13 @@ from brokers.action_kinds import MessageContext, dry_run
 from brokers.models import Broker, BrokerStatus, Subscription
 from mqttadmin.models import AuditEntry
 from tests.actions.test_actions import deliver, sample
-from tests.brokers.test_pages import HTMX, error_next_to
+from tests.brokers.test_pages import error_next_to
 from tests.brokers.test_pages_subscriptions import (
     action_data,
     management,
     subscription_data,
 )
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 
 pytestmark = pytest.mark.django_db
 

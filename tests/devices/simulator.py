@@ -1,5 +1,5 @@
-"""Helpers of the devices tests: factories, a device simulator and a capturing
-subscriber (real paho clients on a real Mosquitto), and logged-in page clients."""
+"""A device simulator and a capturing subscriber for the devices tests: real paho
+clients on a real Mosquitto."""
 
 from __future__ import annotations
 
@@ -13,32 +13,9 @@ import paho.mqtt.client as mqtt
 from django.utils import timezone
 from paho.mqtt.enums import CallbackAPIVersion
 
-from brokers import services as broker_services
-from brokers.models import Broker
-from devices import services
-from devices.models import Device
-from mqttadmin.models import Product
 from mqttadmin.pipeline import ReceivedMessage
-from tests.runtime_support import wait_until  # noqa: F401 (re-exported)
 
 _ids = itertools.count(1)
-HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
-
-
-def make_broker(product: Product, port: int = 1883, name: str = "Line 1") -> Broker:
-    return broker_services.broker_create(
-        actor=None, product=product, name=name, host="127.0.0.1", port=port
-    )
-
-
-def make_device(
-    product: Product, broker: Broker, device_id: str = "d1", **fields: Any
-) -> Device:
-    fields.setdefault("name", f"Device {device_id}")
-    fields.setdefault("topic", f"plant/{device_id}")
-    return services.device_create(
-        actor=None, product=product, broker=broker, device_id=device_id, **fields
-    )
 
 
 def _client(client_id: str) -> mqtt.Client:
