@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format lock vendor clean
+.PHONY: install run test lint typecheck format lock vendor clean
 
 # Idempotent: re-installs only when the lock file changes.
 install: $(STAMP)
@@ -26,6 +26,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy with the Django and DRF plugins; settings in pyproject.toml ([tool.mypy]).
+typecheck: install
+	$(VENV)/bin/mypy .
 
 format: install
 	$(VENV)/bin/ruff check --fix .

@@ -3,7 +3,7 @@ keeps the stored one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -67,7 +67,9 @@ class ManagementForm(forms.ModelForm):
         # Model validation must see the stored password when the field is empty.
         if not self.cleaned_data.get("management_password"):
             self.cleaned_data.pop("management_password", None)
-        super()._post_clean()
+        # django-stubs leave out this private hook of BaseModelForm (Django calls it
+        # after clean() to run model validation).
+        super()._post_clean()  # type: ignore[misc]
 
     def service_fields(self) -> dict[str, Any]:
         data = {
@@ -117,7 +119,8 @@ class MqttUserForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.editing = editing
-        self.fields["roles"].queryset = MqttRole.objects.filter(broker=broker)
+        roles = cast(forms.ModelMultipleChoiceField, self.fields["roles"])
+        roles.queryset = MqttRole.objects.filter(broker=broker)
         if editing:
             self.fields["username"].disabled = True
             self.fields["password"].help_text = _l("Leave empty to keep the password.")
@@ -165,7 +168,9 @@ class BaseRuleFormSet(forms.BaseFormSet):
         kept: list[dict[str, Any]] = []
         forms_kept: list[forms.Form] = []
         for form in self.forms:
-            if not form.has_changed() or self._should_delete_form(form):
+            # _should_delete_form is BaseFormSet's own test (can_delete and the
+            # DELETE box); django-stubs leave out this private method.
+            if not form.has_changed() or self._should_delete_form(form):  # type: ignore[attr-defined]
                 continue
             kept.append(
                 {
@@ -177,8 +182,11 @@ class BaseRuleFormSet(forms.BaseFormSet):
         return kept, forms_kept
 
 
-RuleFormSet = forms.formset_factory(
-    RuleForm, formset=BaseRuleFormSet, extra=1, can_delete=True
+# django-stubs type formset_factory's result as the base BaseFormSet, whatever
+# `formset` says; it is a subclass of BaseRuleFormSet.
+RuleFormSet = cast(
+    type[BaseRuleFormSet],
+    forms.formset_factory(RuleForm, formset=BaseRuleFormSet, extra=1, can_delete=True),
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -35,8 +35,8 @@ from acl.lifecycle import LifecycleUnavailable
 from acl.models import MqttRole, MqttUser
 from brokers.forms import apply_errors
 from brokers.models import Broker
-from brokers.selectors import status_of
-from brokers.views import TABS
+from brokers.tabs import page_context
+from mqttadmin.http import PortalRequest
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -48,23 +48,15 @@ def _tab_url(broker: Broker) -> str:
     return reverse("acl:tab", args=[broker.pk])
 
 
-def _page_context(request: HttpRequest, broker: Broker) -> dict[str, Any]:
+def _page_context(request: PortalRequest, broker: Broker) -> dict[str, Any]:
     """What brokers/detail.html needs around the tab."""
-    detail = reverse("brokers:detail", args=[broker.pk])
     return {
-        "broker": broker,
-        "status": status_of(broker),
-        "can_operate": broker.product.allows(request.user, Role.OPERATOR),
+        **page_context(request, broker, TAB),
         "can_admin": broker.product.allows(request.user, Role.ADMIN),
-        "tab": TAB,
-        "tabs": [
-            (slug, label, detail if slug == "overview" else f"{detail}?tab={slug}")
-            for slug, label in TABS
-        ],
     }
 
 
-def _panel_context(request: HttpRequest, broker: Broker) -> dict[str, Any]:
+def _panel_context(request: PortalRequest, broker: Broker) -> dict[str, Any]:
     managed = services.managed_of(broker)
     return {
         "managed": managed,
@@ -77,7 +69,7 @@ def _panel_context(request: HttpRequest, broker: Broker) -> dict[str, Any]:
 
 
 def _render(
-    request: HttpRequest,
+    request: PortalRequest,
     broker: Broker,
     template: str,
     context: dict[str, Any] | None = None,
@@ -91,14 +83,14 @@ def _render(
     return render(request, "brokers/detail.html", full, status=status)
 
 
-def _panel(request: HttpRequest, broker: Broker, **extra: Any) -> HttpResponse:
+def _panel(request: PortalRequest, broker: Broker, **extra: Any) -> HttpResponse:
     context = _panel_context(request, broker)
     context.update(extra)
     return _render(request, broker, PANEL, context)
 
 
 def _after_change(
-    request: HttpRequest, broker: Broker, done: str, result: services.SyncResult
+    request: PortalRequest, broker: Broker, done: str, result: services.SyncResult
 ) -> HttpResponse:
     """Say what was done and how applying it went: the panel (HTMX) or a redirect."""
     if request.htmx:
@@ -111,7 +103,7 @@ def _after_change(
     return redirect(_tab_url(broker))
 
 
-def _broker(request: HttpRequest, pk: int, minimum: Role = Role.VIEWER) -> Broker:
+def _broker(request: PortalRequest, pk: int, minimum: Role = Role.VIEWER) -> Broker:
     return get_for_user_or_404(Broker, request.user, minimum, pk=pk)
 
 
@@ -119,7 +111,7 @@ def _broker(request: HttpRequest, pk: int, minimum: Role = Role.VIEWER) -> Broke
 
 
 @login_required
-def acl_tab(request: HttpRequest, pk: int) -> HttpResponse:
+def acl_tab(request: PortalRequest, pk: int) -> HttpResponse:
     """Users, roles and the management summary."""
     return _panel(request, _broker(request, pk))
 
@@ -127,12 +119,12 @@ def acl_tab(request: HttpRequest, pk: int) -> HttpResponse:
 # --- Users ------------------------------------------------------------------------
 
 
-def _user_of(request: HttpRequest, pk: int, uid: int) -> MqttUser:
+def _user_of(request: PortalRequest, pk: int, uid: int) -> MqttUser:
     return get_for_user_or_404(MqttUser, request.user, Role.ADMIN, pk=uid, broker_id=pk)
 
 
 @login_required
-def user_form(request: HttpRequest, pk: int, uid: int | None = None) -> HttpResponse:
+def user_form(request: PortalRequest, pk: int, uid: int | None = None) -> HttpResponse:
     """Create a user, or change one (an empty password keeps it)."""
     broker = _broker(request, pk, Role.ADMIN)
     user = _user_of(request, pk, uid) if uid is not None else None
@@ -177,7 +169,7 @@ def user_form(request: HttpRequest, pk: int, uid: int | None = None) -> HttpResp
 
 @login_required
 @require_POST
-def user_toggle(request: HttpRequest, pk: int, uid: int) -> HttpResponse:
+def user_toggle(request: PortalRequest, pk: int, uid: int) -> HttpResponse:
     """Enable or disable a user (with Dynamic Security, disabling kicks it)."""
     user = _user_of(request, pk, uid)
     user, result = services.mqtt_user_update(
@@ -191,7 +183,7 @@ def user_toggle(request: HttpRequest, pk: int, uid: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def user_delete(request: HttpRequest, pk: int, uid: int) -> HttpResponse:
+def user_delete(request: PortalRequest, pk: int, uid: int) -> HttpResponse:
     user = _user_of(request, pk, uid)
     broker, name = user.broker, user.username
     result = services.mqtt_user_delete(actor=request.user, user=user)
@@ -201,7 +193,7 @@ def user_delete(request: HttpRequest, pk: int, uid: int) -> HttpResponse:
 # --- Roles ------------------------------------------------------------------------
 
 
-def _role_of(request: HttpRequest, pk: int, rid: int) -> MqttRole:
+def _role_of(request: PortalRequest, pk: int, rid: int) -> MqttRole:
     return get_for_user_or_404(MqttRole, request.user, Role.ADMIN, pk=rid, broker_id=pk)
 
 
@@ -214,7 +206,7 @@ def _grown(data: Any) -> Any:
 
 
 @login_required
-def role_form(request: HttpRequest, pk: int, rid: int | None = None) -> HttpResponse:
+def role_form(request: PortalRequest, pk: int, rid: int | None = None) -> HttpResponse:
     """Create or change a role and its rule rows (add and remove rows)."""
     broker = _broker(request, pk, Role.ADMIN)
     role = _role_of(request, pk, rid) if rid is not None else None
@@ -267,7 +259,7 @@ def role_form(request: HttpRequest, pk: int, rid: int | None = None) -> HttpResp
 
 @login_required
 @require_POST
-def role_delete(request: HttpRequest, pk: int, rid: int) -> HttpResponse:
+def role_delete(request: PortalRequest, pk: int, rid: int) -> HttpResponse:
     role = _role_of(request, pk, rid)
     broker, name = role.broker, role.name
     result = services.mqtt_role_delete(actor=request.user, role=role)
@@ -278,7 +270,7 @@ def role_delete(request: HttpRequest, pk: int, rid: int) -> HttpResponse:
 
 
 @login_required
-def management_form(request: HttpRequest, pk: int) -> HttpResponse:
+def management_form(request: PortalRequest, pk: int) -> HttpResponse:
     """How the broker is managed and reloaded (host settings: superusers)."""
     broker = _broker(request, pk, Role.ADMIN)
     managed = services.managed_of(broker)
@@ -310,7 +302,7 @@ def management_form(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def acl_sync(request: HttpRequest, pk: int) -> HttpResponse:
+def acl_sync(request: PortalRequest, pk: int) -> HttpResponse:
     """Re-apply everything and show the drift found (prune when asked)."""
     broker = _broker(request, pk, Role.ADMIN)
     report = services.acl_sync(
@@ -320,7 +312,7 @@ def acl_sync(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def acl_export(request: HttpRequest, pk: int) -> HttpResponse:
+def acl_export(request: PortalRequest, pk: int) -> HttpResponse:
     """What the broker gets: files or Dynamic Security commands, hashes only."""
     broker = _broker(request, pk, Role.ADMIN)
     export = services.acl_export(broker)
@@ -339,7 +331,7 @@ def acl_export(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def lifecycle(request: HttpRequest, pk: int) -> HttpResponse:
+def lifecycle(request: PortalRequest, pk: int) -> HttpResponse:
     """Reload or restart the broker with its method; the outcome is shown."""
     broker = _broker(request, pk, Role.ADMIN)
     action = request.POST.get("action", "")

@@ -162,7 +162,7 @@ def child_naive(port: int, count: int, qos: int) -> None:
         if time.time() - state["last"] > 30:
             break
     client.loop_stop()
-    stored = db.execute("SELECT count(*) FROM bench_naive").fetchone()[0]
+    (stored,) = db.execute("SELECT count(*) FROM bench_naive").fetchone() or (0,)
     db.execute("DROP TABLE bench_naive")
     elapsed = state["last"] - started
     print(
@@ -184,9 +184,10 @@ def child_runtime(port: int, count: int, qos: int) -> None:
     from django.db import connection
 
     from brokers import services
-    from brokers.models import BrokerStatus, StoredMessage
-    from brokers.runtime import Runtime
+    from brokers.models import BrokerStatus
+    from history.models import StoredMessage
     from mqttadmin.models import Product
+    from runtime.manager import Runtime
 
     call_command("migrate", verbosity=0)
     Product.objects.filter(slug="ingest-benchmark").delete()
@@ -254,13 +255,15 @@ def check_history(broker: Any) -> dict[str, Any]:
     """After the run: history is in publish order (newest first is the reverse
     of the sequence), the CSV and NDJSON exports stream every message, and the
     topic index counts them all."""
-    from brokers.history import HistoryQuery, export_csv, export_ndjson, messages_for
-    from brokers.models import Topic
+    from history.export import export_csv, export_ndjson
+    from history.models import Topic
+    from history.queries import HistoryQuery, messages_for
 
     newest_first = messages_for(broker, HistoryQuery()).order_by("-id")
-    seqs = [
-        json.loads(text)["seq"] for text in newest_first.values_list("text", flat=True)
-    ]
+    texts = newest_first.values_list("text", flat=True)
+    # Every message the benchmark publishes is JSON text (never binary).
+    seqs = [json.loads(text)["seq"] for text in texts if text is not None]
+    assert len(seqs) == len(texts)
     oldest_first = seqs[::-1]
     in_order = all(a <= b for a, b in itertools.pairwise(oldest_first))
     csv_rows = sum(chunk.count("\n") for chunk in export_csv(newest_first)) - 1

@@ -36,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -116,7 +117,7 @@ def wait_connected(broker_id: int, timeout: float = 30.0) -> None:
 
 
 def start_servers(mode: str, port: int, env: dict[str, str]) -> list[subprocess.Popen]:
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     if mode == "embedded":
         command = [
             PYTHON,

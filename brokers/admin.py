@@ -15,13 +15,12 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from brokers import services
-from brokers.actions import keep_masked_headers, mask_headers
+from brokers.action_headers import keep_masked_headers, mask_headers
 from brokers.forms import SecretTextarea
 from brokers.models import (
     Broker,
     BrokerStatus,
     PublishTemplate,
-    RuntimeLease,
     Subscription,
 )
 from brokers.secret_binding import BINDING_FIELDS, secret_binding_errors
@@ -69,6 +68,7 @@ class BrokerAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         for name in Broker.SECRET_FIELDS:
             if cleaned.get(f"clear_{name}"):
                 cleaned[name] = ""
@@ -222,7 +222,7 @@ class BrokerAdmin(NudgingAdmin):
         # Fields added to the model later (history limits, ...) still show up.
         fieldsets = list(super().get_fieldsets(request, obj))
         listed = {name for _n, opts in fieldsets for name in opts["fields"]}
-        rest = [
+        rest: list[Any] = [
             f.name
             for f in Broker._meta.concrete_fields
             if f.editable and not f.primary_key and f.name not in listed
@@ -279,10 +279,3 @@ class PublishTemplateAdmin(ProductScopedAdmin):
     search_fields = ["name", "topic", "broker__name"]
     list_select_related = ["broker"]
     autocomplete_fields = ["broker"]
-
-
-@admin.register(RuntimeLease)
-class RuntimeLeaseAdmin(ReadOnlyAdmin):
-    list_display = ["broker", "owner", "acquired_at", "expires_at"]
-    search_fields = ["broker__name", "owner"]
-    list_select_related = ["broker"]

@@ -11,7 +11,6 @@ A `{"action": "publish", ...}` request is a write and needs the operator role.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import time
 from typing import Any
@@ -20,21 +19,20 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
-from brokers import history, selectors, services
+from brokers import selectors, services
 from brokers.client import PublishError
-from brokers.models import Broker, StoredMessage, Topic
-from brokers.runtime.live_feed import broker_group
-from dashboard.consumers import LiveConsumer
+from brokers.feed import LIVE_PREVIEW_CHARS, LiveRow, feed_history, topic_updates
+from brokers.models import Broker
+from brokers.tabs import render_live_tab
 from mqttadmin.lib.topics import parse_topic_filter, topic_matches
+from mqttadmin.live import LiveConsumer
+from mqttadmin.realtime import broker_group
 from mqttadmin.roles import Role
 
 # Stored messages a (re)connecting feed starts from.
 LIVE_RESYNC = 50
-LIVE_PREVIEW_CHARS = 300
 # The topic explorer's counts and last values: refreshed at most this often, for
 # at most this many topics (those seen since the last refresh).
 TOPICS_EVERY = 1.0
@@ -43,54 +41,6 @@ TOPICS_MAX = 200
 CLIENTS_EVERY = 0.2
 # Overlap between refreshes: a batch committed late carries an earlier time.
 TOPICS_OVERLAP = datetime.timedelta(seconds=2)
-
-
-class LiveRow:
-    """A message as the live feed shows it, from history or from a live frame."""
-
-    def __init__(
-        self,
-        topic: str,
-        received_at: datetime.datetime | None,
-        qos: int,
-        retain: bool,
-        preview: selectors.PayloadPreview,
-        stored_id: int | None = None,
-    ) -> None:
-        self.topic = topic
-        self.received_at = received_at
-        self.qos = qos
-        self.retain = retain
-        self.preview = preview
-        self.stored_id = stored_id
-
-    @classmethod
-    def from_stored(cls, message: StoredMessage) -> LiveRow:
-        return cls(
-            message.topic,
-            message.received_at,
-            message.qos,
-            message.retain,
-            selectors.message_preview(message, LIVE_PREVIEW_CHARS),
-            message.id,
-        )
-
-    @classmethod
-    def from_frame(cls, item: dict[str, Any]) -> LiveRow:
-        text = item.get("text")
-        data = base64.b64decode(item["data"]) if text is None else None
-        preview = selectors.payload_preview(data, text, LIVE_PREVIEW_CHARS)
-        size = int(item.get("size", preview.size))
-        if size != preview.size:
-            # The frame carries a cut payload: say how big the message was.
-            preview = selectors.PayloadPreview(preview.kind, preview.text, size, True)
-        return cls(
-            item["topic"],
-            parse_datetime(item.get("received_at") or ""),
-            int(item.get("qos", 0)),
-            bool(item.get("retain")),
-            preview,
-        )
 
 
 def render_live_rows(rows: list[LiveRow], swap: str) -> str:
@@ -114,7 +64,8 @@ class BrokerConsumer(LiveConsumer):
         return self.broker is not None
 
     def _lookup(self, broker_id: int) -> tuple[Broker | None, Role | None]:
-        user = self.scope["user"]
+        # AuthMiddlewareStack's lazy proxy of the User (typed as the proxy).
+        user: Any = self.scope["user"]
         broker = (
             Broker.objects.for_user(user)
             .select_related("product")
@@ -198,12 +149,9 @@ class BrokerConsumer(LiveConsumer):
 
     def _resync_rows(self) -> list[LiveRow]:
         assert self.broker is not None
-        messages = StoredMessage.objects.filter(broker_id=self.broker.pk)
-        if self.topic_filter:
-            messages = messages.filter(history.filter_to_q(self.topic_filter))
-        # Payload prefixes only: a resync must not read megabyte payloads whole.
-        heads = history.with_payload_heads(messages.order_by("-id"))
-        return [LiveRow.from_stored(m) for m in heads[:LIVE_RESYNC]]
+        return feed_history(
+            self.broker.pk, self.topic_filter, LIVE_RESYNC, LIVE_PREVIEW_CHARS
+        )
 
     async def _publish(self, request: dict[str, Any]) -> None:
         if self.role is None or not self.role.allows(Role.OPERATOR):
@@ -296,16 +244,15 @@ class BrokerConsumer(LiveConsumer):
         await self.send_html(await database_sync_to_async(self._render_clients)())
 
     def _render_clients(self) -> str:
-        from brokers.observe_views import CLIENTS_TABLE, clients_context
-
         assert self.broker is not None
         current = Broker.objects.select_related("product").filter(pk=self.broker.pk)
         broker = current.first()
         if broker is None:
             return ""
-        context = clients_context(self.scope["user"], broker)
-        context.update(csrf_token=self.csrf_token, oob=True)
-        return render_to_string(CLIENTS_TABLE, context)
+        # The Clients tab's app renders its table (brokers.tabs).
+        return render_live_tab(
+            "clients", self.scope["user"], broker, csrf_token=self.csrf_token, oob=True
+        )
 
     async def _send_topics_later(self, delay: float) -> None:
         try:
@@ -319,41 +266,10 @@ class BrokerConsumer(LiveConsumer):
 
     def _render_topics(self) -> str:
         """Counts and last values of the topics seen since the last refresh, as
-        the tree shows them (brokers.views._topic_tree_html), swapped by id."""
+        the Topics tab's tree shows them, swapped by id (brokers.feed)."""
         assert self.broker is not None
         since, self._topics_since = self._topics_since, timezone.now()
-        topics = Topic.objects.filter(
-            broker_id=self.broker.pk, last_seen_at__gte=since - TOPICS_OVERLAP
-        ).order_by("-last_seen_at")[:TOPICS_MAX]
-        parts = []
-        for topic in topics.only("id", "messages", "last_payload"):
-            parts.append(
-                format_html(
-                    '<span class="count" id="topic-count-{}" hx-swap-oob="true">'
-                    "{}</span>",
-                    topic.pk,
-                    topic.messages,
-                )
-            )
-            raw = bytes(topic.last_payload) if topic.last_payload is not None else b""
-            if raw:
-                preview = selectors.payload_preview(
-                    raw, limit=selectors.SHORT_PREVIEW_CHARS
-                )
-                shown = (
-                    _("binary")
-                    if preview.is_binary
-                    else preview.text + ("…" if preview.truncated else "")
-                )
-                parts.append(
-                    format_html(
-                        '<code class="last" id="topic-last-{}" hx-swap-oob="true">'
-                        "{}</code>",
-                        topic.pk,
-                        shown,
-                    )
-                )
-        return "".join(parts)
+        return topic_updates(self.broker.pk, since - TOPICS_OVERLAP, TOPICS_MAX)
 
     def _render_status(self) -> str:
         assert self.broker is not None

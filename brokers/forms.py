@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
+from brokers.action_kinds import ACTION_KINDS, action_types, editor_choices
 from brokers.choices import PayloadEncoding, Protocol
 from brokers.client import ConnectionSettings
-from brokers.history import HistoryQuery, filter_to_q
-from brokers.models import Broker, Subscription, Topic, parse_host_port
+from brokers.models import Broker, Subscription, parse_host_port
 from mqttadmin.audit import SECRET_MASK
 from mqttadmin.lib.topics import validate_topic_filter, validate_topic_name
 from mqttadmin.models import Product
@@ -179,7 +180,7 @@ class BrokerForm(forms.ModelForm):
                 del self.fields[f"clear_{name}"]
 
     @property
-    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+    def sections(self) -> list[tuple[str | Promise, list[forms.BoundField]]]:
         """(legend, bound fields) per fieldset, leaving out fields not on this form."""
         return [
             (legend, [self[name] for name in names if name in self.fields])
@@ -226,6 +227,7 @@ class BrokerForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns cleaned_data
         for name in ("password", "client_key"):
             if cleaned.get(f"clear_{name}"):
                 cleaned[name] = ""
@@ -254,11 +256,13 @@ class BrokerForm(forms.ModelForm):
             and (name not in Broker.SECRET_FIELDS or name in supplied)
         }
 
-    def connection_errors(self) -> dict[str, list[str]]:
+    def connection_errors(self) -> dict[str | Promise, list[str]]:
         """Errors that stop a connection test (a missing name does not)."""
         relevant = set(Broker.CONNECTION_FIELDS) | {"__all__"}
         return {
-            (self[name].label if name in self.fields else ""): list(errors)
+            (self[name].label if name in self.fields else ""): [
+                str(error) for error in errors
+            ]
             for name, errors in self.errors.items()
             if name in relevant
         }
@@ -312,7 +316,9 @@ class PublishForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text=_l("One key=value a line."),
     )
-    template_name = forms.CharField(
+    # Django's form metaclass moves declared fields into base_fields: this field
+    # does not replace BaseForm.template_name, which mypy cannot see.
+    template_name = forms.CharField(  # type: ignore[assignment]
         label=_l("Template name"),
         required=False,
         max_length=120,
@@ -399,70 +405,6 @@ class PublishForm(forms.Form):
         }
 
 
-class HistoryFilterForm(forms.Form):
-    """The Activity tab's filters; `clean()` leaves the parsed `query` behind, and
-    the query's errors land next to the fields they name."""
-
-    topic = forms.CharField(
-        label=_l("Topic filter"),
-        required=False,
-        strip=False,
-        widget=forms.TextInput(attrs={"placeholder": "sensors/+/temp"}),
-    )
-    since = forms.CharField(
-        label=_l("Since"),
-        required=False,
-        widget=forms.TextInput(attrs={"placeholder": "2026-01-31T12:00:00Z"}),
-        help_text=_l("ISO 8601; UTC unless an offset is given."),
-    )
-    until = forms.CharField(
-        label=_l("Until"),
-        required=False,
-        widget=forms.TextInput(attrs={"placeholder": "2026-01-31T13:00:00Z"}),
-    )
-    search = forms.CharField(
-        label=_l("Search"),
-        required=False,
-        widget=forms.TextInput(attrs={"type": "search"}),
-        help_text=_l("Text in the payload or the topic."),
-    )
-
-    FIELDS = ("topic", "since", "until", "search")
-
-    query: HistoryQuery  # set by a successful clean()
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        # Raised with a dict, the error goes to the named fields.
-        self.query = HistoryQuery.from_params(data)
-        return data
-
-    def filter_params(self) -> dict[str, str]:
-        """The filters given, for links that keep them (export, paging, delete)."""
-        return {
-            name: self.cleaned_data[name]
-            for name in self.FIELDS
-            if self.cleaned_data.get(name)
-        }
-
-
-class TopicFilterForm(forms.Form):
-    """The Topics tab's filter box: an MQTT filter that narrows the tree."""
-
-    filter = forms.CharField(
-        label=_l("Topic filter"),
-        required=False,
-        strip=False,
-        widget=forms.TextInput(attrs={"placeholder": "sensors/#"}),
-    )
-
-    def clean_filter(self) -> str:
-        value = self.cleaned_data["filter"].strip()
-        if value:
-            filter_to_q(value)
-        return value
-
-
 class RetainedFilterForm(forms.Form):
     """Which retained messages to ask the broker for."""
 
@@ -495,15 +437,6 @@ class RetainedClearForm(forms.Form):
         return topic
 
 
-class TopicAnnotationForm(forms.ModelForm):
-    """An operator's description and unit of a topic."""
-
-    class Meta:
-        model = Topic
-        fields = ["description", "unit"]
-        widgets = {"unit": forms.TextInput(attrs={"placeholder": "°C"})}
-
-
 # --- Subscriptions tab: the subscription with its actions, without JSON ----------
 
 
@@ -531,14 +464,10 @@ def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     return [(value, value) for value in values]
 
 
-# Which fields of ActionForm each action type stores, in order.
-ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "webhook": ("url", "method", "headers", "body", "timeout_s"),
-    "republish": ("topic", "payload", "qos", "retain"),
-    "alert": ("value", "op", "threshold", "severity", "message"),
-    "email": ("to", "subject", "body"),
-    "telemetry": (),
-}
+def action_fields() -> dict[str, tuple[str, ...]]:
+    """Which fields of ActionForm each action type stores, in order (each kind
+    says so when it registers: brokers.action_kinds)."""
+    return {name: kind.fields for name, kind in ACTION_KINDS.items()}
 
 
 class ActionForm(forms.Form):
@@ -591,14 +520,12 @@ class ActionForm(forms.Form):
     subject = forms.CharField(label=_l("Subject"), required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from brokers.actions import ACTION_TYPES, HTTP_METHODS, OPERATORS, SEVERITIES
-
         super().__init__(*args, **kwargs)
-        fields = self.fields
-        fields["type"].choices = _choices(ACTION_TYPES)  # type: ignore[attr-defined]
-        fields["method"].choices = _choices(HTTP_METHODS)  # type: ignore[attr-defined]
-        fields["op"].choices = _choices(list(OPERATORS))  # type: ignore[attr-defined]
-        fields["severity"].choices = _choices(SEVERITIES)  # type: ignore[attr-defined]
+        # These are ChoiceFields; `fields` is typed with the base Field.
+        fields = cast(dict[str, forms.ChoiceField], self.fields)
+        fields["type"].choices = _choices(action_types())
+        for name in ("method", "op", "severity"):
+            fields[name].choices = _choices(editor_choices(name))
 
     def clean_headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -616,14 +543,14 @@ class ActionForm(forms.Form):
 
     def field_names_of_type(self) -> tuple[str, ...]:
         kind = self["type"].value() or "webhook"
-        return ACTION_FIELDS.get(str(kind), ())
+        return action_fields().get(str(kind), ())
 
     def to_action(self) -> dict[str, Any]:
         """The action dict with only the chosen type's fields."""
         data = self.cleaned_data
         kind = data["type"]
         action: dict[str, Any] = {"type": kind}
-        for name in ACTION_FIELDS[kind]:
+        for name in action_fields()[kind]:
             value = data.get(name)
             if name == "method":
                 value = value or "POST"
@@ -691,6 +618,6 @@ def action_field_classes(form: ActionForm) -> list[tuple[forms.BoundField, str]]
     for name in form.fields:
         if name in ("type", "DELETE"):
             continue
-        kinds = [kind for kind, names in ACTION_FIELDS.items() if name in names]
+        kinds = [kind for kind, names in action_fields().items() if name in names]
         rows.append((form[name], " ".join(f"for-{kind}" for kind in kinds)))
     return rows

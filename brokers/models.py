@@ -14,12 +14,8 @@ from django.db.models.fields.json import KeyTransform
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
-from brokers.actions import (
-    header_audit_values,
-    header_count,
-    map_header_values,
-    validate_actions,
-)
+from brokers.action_headers import header_audit_values, header_count, map_header_values
+from brokers.action_kinds import MessageContext, validate_actions
 from brokers.choices import ConnectionState, PayloadEncoding, Protocol, Transport
 from mqttadmin.lib.crypto import EncryptedField, EncryptedTextField, decrypt, encrypt
 from mqttadmin.lib.topics import (
@@ -355,39 +351,6 @@ class BrokerStatus(models.Model):
         return self.state == ConnectionState.CONNECTED
 
 
-class RuntimeLease(models.Model):
-    """Which runtime process owns a broker's connection, until `expires_at`.
-
-    Owners renew the lease every few seconds; a killed owner's lease runs out and
-    another runtime takes the broker over.
-    """
-
-    broker = models.OneToOneField(
-        Broker, on_delete=models.CASCADE, primary_key=True, related_name="lease"
-    )
-    owner = models.CharField(max_length=200)
-    expires_at = models.DateTimeField(db_index=True)
-    acquired_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.broker_id} owned by {self.owner}"
-
-
-class RuntimeWorker(models.Model):
-    """A runtime process that is alive, seen at its last lease renewal.
-
-    Runtimes count the live ones to take only their fair share of the brokers,
-    so brokers spread over workers instead of all going to whichever started
-    first (and shared subscriptions over several connections split the work).
-    """
-
-    owner = models.CharField(max_length=200, unique=True)
-    seen_at = models.DateTimeField(db_index=True)
-
-    def __str__(self) -> str:
-        return f"{self.owner} seen {self.seen_at:%Y-%m-%d %H:%M:%S}"
-
-
 def validate_share_group_or_empty(value: str) -> None:
     if value:
         validate_share_group(value)
@@ -499,6 +462,25 @@ class Subscription(models.Model):
             return self.topic_filter.split("/", 2)[2]
         return self.topic_filter
 
+    def message_context(
+        self, *, topic: str, payload: bytes, qos: int, retain: bool, received_at: Any
+    ) -> MessageContext:
+        """A message on this subscription as its action templates see it."""
+        broker = self.broker
+        return MessageContext(
+            topic=topic,
+            payload=payload,
+            qos=qos,
+            retain=retain,
+            received_at=received_at,
+            broker={"id": broker.pk, "name": broker.name, "host": broker.host},
+            subscription={
+                "id": self.pk,
+                "name": self.name,
+                "topic_filter": self.topic_filter,
+            },
+        )
+
 
 class PublishTemplate(models.Model):
     """A saved message an operator publishes again with one click."""
@@ -540,156 +522,6 @@ class PublishTemplate(models.Model):
     @property
     def product(self) -> Product:
         return self.broker.product
-
-
-class StoredMessage(models.Model):
-    """One message of a broker's history.
-
-    The payload is kept once: as `text` when it is valid UTF-8 without NUL (most
-    payloads; searchable), otherwise as raw bytes in `data`. A payload larger than
-    the broker's `history_payload_max_bytes` is kept cut to that size:
-    `payload_truncated` is set and `payload_size` is the size received.
-    """
-
-    id = models.BigAutoField(primary_key=True)
-    # No database-level foreign key and no index of its own: the constraint's
-    # per-row check costs about a third of COPY's time at ingest rates, and the
-    # composite indexes below all start with broker_id. Deletion still cascades
-    # (Django deletes the rows), and no row can outlive its broker: ingest writes
-    # each batch with its Topic rows in one transaction, and Topic's foreign key
-    # fails the whole batch for a broker deleted meanwhile.
-    broker = models.ForeignKey(
-        Broker,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_constraint=False,
-        db_index=False,
-    )
-    topic = models.TextField()
-    # NULL (not "") marks a binary payload kept in `data`.
-    text = models.TextField(null=True, blank=True)  # noqa: DJ001
-    data = models.BinaryField(null=True, blank=True)
-    qos = models.PositiveSmallIntegerField(default=0)
-    retain = models.BooleanField(default=False)
-    properties = models.JSONField(null=True, blank=True)
-    received_at = models.DateTimeField()
-    # The size of the payload as received (bytes); NULL for rows stored before
-    # sizes were kept (their payload is whole: its size is that of text or data).
-    payload_size = models.PositiveBigIntegerField(null=True, blank=True)
-    payload_truncated = models.BooleanField(default=False)
-
-    objects = BrokerScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [
-            models.Index(fields=["broker", "-id"], name="message_broker_newest"),
-            models.Index(
-                fields=["broker", "topic", "-id"], name="message_broker_topic"
-            ),
-            models.Index(fields=["broker", "received_at"], name="message_broker_time"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.topic} @ {self.received_at:%Y-%m-%d %H:%M:%S}"
-
-    @property
-    def payload(self) -> bytes:
-        if self.text is not None:
-            return self.text.encode("utf-8")
-        return bytes(self.data or b"")
-
-
-class Topic(models.Model):
-    """A topic seen on a broker: counts and last value, kept once per ingest batch,
-    with an operator's description and unit."""
-
-    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="topics")
-    topic = models.TextField()
-    messages = models.PositiveBigIntegerField(default=0)
-    last_payload = models.BinaryField(null=True, blank=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
-    retained = models.BooleanField(default=False)
-    description = models.CharField(_l("description"), max_length=500, blank=True)
-    unit = models.CharField(_l("unit"), max_length=32, blank=True)
-
-    objects = BrokerScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["broker", "topic"]
-        constraints = [
-            models.UniqueConstraint(fields=["broker", "topic"], name="topic_unique")
-        ]
-
-    def __str__(self) -> str:
-        return self.topic
-
-    @property
-    def product(self) -> Product:
-        return self.broker.product
-
-
-class DeadLetter(models.Model):
-    """A message whose processing raised: kept with its error, the stream goes on."""
-
-    broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="+")
-    topic = models.TextField()
-    payload = models.BinaryField()
-    qos = models.PositiveSmallIntegerField(default=0)
-    error = models.TextField()
-    received_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-id"]
-
-    def __str__(self) -> str:
-        return f"{self.topic}: {self.error[:60]}"
-
-
-class ActionRunState(models.TextChoices):
-    PENDING = "pending", _l("Pending")
-    DONE = "done", _l("Done")
-    FAILED = "failed", _l("Failed")
-
-
-class ActionRun(models.Model):
-    """The actions one message owes one subscription, written in the same
-    transaction as ingest (so before the message is acknowledged).
-
-    Workers run the actions and record which indexes are done, so a redelivered
-    task skips them; webhooks carry `Idempotency-Key: <run id>-<action index>`.
-    A worker claims a run before running it and renews the claim while it works
-    (`claimed_by`, `claimed_until`): a run is executed by one worker at a time, and
-    a killed worker's runs are free again once its claim runs out.
-    """
-
-    id = models.BigAutoField(primary_key=True)
-    subscription = models.ForeignKey(
-        Subscription, on_delete=models.CASCADE, related_name="action_runs"
-    )
-    topic = models.TextField()
-    payload = models.BinaryField()
-    qos = models.PositiveSmallIntegerField(default=0)
-    retain = models.BooleanField(default=False)
-    received_at = models.DateTimeField()
-    state = models.CharField(
-        max_length=8, choices=ActionRunState.choices, default=ActionRunState.PENDING
-    )
-    done_indexes = models.JSONField(default=list)
-    attempts = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    claimed_by = models.CharField(max_length=32, blank=True, editable=False)
-    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["state", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"run {self.pk} of {self.subscription_id} ({self.state})"
 
 
 class ProductMqttConfig(models.Model):
@@ -753,127 +585,3 @@ class ServiceStatusReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product}: {'connected' if self.connected else 'disconnected'}"
-
-
-class BrokerSysStats(models.Model):
-    """The latest `$SYS/broker/...` values a broker published, and what its log told.
-
-    Written by the runtime's ingest thread (brokers.sys_stats, brokers.client_log);
-    `values` maps the topic below `$SYS/broker/` to its last payload as text.
-    """
-
-    broker = models.OneToOneField(
-        Broker, on_delete=models.CASCADE, primary_key=True, related_name="sys_stats"
-    )
-    values = models.JSONField(default=dict, blank=True)
-    updated_at = models.DateTimeField(null=True, blank=True)
-    sampled_at = models.DateTimeField(null=True, blank=True)
-    # The last line of the broker's log (`$SYS/broker/log/...`): it publishes it.
-    log_seen_at = models.DateTimeField(null=True, blank=True)
-
-    objects = BrokerScopedQuerySet.as_manager()
-
-    class Meta:
-        verbose_name = _l("broker $SYS statistics")
-        verbose_name_plural = _l("broker $SYS statistics")
-
-    def __str__(self) -> str:
-        return f"$SYS of {self.broker_id}"
-
-
-class BrokerStatsSample(models.Model):
-    """One point of a broker's $SYS time series (messages/s, clients connected),
-    taken every few seconds and kept for a bounded time."""
-
-    id = models.BigAutoField(primary_key=True)
-    broker = models.ForeignKey(
-        Broker, on_delete=models.CASCADE, related_name="stats_samples"
-    )
-    sampled_at = models.DateTimeField()
-    messages_received = models.PositiveBigIntegerField(null=True, blank=True)
-    messages_sent = models.PositiveBigIntegerField(null=True, blank=True)
-    # Rates between this sample and the previous one; None after a broker restart
-    # (its counters start again) or for the first sample.
-    messages_received_per_s = models.FloatField(null=True, blank=True)
-    messages_sent_per_s = models.FloatField(null=True, blank=True)
-    clients_connected = models.PositiveIntegerField(null=True, blank=True)
-
-    objects = BrokerScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["broker", "sampled_at"]
-        indexes = [
-            models.Index(fields=["broker", "sampled_at"], name="stats_sample_time")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.broker_id} @ {self.sampled_at:%H:%M:%S}"
-
-
-class ConnectedClient(models.Model):
-    """A client connected to a broker, as the broker's log announced it.
-
-    Only clients that connected while the runtime's session listened are known:
-    `seen_at` older than the session's connect time means the row is stale.
-    """
-
-    broker = models.ForeignKey(
-        Broker, on_delete=models.CASCADE, related_name="connected_clients"
-    )
-    client_id = models.CharField(max_length=65535)
-    address = models.CharField(max_length=300, blank=True)
-    username = models.CharField(max_length=65535, blank=True)
-    protocol = models.CharField(max_length=8, blank=True)
-    clean_session = models.BooleanField(null=True, blank=True)
-    keepalive = models.PositiveIntegerField(null=True, blank=True)
-    connected_at = models.DateTimeField()
-    seen_at = models.DateTimeField()
-
-    objects = BrokerScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["broker", "client_id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["broker", "client_id"], name="connected_client_unique"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.client_id} on {self.broker_id}"
-
-
-class ClientEventKind(models.TextChoices):
-    DISCONNECT = "disconnect", _l("Disconnected")
-    REFUSED = "refused", _l("Refused")
-
-
-class ClientEvent(models.Model):
-    """A recent disconnect or refused connection from a broker's log (a bounded
-    number per broker and kind is kept)."""
-
-    id = models.BigAutoField(primary_key=True)
-    broker = models.ForeignKey(
-        Broker, on_delete=models.CASCADE, related_name="client_events"
-    )
-    kind = models.CharField(max_length=10, choices=ClientEventKind.choices)
-    client_id = models.CharField(max_length=65535, blank=True)
-    address = models.CharField(max_length=300, blank=True)
-    username = models.CharField(max_length=65535, blank=True)
-    reason = models.CharField(max_length=300, blank=True)
-    at = models.DateTimeField()
-    received_at = models.DateTimeField()
-
-    objects = BrokerScopedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [
-            models.Index(fields=["broker", "kind", "-id"], name="client_event_newest"),
-            models.Index(
-                fields=["broker", "kind", "received_at"], name="client_event_time"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.client_id or self.address}"

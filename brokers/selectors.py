@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
 
-from brokers import history
-from brokers.models import (
-    Broker,
-    BrokerStatus,
-    PublishTemplate,
-    StoredMessage,
-    Subscription,
-    Topic,
-)
+from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
+from mqttadmin.lib.payloads import parse_json
 from mqttadmin.models import Product
 
 
@@ -88,11 +81,39 @@ class PayloadPreview:
         return self.kind == "base64"
 
 
+def payload_view(payload: bytes | None, text: str | None = None) -> dict[str, Any]:
+    """A payload shown as it fits: JSON, text, or base64 for binary.
+
+    JSON only when `mqttadmin.lib.payloads.parse_json` reads it within its bounds
+    (depth, size, finite numbers); anything else is the text exactly as received.
+    """
+    if text is None and payload is not None:
+        try:
+            text = payload.decode("utf-8") if b"\x00" not in payload else None
+        except UnicodeDecodeError:
+            text = None
+    if text is not None:
+        stripped = text.strip()
+        if stripped[:1] in ("{", "[") or _is_json_scalar(stripped):
+            parsed = parse_json(stripped)
+            if parsed is not None:
+                return {"payload": parsed.value, "payload_encoding": "json"}
+        return {"payload": text, "payload_encoding": "text"}
+    return {
+        "payload": base64.b64encode(payload or b"").decode("ascii"),
+        "payload_encoding": "base64",
+    }
+
+
+def _is_json_scalar(text: str) -> bool:
+    return bool(re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null", text))
+
+
 def payload_preview(
     payload: bytes | None, text: str | None = None, limit: int = PREVIEW_CHARS
 ) -> PayloadPreview:
     """At most `limit` characters of a payload, JSON indented, binary as base64."""
-    view = history.payload_view(payload, text)
+    view = payload_view(payload, text)
     value = view["payload"]
     if view["payload_encoding"] == "json":
         # Indented only where there is room: one-line previews stay compact.
@@ -107,228 +128,3 @@ def payload_preview(
         size,
         len(shown) > limit,
     )
-
-
-@dataclass(frozen=True)
-class MessageRow:
-    """A stored message and its payload preview, for the history tables."""
-
-    message: StoredMessage
-    preview: PayloadPreview
-
-
-def message_preview(
-    message: StoredMessage, limit: int = PREVIEW_CHARS
-) -> PayloadPreview:
-    """The preview of a stored message, read whole or through
-    `history.with_payload_heads`. A payload only partly at hand (cut by history's
-    cap or by the list's read) is shown as its raw prefix: its JSON is incomplete."""
-    stored = history.stored_payload(message)
-    if not (stored.truncated or stored.cut):
-        preview = payload_preview(stored.data, stored.text, limit)
-        return PayloadPreview(
-            preview.kind, preview.text, stored.size, preview.truncated
-        )
-    if stored.text is not None:
-        kind, shown = "text", stored.text
-    else:
-        kind, shown = "base64", base64.b64encode(stored.data or b"").decode("ascii")
-    return PayloadPreview(kind, shown[:limit], stored.size, True, stored.truncated)
-
-
-def message_rows(
-    messages: list[StoredMessage], limit: int = PREVIEW_CHARS
-) -> list[MessageRow]:
-    return [MessageRow(m, message_preview(m, limit)) for m in messages]
-
-
-# --- The topic tree ----------------------------------------------------------
-
-TREE_MAX_TOPICS = 5000
-# Up to this many topics every branch starts open; more start with the roots only.
-TREE_OPEN_ALL_UP_TO = 60
-
-
-@dataclass
-class TopicNode:
-    """One level of the topic tree; `topic` is set when messages arrived on exactly
-    this path (a path can be a topic and have subtopics at once)."""
-
-    name: str
-    path: str
-    depth: int
-    topic: Topic | None = None
-    preview: PayloadPreview | None = None
-    children: dict[str, TopicNode] = field(default_factory=dict)
-    total: int = 0
-
-    @property
-    def own(self) -> int:
-        return self.topic.messages if self.topic is not None else 0
-
-    @property
-    def has_children(self) -> bool:
-        return bool(self.children)
-
-
-@dataclass(frozen=True)
-class TreeRow:
-    """A node in document order, with how many open branches end after it: the
-    template renders the nested <details> from a flat loop (no recursive includes,
-    which cost a template render per node)."""
-
-    node: TopicNode
-    closes: range
-    open: bool
-
-
-@dataclass(frozen=True)
-class TopicTree:
-    rows: list[TreeRow]
-    topics: int
-    messages: int
-    truncated: bool
-
-
-def topic_tree(
-    broker: Broker, topic_filter: str | None, expand_all: bool = False
-) -> TopicTree:
-    """The broker's topics matching `topic_filter`, split by "/" into a tree with
-    per-node counts (own messages and subtree total). One query.
-
-    Raises ValidationError for a bad filter.
-    """
-    queryset = history.topics_for(broker, topic_filter).only(
-        "id",
-        "topic",
-        "messages",
-        "last_payload",
-        "last_seen_at",
-        "retained",
-        "description",
-        "unit",
-    )
-    topics = list(queryset[: TREE_MAX_TOPICS + 1])
-    truncated = len(topics) > TREE_MAX_TOPICS
-    topics = topics[:TREE_MAX_TOPICS]
-    root = TopicNode(name="", path="", depth=-1)
-    for topic in topics:
-        node = root
-        for index, level in enumerate(topic.topic.split("/")):
-            child = node.children.get(level)
-            if child is None:
-                path = level if index == 0 else f"{node.path}/{level}"
-                child = TopicNode(name=level, path=path, depth=index)
-                node.children[level] = child
-            node = child
-            node.total += topic.messages
-        node.topic = topic
-        raw = bytes(topic.last_payload) if topic.last_payload is not None else b""
-        node.preview = payload_preview(raw, limit=SHORT_PREVIEW_CHARS)
-    open_all = expand_all or len(topics) <= TREE_OPEN_ALL_UP_TO
-    rows: list[TreeRow] = []
-    _flatten(root, rows, open_all)
-    return TopicTree(
-        rows=rows,
-        topics=len(topics),
-        messages=sum(t.messages for t in topics),
-        truncated=truncated,
-    )
-
-
-def _flatten(root: TopicNode, rows: list[TreeRow], open_all: bool) -> None:
-    """Depth-first, children by name; iterative so deep topics cannot overflow."""
-    stack: list[tuple[TopicNode, int]] = [
-        (child, 0) for child in _sorted_children(root, reverse=True)
-    ]
-    while stack:
-        node, pending_closes = stack.pop()
-        if node.has_children:
-            rows.append(TreeRow(node, range(0), open_all or node.depth == 0))
-            children = _sorted_children(node, reverse=True)
-            # The last child in document order ends this branch: it carries the
-            # branch's close on top of those its ancestors left pending.
-            first, *rest = children
-            stack.append((first, pending_closes + 1))
-            stack.extend((child, 0) for child in rest)
-        else:
-            rows.append(TreeRow(node, range(pending_closes), False))
-
-
-def _sorted_children(node: TopicNode, reverse: bool = False) -> list[TopicNode]:
-    return sorted(node.children.values(), key=lambda n: n.name, reverse=reverse)
-
-
-# --- One topic: recent history and a chart of its numbers ----------------------
-
-PANEL_MESSAGES = 50
-MAX_CHART_SERIES = 8
-
-
-@dataclass(frozen=True)
-class TopicHistory:
-    rows: list[MessageRow]
-    chart: dict[str, Any] | None
-
-
-def topic_history(
-    broker: Broker, topic: Topic, limit: int = PANEL_MESSAGES
-) -> TopicHistory:
-    """The topic's latest messages (newest first) and, when their payloads are
-    numbers, chart data for uPlot: `{"series": [...], "x": [...], "y": [[...]]}`."""
-    # An exact match, not the topic as an MQTT filter: a name such as "$share/a/b"
-    # is a valid topic but would parse as a shared subscription.
-    queryset = history.messages_for(broker, history.HistoryQuery()).filter(
-        topic=topic.topic
-    )
-    messages = list(history.with_payload_heads(queryset)[:limit])
-    return TopicHistory(message_rows(messages), numeric_chart(messages, topic.unit))
-
-
-def _numbers_of(value: Any, prefix: str = "", depth: int = 0) -> dict[str, float]:
-    """Numeric fields of a JSON value: a bare number is "value"; objects give their
-    numeric fields, one nested level as "outer.inner". Booleans are not numbers."""
-    if isinstance(value, bool):
-        return {}
-    if isinstance(value, int | float):
-        # Python's json reads NaN and Infinity, but JSON.parse in the browser not.
-        number = float(value)
-        return {prefix or "value": number} if math.isfinite(number) else {}
-    found: dict[str, float] = {}
-    if isinstance(value, dict) and depth < 2:
-        for key, item in value.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(item, dict | int | float):
-                found.update(_numbers_of(item, name, depth + 1))
-    return found
-
-
-def numeric_chart(
-    messages: list[StoredMessage], unit: str = ""
-) -> dict[str, Any] | None:
-    """Chart data from messages (newest first), or None when fewer than two carry
-    numbers (one point draws no line). Messages without a field leave a gap."""
-    points: list[tuple[float, dict[str, float]]] = []
-    series: list[str] = []
-    for message in reversed(messages):
-        stored = history.stored_payload(message)
-        if stored.truncated or stored.cut:
-            continue  # a prefix of a document carries no trustworthy numbers
-        view = history.payload_view(stored.data, stored.text)
-        if view["payload_encoding"] != "json":
-            continue
-        numbers = _numbers_of(view["payload"])
-        if not numbers:
-            continue
-        for name in numbers:
-            if name not in series and len(series) < MAX_CHART_SERIES:
-                series.append(name)
-        points.append((message.received_at.timestamp(), numbers))
-    if len(points) < 2 or not series:
-        return None
-    return {
-        "series": series,
-        "unit": unit,
-        "x": [stamp for stamp, _numbers in points],
-        "y": [[numbers.get(name) for _stamp, numbers in points] for name in series],
-    }

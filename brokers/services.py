@@ -22,7 +22,8 @@ from django.utils.translation import gettext as _
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from brokers.actions import keep_masked_headers
+from brokers.action_headers import keep_masked_headers
+from brokers.action_kinds import dry_run
 from brokers.choices import ControlAction, PayloadEncoding, Protocol
 from brokers.client import (
     ConnectionSettings,
@@ -37,12 +38,10 @@ from brokers.models import (
     BrokerStatus,
     PublishTemplate,
     Subscription,
-    Topic,
 )
 from brokers.retained import retained_clear
 from brokers.secret_binding import binding_snapshot, check_secret_binding
 from mqttadmin.audit import audit_record, diff, snapshot
-from mqttadmin.frames import RUNTIME_NUDGE
 from mqttadmin.lib.payloads import json_problem, parse_json
 from mqttadmin.lib.topics import (
     check_publish_target,
@@ -51,11 +50,11 @@ from mqttadmin.lib.topics import (
     validate_topic_name,
 )
 from mqttadmin.models import Product
+from mqttadmin.realtime import runtime_nudge
 from mqttadmin.roles import Role
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_GROUP = "mqtt.runtime"
 
 BROKER_FIELDS = (
     "name",
@@ -76,26 +75,6 @@ SUBSCRIPTION_FIELDS = (
     "store_messages",
     "actions",
 )
-
-
-def runtime_nudge() -> None:
-    """Tell runtimes to reconcile now, once the current transaction commits.
-
-    Best effort: the runtime reconciles on a timer too, so a lost nudge only costs
-    latency.
-    """
-    transaction.on_commit(lambda: broadcast(RUNTIME_GROUP, {"type": RUNTIME_NUDGE}))
-
-
-def broadcast(group: str, message: dict[str, Any]) -> None:
-    """Best-effort live push to a channel layer group (at most once by design)."""
-    # Onto the web server's loop when it shares this process (in-memory layer).
-    from brokers.runtime.live_feed import group_send
-
-    group_send(group, message)
-
-
-# --- Brokers ------------------------------------------------------------------
 
 
 def _save_broker(broker: Broker) -> None:
@@ -438,9 +417,9 @@ def subscription_update(
     """Change a subscription; audited and handed to the runtime when it changed.
 
     A header value given as "***" (what reads show) keeps the stored secret of that
-    header (see `brokers.actions.keep_masked_headers`); another value replaces it,
-    and a header left out is removed. The audit entry names changed headers,
-    never their values.
+    header (see `brokers.action_headers.keep_masked_headers`); another value
+    replaces it, and a header left out is removed. The audit entry names changed
+    headers, never their values.
     """
     before = snapshot(subscription, SUBSCRIPTION_FIELDS)
     # Checked on the stored filter too: below admin, a $CONTROL subscription an
@@ -482,21 +461,12 @@ def subscription_dry_run(
     *, subscription: Subscription, topic: str, payload: bytes
 ) -> dict[str, Any]:
     """What the subscription's actions would do with a sample message (no effects)."""
-    from brokers.actions import MessageContext, dry_run
-
-    broker = subscription.broker
-    message = MessageContext(
+    message = subscription.message_context(
         topic=topic,
         payload=payload,
         qos=subscription.qos,
         retain=False,
         received_at=timezone.now(),
-        broker={"id": broker.pk, "name": broker.name, "host": broker.host},
-        subscription={
-            "id": subscription.pk,
-            "name": subscription.name,
-            "topic_filter": subscription.topic_filter,
-        },
     )
     return {
         "matches": topic_matches(subscription.match_filter, topic),
@@ -560,33 +530,7 @@ def publish_template_delete(*, actor: Any, template: PublishTemplate) -> None:
     template.delete()
 
 
-# --- Topics and retained messages ---------------------------------------------
-
-TOPIC_NOTE_FIELDS = ("description", "unit")
-
-
-@transaction.atomic
-def topic_annotate(*, actor: Any, topic: Topic, description: str, unit: str) -> Topic:
-    """Set an operator's description and unit on a topic; audited when changed."""
-    before = snapshot(topic, TOPIC_NOTE_FIELDS)
-    topic.description = description
-    topic.unit = unit
-    topic.clean_fields(
-        exclude=[f.name for f in Topic._meta.fields if f.name not in TOPIC_NOTE_FIELDS]
-    )
-    changes = diff(before, snapshot(topic, TOPIC_NOTE_FIELDS))
-    if changes:
-        # Only these columns: ingest updates the counters and last value of the same
-        # row concurrently, and a full save would write stale ones back.
-        topic.save(update_fields=list(TOPIC_NOTE_FIELDS))
-        audit_record(
-            actor=actor,
-            action="topic.annotate",
-            target=topic,
-            product=topic.broker.product,
-            changes=changes,
-        )
-    return topic
+# --- Retained messages -----------------------------------------------------------
 
 
 def broker_retained_clear(

@@ -2,92 +2,66 @@
 
 from django.urls import path
 
-from brokers import observe_views, views
+from brokers.views import connections, publish, subscriptions
 
 app_name = "brokers"
 
 urlpatterns = [
-    path("", views.broker_list, name="list"),
-    path("new/", views.broker_create, name="create"),
+    path("", connections.broker_list, name="list"),
+    path("new/", connections.broker_create, name="create"),
     # The same name twice: reverse picks the one for the arguments given.
-    path("test/", views.broker_test, name="test"),
-    path("<int:pk>/", views.broker_detail, name="detail"),
-    path("<int:pk>/edit/", views.broker_edit, name="edit"),
-    path("<int:pk>/test/", views.broker_test, name="test"),
-    path("<int:pk>/delete/", views.broker_delete, name="delete"),
-    path("<int:pk>/control/", views.broker_control, name="control"),
-    path("<int:pk>/publish/", views.broker_publish, name="publish"),
-    path("<int:pk>/templates/", views.template_save, name="template-save"),
+    path("test/", connections.broker_test, name="test"),
+    path("<int:pk>/", connections.broker_detail, name="detail"),
+    path("<int:pk>/edit/", connections.broker_edit, name="edit"),
+    path("<int:pk>/test/", connections.broker_test, name="test"),
+    path("<int:pk>/delete/", connections.broker_delete, name="delete"),
+    path("<int:pk>/control/", connections.broker_control, name="control"),
+    path("<int:pk>/publish/", publish.broker_publish, name="publish"),
+    path("<int:pk>/templates/", publish.template_save, name="template-save"),
     path(
         "<int:pk>/templates/<int:tid>/delete/",
-        views.template_delete,
+        publish.template_delete,
         name="template-delete",
     ),
     path(
         "<int:pk>/subscriptions/",
-        views.subscription_create,
+        subscriptions.subscription_create,
         name="subscription-create",
     ),
     path(
         "<int:pk>/subscriptions/<int:sid>/toggle/",
-        views.subscription_toggle,
+        subscriptions.subscription_toggle,
         name="subscription-toggle",
     ),
     path(
         "<int:pk>/subscriptions/<int:sid>/delete/",
-        views.subscription_delete,
+        subscriptions.subscription_delete,
         name="subscription-delete",
     ),
     # Subscriptions tab: the editor with actions, the dry run, the table's writes.
     path(
         "<int:pk>/subscriptions/new/",
-        views.subscription_edit,
+        subscriptions.subscription_edit,
         name="subscription-new",
     ),
     path(
         "<int:pk>/subscriptions/<int:sid>/edit/",
-        views.subscription_edit,
+        subscriptions.subscription_edit,
         name="subscription-edit",
     ),
     path(
         "<int:pk>/subscriptions/<int:sid>/dry-run/",
-        views.subscription_dry_run,
+        subscriptions.subscription_dry_run,
         name="subscription-dry-run",
     ),
     path(
         "<int:pk>/subscriptions/<int:sid>/tab-toggle/",
-        views.subscription_tab_toggle,
+        subscriptions.subscription_tab_toggle,
         name="subscription-tab-toggle",
     ),
     path(
         "<int:pk>/subscriptions/<int:sid>/tab-delete/",
-        views.subscription_tab_delete,
+        subscriptions.subscription_tab_delete,
         name="subscription-tab-delete",
-    ),
-    # Activity and Topics tabs: their fragments and writes.
-    path(
-        "<int:pk>/history/delete/",
-        views.broker_history_delete,
-        name="history-delete",
-    ),
-    path("<int:pk>/topics/<int:tid>/", views.topic_panel, name="topic-panel"),
-    path(
-        "<int:pk>/topics/<int:tid>/annotate/",
-        views.topic_annotate,
-        name="topic-annotate",
-    ),
-    # Clients and Stats tabs: their polled fragments and the one write.
-    path("<int:pk>/clients/", observe_views.broker_clients, name="clients"),
-    path(
-        "<int:pk>/clients/disable/",
-        observe_views.client_disable,
-        name="client-disable",
-    ),
-    path("<int:pk>/stats/", observe_views.broker_stats, name="stats"),
-    path("<int:pk>/retained/", views.broker_retained, name="retained"),
-    path(
-        "<int:pk>/retained/clear/",
-        views.broker_retained_clear,
-        name="retained-clear",
     ),
 ]

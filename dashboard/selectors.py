@@ -13,9 +13,10 @@ from typing import Any
 from django.db.models import Count
 from django.template.loader import render_to_string
 
+from alerts.models import Alert, AlertState
+from alerts.selectors import alerts_for
 from brokers.models import Broker, BrokerStatus
 from brokers.selectors import BrokerWithStatus, brokers_for, status_of
-from dashboard.models import Alert, AlertState
 from devices import selectors as device_selectors
 from devices import selectors as devices_selectors
 from devices.models import Device
@@ -61,7 +62,7 @@ def broker_health(
         BrokerHealth(
             broker,
             status_of(broker),
-            broker.clients,  # type: ignore[attr-defined]
+            broker.clients,
             rates.get(broker.pk, 0.0) if rates or broker_ids is not None else None,
         )
         for broker in brokers
@@ -84,9 +85,7 @@ def open_alerts(user: Any, product: Product | None) -> list[Alert]:
     if product is None:
         return []
     return list(
-        device_selectors.alerts_for(user, product=product.pk, state=AlertState.OPEN)[
-            :OVERVIEW_ALERTS
-        ]
+        alerts_for(user, product=product.pk, state=AlertState.OPEN)[:OVERVIEW_ALERTS]
     )
 
 

@@ -1,106 +1,16 @@
-"""The overview page, and the alerts page with its filters and acknowledge action."""
+"""The overview page (the alerts page is alerts.views)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.http import HttpResponse
+from django.shortcuts import render
 
 from dashboard import selectors
-from dashboard.models import Alert, AlertState, Severity
-from devices import selectors as device_selectors
-from devices import services as device_services
-from mqttadmin.models import Product
-from mqttadmin.permissions import get_for_user_or_404
-from mqttadmin.roles import Role
-
-ALERTS_PER_PAGE = 50
-ALERT_FILTERS = ("state", "severity", "product", "page")
+from mqttadmin.http import PortalRequest
 
 
 @login_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: PortalRequest) -> HttpResponse:
     context = selectors.overview_for(request.user, getattr(request, "product", None))
     return render(request, "dashboard/overview.html", context)
-
-
-def _alert_filters(params: QueryDict, current: Product | None) -> dict[str, Any]:
-    """The page's filters: open alerts of the current product unless told else
-    (state "all" and product "all" widen them)."""
-    state = params.get("state", AlertState.OPEN)
-    if state not in (*AlertState.values, "all"):
-        state = AlertState.OPEN
-    severity = params.get("severity", "")
-    if severity not in Severity.values:
-        severity = ""
-    product = params.get("product", str(current.pk) if current else "all")
-    if product != "all" and not product.isdigit():
-        product = "all"
-    return {"state": state, "severity": severity, "product": product}
-
-
-def _alerts_context(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
-    filters = _alert_filters(params, getattr(request, "product", None))
-    alerts = device_selectors.alerts_for(
-        request.user,
-        product=int(filters["product"]) if filters["product"] != "all" else None,
-        state=filters["state"] if filters["state"] != "all" else None,
-        severity=filters["severity"] or None,
-    )
-    page = Paginator(alerts, ALERTS_PER_PAGE).get_page(params.get("page"))
-    query = QueryDict(mutable=True)
-    query.update({k: v for k, v in filters.items() if v})
-    operable = set(
-        Product.objects.for_user(request.user, Role.OPERATOR).values_list(
-            "pk", flat=True
-        )
-    )
-    return {
-        "page": page,
-        "alerts": page.object_list,
-        "filters": filters,
-        "query": query.urlencode(),
-        "products": Product.objects.for_user(request.user).order_by("name"),
-        "states": [
-            ("open", AlertState.OPEN.label),
-            ("resolved", AlertState.RESOLVED.label),
-        ],
-        "severities": Severity.choices,
-        "operable_products": operable,
-    }
-
-
-@login_required
-def alerts(request: HttpRequest) -> HttpResponse:
-    """Alerts of the user's products with filters; HTMX gets only the table."""
-    context = _alerts_context(request, request.GET)
-    template = (
-        "dashboard/partials/alerts_table.html"
-        if request.htmx
-        else "dashboard/alerts.html"
-    )
-    return render(request, template, context)
-
-
-@login_required
-@require_POST
-def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
-    """Acknowledge an alert (operators and up); HTMX gets the table back with the
-    filters the page had, other requests go back to the page."""
-    alert = get_for_user_or_404(Alert, request.user, Role.OPERATOR, pk=pk)
-    device_services.alert_acknowledge(actor=request.user, alert=alert)
-    params = QueryDict(mutable=True)
-    params.update({k: v for k in ALERT_FILTERS if (v := request.POST.get(k))})
-    if request.htmx:
-        return render(
-            request,
-            "dashboard/partials/alerts_table.html",
-            _alerts_context(request, params),
-        )
-    url = reverse("dashboard:alerts")
-    return redirect(f"{url}?{params.urlencode()}" if params else url)

@@ -1,12 +1,13 @@
 """Alerts raised by device rules and by broker connections that stay down.
 
-Rule alerts carry `rule_key = "rule:<rule id>"` and the device id as subject; the
-database allows one open alert per (rule_key, subject), so two writers racing to
-open the same alert end with one. Broker alerts carry
-`rule_key = "broker:<broker id>:disconnected"`.
+Rule alerts carry `rule_key = alert_key("rule", <rule id>)` and the device id as
+subject; the database allows one open alert per (rule_key, subject), so two
+writers racing to open the same alert end with one. Broker alerts carry
+`alert_key("broker", <broker id>, "disconnected")`.
 
-Notifications (e-mail, webhook) never run inside the ingest transaction: they are
-enqueued once it commits (devices.tasks.enqueue_notification).
+Alerts are written through alerts.services; a rule's e-mails and webhook are its
+notify targets (`rule_alert_targets`, registered in DevicesConfig.ready()), sent
+once the ingest transaction commits.
 """
 
 from __future__ import annotations
@@ -15,38 +16,73 @@ import datetime
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from alerts.models import Alert, AlertState, Severity
+from alerts.services import (
+    NotifyTargets,
+    alert_key,
+    alert_open,
+    alert_resolve,
+    alerts_resolve,
+)
 from brokers.choices import ConnectionState
 from brokers.models import Broker
-from dashboard.models import Alert, AlertState, Severity
-from devices.models import AlertRule
-
-if TYPE_CHECKING:
-    from devices.telemetry import DeviceRef
+from devices.models import AlertRule, split_emails
 
 logger = logging.getLogger(__name__)
 
 # How long an enabled broker may stay disconnected before it raises an alert.
 # One global setting (seconds); DEVICES_BROKER_DOWN_ALERT_S overrides the default.
 DEFAULT_BROKER_DOWN_ALERT_S = 300
-BROKER_RULE_PREFIX = "broker:"
+RULE_KIND = "rule"
+BROKER_KIND = "broker"
+BROKER_RULE_PREFIX = alert_key(BROKER_KIND, "")
+DISCONNECTED_SUFFIX = ":disconnected"
+
+
+class RuleDevice(Protocol):
+    """What rules need of a device (devices.telemetry.DeviceRef has it; naming
+    that module here would make an import cycle, as it calls evaluate_rules)."""
+
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
 
 
 def broker_rule_key(broker_id: int) -> str:
-    return f"{BROKER_RULE_PREFIX}{broker_id}:disconnected"
+    return alert_key(BROKER_KIND, broker_id, "disconnected")
+
+
+def rule_targets(rule: AlertRule) -> NotifyTargets:
+    """Who a rule tells about its alerts."""
+    return NotifyTargets(
+        emails=tuple(split_emails(rule.notify_email)), webhook=rule.notify_webhook
+    )
+
+
+def rule_alert_targets(alert: Alert) -> NotifyTargets | None:
+    """The notify targets of a rule alert, as its rule says now (None when the
+    rule is gone)."""
+    kind, _sep, pk = alert.rule_key.partition(":")
+    if kind != RULE_KIND or not pk.isdigit():
+        return None
+    rule = AlertRule.objects.filter(pk=int(pk)).first()
+    return rule_targets(rule) if rule is not None else None
 
 
 def _format(value: float) -> str:
     return f"{value:g}"
 
 
-def _rule_message(rule: AlertRule, device: DeviceRef, value: float) -> str:
+def _rule_message(rule: AlertRule, device: RuleDevice, value: float) -> str:
     return _("%(device)s: %(key)s is %(value)s (%(op)s %(threshold)s)") % {
         "device": device.name,
         "key": rule.key,
@@ -57,36 +93,24 @@ def _rule_message(rule: AlertRule, device: DeviceRef, value: float) -> str:
 
 
 def _open(
-    rule: AlertRule, device: DeviceRef, value: float, at: datetime.datetime
+    rule: AlertRule, device: RuleDevice, value: float, at: datetime.datetime
 ) -> Alert | None:
-    """Open the alert; None when another writer opened it first."""
-    try:
-        with transaction.atomic():
-            return Alert.objects.create(
-                product_id=device.product_id,
-                rule_key=rule.rule_key,
-                subject=device.device_id,
-                severity=rule.severity,
-                message=_rule_message(rule, device, value),
-                value=value,
-                threshold=rule.threshold,
-            )
-    except IntegrityError:
-        return None
-
-
-def _resolve(alert: Alert, value: float | None, at: datetime.datetime) -> None:
-    alert.state = AlertState.RESOLVED
-    alert.resolved_at = at
-    fields = ["state", "resolved_at"]
-    if value is not None:
-        alert.value = value
-        fields.append("value")
-    alert.save(update_fields=fields)
+    """Open the rule's alert about the device; None when another writer opened
+    it first."""
+    return alert_open(
+        product_id=device.product_id,
+        key=rule.rule_key,
+        subject=device.device_id,
+        severity=rule.severity,
+        message=_rule_message(rule, device, value),
+        value=value,
+        threshold=rule.threshold,
+        notify=rule_targets(rule),
+    )
 
 
 def evaluate_rules(
-    devices: Mapping[int, DeviceRef],
+    devices: Mapping[int, RuleDevice],
     readings: Mapping[int, list[tuple[str, datetime.datetime, float]]],
 ) -> None:
     """Open or resolve rule alerts for new readings, in the order they arrived.
@@ -126,36 +150,24 @@ def evaluate_rules(
                         alert = _open(rule, device, value, at)
                         if alert is not None:
                             open_alerts[slot] = alert
-                            _notify(rule, alert, "opened")
                 elif current is not None:
-                    _resolve(current, value, at)
+                    alert_resolve(
+                        current, value=value, at=at, notify=rule_targets(rule)
+                    )
                     del open_alerts[slot]
-                    _notify(rule, current, "resolved")
-
-
-def _notify(rule: AlertRule, alert: Alert, event: str) -> None:
-    if rule.notify_email or rule.notify_webhook:
-        from devices.tasks import enqueue_notification
-
-        enqueue_notification(alert.pk, event)
 
 
 def resolve_rule_alerts(rule: AlertRule) -> int:
     """Resolve what a rule left open (it was deleted or disabled)."""
-    return Alert.objects.filter(rule_key=rule.rule_key, state=AlertState.OPEN).update(
-        state=AlertState.RESOLVED, resolved_at=timezone.now()
-    )
+    return alerts_resolve(key=rule.rule_key)
 
 
 def resolve_device_alerts(product_id: int, device_id: str) -> int:
     """Resolve the rule alerts open about a device id (the device is deleted or
     renamed: its subject would never be judged again)."""
-    return Alert.objects.filter(
-        product_id=product_id,
-        subject=device_id,
-        state=AlertState.OPEN,
-        rule_key__startswith="rule:",
-    ).update(state=AlertState.RESOLVED, resolved_at=timezone.now())
+    return alerts_resolve(
+        product_id=product_id, subject=device_id, key_prefix=alert_key(RULE_KIND, "")
+    )
 
 
 # --- Broker connections -------------------------------------------------------
@@ -191,7 +203,10 @@ def check_broker_connections(
     open_alerts = {
         alert.rule_key: alert
         for alert in Alert.objects.filter(
-            state=AlertState.OPEN, rule_key__startswith=BROKER_RULE_PREFIX
+            state=AlertState.OPEN,
+            # Not the broker's other alerts (refused logins): only these.
+            rule_key__startswith=BROKER_RULE_PREFIX,
+            rule_key__endswith=DISCONNECTED_SUFFIX,
         )
     }
     opened = resolved = 0
@@ -205,11 +220,11 @@ def check_broker_connections(
             if current is None and _open_broker_alert(broker, since):
                 opened += 1
         elif current is not None:
-            _resolve(current, None, now)
+            alert_resolve(current, at=now)
             resolved += 1
     for key, alert in open_alerts.items():
         if key not in seen:  # the broker is gone
-            _resolve(alert, None, now)
+            alert_resolve(alert, at=now)
             resolved += 1
     return {"opened": opened, "resolved": resolved}
 
@@ -223,15 +238,11 @@ def _open_broker_alert(broker: Broker, since: datetime.datetime) -> bool:
     }
     if error:
         message = f"{message} {error}"
-    try:
-        with transaction.atomic():
-            Alert.objects.create(
-                product_id=broker.product_id,
-                rule_key=broker_rule_key(broker.pk),
-                subject=broker.name,
-                severity=Severity.CRITICAL,
-                message=message,
-            )
-    except IntegrityError:
-        return False
-    return True
+    alert = alert_open(
+        product_id=broker.product_id,
+        key=broker_rule_key(broker.pk),
+        subject=broker.name,
+        severity=Severity.CRITICAL,
+        message=message,
+    )
+    return alert is not None

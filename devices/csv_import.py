@@ -24,12 +24,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from brokers.models import Broker, Subscription
-from brokers.services import runtime_nudge
 from devices.choices import ImportState
 from devices.models import Device, DeviceImport
 from devices.services import managed_subscriptions
 from mqttadmin.audit import audit_record
+from mqttadmin.background import enqueue_on_commit
 from mqttadmin.models import Product
+from mqttadmin.realtime import runtime_nudge
 
 logger = logging.getLogger(__name__)
 
@@ -356,8 +357,6 @@ def import_start(
     *, actor: Any, product: Product, broker: Broker, text: str, filename: str = ""
 ) -> DeviceImport:
     """Keep the file and hand it to a worker; the page follows its progress."""
-    from devices.tasks import enqueue_import
-
     job = DeviceImport.objects.create(
         product=product,
         broker=broker,
@@ -365,7 +364,7 @@ def import_start(
         filename=filename[:255],
         text=text,
     )
-    enqueue_import(job.pk)
+    enqueue_on_commit("devices.run_import", job.pk)
     return job
 
 

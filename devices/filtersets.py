@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django_filters import rest_framework as filters
 
-from devices.models import AlertRule, Device
+from devices.models import AlertRule, Device, DeviceQuerySet
 from devices.selectors import STATUS_FILTERS
 
 
@@ -26,9 +26,11 @@ class DeviceFilterSet(filters.FilterSet):
         model = Device
         fields = ["product", "broker", "status", "type", "q"]
 
-    def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+    def filter_status(
+        self, queryset: DeviceQuerySet, name: str, value: str
+    ) -> QuerySet:
         if value == "stale":
-            return queryset.stale()  # type: ignore[attr-defined]
+            return queryset.stale()
         return queryset.filter(status=value)
 
     def filter_q(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
@@ -68,11 +69,11 @@ class DeviceForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.product = product
         self.instance.product = product
-        broker_field: forms.ModelChoiceField = self.fields["broker"]  # type: ignore[assignment]
+        broker_field = cast(forms.ModelChoiceField, self.fields["broker"])
         broker_field.queryset = Broker.objects.filter(product=product).order_by("name")
 
     @property
-    def sections(self) -> list[tuple[str, list[forms.BoundField]]]:
+    def sections(self) -> list[tuple[str | Promise, list[forms.BoundField]]]:
         return [
             (legend, [self[name] for name in names if name in self.fields])
             for legend, names in self.SECTIONS
@@ -115,7 +116,7 @@ class ImportForm(forms.Form):
 
     def __init__(self, *args: Any, product: Product, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        broker_field: forms.ModelChoiceField = self.fields["broker"]  # type: ignore[assignment]
+        broker_field = cast(forms.ModelChoiceField, self.fields["broker"])
         broker_field.queryset = Broker.objects.filter(product=product).order_by("name")
 
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
+from alerts.models import Severity, alert_key
 from brokers.models import Broker, Subscription
-from dashboard.models import Severity
 from devices.choices import OPERATORS, DeviceStatus, ImportState, RuleOperator
 from mqttadmin.lib import outbound
 from mqttadmin.lib.topics import (
@@ -338,12 +338,10 @@ class AlertRule(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if (
-            self.device_id
-            and self.product_id
-            and self.device.product_id != self.product_id
-        ):
-            errors["device"] = _("The device belongs to another product.")
+        if self.device_id and self.product_id:
+            device = self.device
+            if device is not None and device.product_id != self.product_id:
+                errors["device"] = _("The device belongs to another product.")
         if self.threshold is not None and not math.isfinite(self.threshold):
             errors["threshold"] = _("The threshold is a finite number.")
         if self.notify_webhook and (blocked := outbound.url_error(self.notify_webhook)):
@@ -355,7 +353,7 @@ class AlertRule(models.Model):
     @property
     def rule_key(self) -> str:
         """What its alerts carry in Alert.rule_key."""
-        return f"rule:{self.pk}"
+        return alert_key("rule", self.pk)
 
     def crossed(self, value: float) -> bool:
         return OPERATORS[self.op](value, self.threshold)

@@ -30,7 +30,6 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-from dashboard.models import Alert, AlertState
 from devices.models import AlertRule, Device, TelemetryPoint
 from devices.sparklines import sparkline_svg
 from mqttadmin.lib.times import parse_iso_time
@@ -183,7 +182,7 @@ def telemetry_series(device: Device, query: SeriesQuery) -> dict[str, Any]:
             ],
             "truncated": truncated,
         }
-    rows = (
+    buckets = (
         points.annotate(bucket=_bucket_expression(query.bucket))
         .values("key", "bucket")
         .annotate(avg=Avg("value"), low=Min("value"), high=Max("value"), n=Count("id"))
@@ -199,7 +198,7 @@ def telemetry_series(device: Device, query: SeriesQuery) -> dict[str, Any]:
                 "max": row["high"],
                 "count": row["n"],
             }
-            for row in rows
+            for row in buckets
         ],
         "truncated": False,
     }
@@ -277,7 +276,7 @@ def recent_points(
     return _points([device.pk], query).order_by("-ts", "-id")[:limit]
 
 
-# --- Alert rules and alerts -------------------------------------------------------
+# --- Alert rules -----------------------------------------------------------------
 
 
 def alert_rules_for(user: Any) -> QuerySet[AlertRule]:
@@ -291,24 +290,6 @@ def rules_of_device(device: Device) -> QuerySet[AlertRule]:
         .filter(Q(device=device) | Q(device__isnull=True))
         .order_by("key", "id")
     )
-
-
-def alerts_for(
-    user: Any,
-    *,
-    product: int | None = None,
-    state: str | None = None,
-    severity: str | None = None,
-) -> QuerySet[Alert]:
-    """Alerts of the user's products, newest first, optionally filtered."""
-    alerts = Alert.objects.for_user(user).select_related("product", "acknowledged_by")
-    if product is not None:
-        alerts = alerts.filter(product_id=product)
-    if state in AlertState.values:
-        alerts = alerts.filter(state=state)
-    if severity:
-        alerts = alerts.filter(severity=severity)
-    return alerts.order_by("-opened_at", "-id")
 
 
 # --- Tiles --------------------------------------------------------------------

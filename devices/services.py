@@ -8,23 +8,18 @@ changed and deleted here with the brokers services, which nudge the runtime.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from brokers import services as broker_services
-from brokers.actions import ActionError, webhook_call
 from brokers.choices import PayloadEncoding
 from brokers.models import Subscription
-from dashboard.models import Alert
 from devices.alerts import resolve_device_alerts, resolve_rule_alerts
-from devices.models import AlertRule, Device, TelemetryPoint, split_emails
+from devices.models import AlertRule, Device, TelemetryPoint
 from mqttadmin.audit import audit_record, diff, snapshot
 from mqttadmin.models import Product
 
@@ -327,97 +322,3 @@ def alert_rule_delete(*, actor: Any, rule: AlertRule) -> None:
     )
     resolve_rule_alerts(rule)
     rule.delete()
-
-
-# --- Alerts -------------------------------------------------------------------
-
-
-@transaction.atomic
-def alert_acknowledge(*, actor: Any, alert: Alert) -> Alert:
-    """Record that a user has seen the alert (once; later calls change nothing)."""
-    if alert.acknowledged_at is not None:
-        return alert
-    alert.acknowledged_by = actor
-    alert.acknowledged_at = timezone.now()
-    alert.save(update_fields=["acknowledged_by", "acknowledged_at"])
-    audit_record(
-        actor=actor,
-        action="alert.acknowledge",
-        target=alert,
-        product=alert.product,
-        changes={"acknowledged_at": [None, alert.acknowledged_at.isoformat()]},
-    )
-    return alert
-
-
-def _rule_of(alert: Alert) -> AlertRule | None:
-    prefix, _sep, pk = alert.rule_key.partition(":")
-    if prefix != "rule" or not pk.isdigit():
-        return None
-    return AlertRule.objects.filter(pk=int(pk)).select_related("device").first()
-
-
-def alert_payload(alert: Alert, event: str) -> dict[str, Any]:
-    """What webhooks receive about an alert."""
-    return {
-        "event": event,
-        "alert": {
-            "id": alert.pk,
-            "product": alert.product_id,
-            "rule_key": alert.rule_key,
-            "subject": alert.subject,
-            "severity": alert.severity,
-            "state": alert.state,
-            "message": alert.message,
-            "value": alert.value,
-            "threshold": alert.threshold,
-            "opened_at": alert.opened_at.isoformat() if alert.opened_at else None,
-            "resolved_at": (
-                alert.resolved_at.isoformat() if alert.resolved_at else None
-            ),
-        },
-    }
-
-
-def alert_notify(*, alert_id: int, event: str) -> dict[str, str]:
-    """Send the rule's e-mail and webhook about an alert that opened or resolved.
-
-    Failures are logged and reported, never raised: the alert itself stands. The
-    webhook carries `Idempotency-Key: alert-<id>-<event>`, so a task delivered
-    twice can be recognised by the receiver.
-    """
-    alert = Alert.objects.filter(pk=alert_id).first()
-    rule = _rule_of(alert) if alert is not None else None
-    outcome: dict[str, str] = {}
-    if alert is None or rule is None:
-        return outcome
-    if rule.notify_email:
-        subject = _("[%(severity)s] Alert %(event)s: %(message)s") % {
-            "severity": alert.get_severity_display(),
-            "event": _("opened") if event == "opened" else _("resolved"),
-            "message": alert.message,
-        }
-        try:
-            send_mail(
-                subject[:200],
-                f"{alert.message}\n\n{settings.SITE_URL}/alerts/",
-                settings.DEFAULT_FROM_EMAIL,
-                split_emails(rule.notify_email),
-            )
-            outcome["email"] = "sent"
-        except Exception as exc:
-            logger.warning("alert %s: e-mail failed: %s", alert.pk, exc)
-            outcome["email"] = f"failed: {exc}"
-    if rule.notify_webhook:
-        body = json.dumps(alert_payload(alert, event))
-        try:
-            webhook_call(
-                {"url": rule.notify_webhook, "method": "POST"},
-                body,
-                f"alert-{alert.pk}-{event}",
-            )
-            outcome["webhook"] = "sent"
-        except ActionError as exc:
-            logger.warning("alert %s: webhook failed: %s", alert.pk, exc)
-            outcome["webhook"] = f"failed: {exc}"
-    return outcome

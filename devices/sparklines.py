@@ -46,12 +46,12 @@ def sparkline_svg(
     pad = 2.0
     present = [(i, v) for i, v in enumerate(values) if v is not None]
     if not present:
-        y = _coord(height / 2)
+        middle = _coord(height / 2)
         return mark_safe(  # noqa: S308 (numbers and escaped text only)
             f'<svg class="sparkline empty" viewBox="0 0 {width} {height}" '
             f'width="{width}" height="{height}" role="img" '
             f'aria-label="{escape(label)} {escape(_("no recent data"))}">'
-            f'<line x1="{pad}" y1="{y}" x2="{width - pad}" y2="{y}" '
+            f'<line x1="{pad}" y1="{middle}" x2="{width - pad}" y2="{middle}" '
             'stroke="currentColor" stroke-dasharray="2 3" opacity="0.4"/></svg>'
         )
     low, high = _scale(values)

@@ -7,60 +7,20 @@ broker-down alerts) and `devices.prune_telemetry` every 10 minutes.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from celery import shared_task
-from django.conf import settings
-from django.db import transaction
+
+from devices.alerts import check_broker_connections
+from devices.csv_import import import_run
+from devices.services import devices_mark_stale, telemetry_prune
 
 logger = logging.getLogger(__name__)
-
-
-def run_in_background(task: Any, args: list[Any]) -> None:
-    """Hand a task to a worker; in embedded mode (eager tasks) to the small thread
-    pool the subscription actions use, so a slow mail server or webhook never holds
-    up the thread that enqueued it (the ingest thread, a page request)."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        from brokers.action_runner import _pool as shared_pool
-
-        shared_pool().submit(task.apply, args=args)
-    else:
-        task.apply_async(args=args)
-
-
-def enqueue_notification(alert_id: int, event: str) -> None:
-    """Notify about an alert once the current transaction commits."""
-    # Robust: called inside the ingest transaction; a notification that cannot be
-    # queued (Redis down) must not fail a batch that is already committed.
-    transaction.on_commit(
-        lambda: run_in_background(notify_alert, [alert_id, event]), robust=True
-    )
-
-
-def enqueue_import(import_id: int) -> None:
-    transaction.on_commit(lambda: run_in_background(run_import, [import_id]))
-
-
-@shared_task(
-    name="devices.notify_alert",
-    ignore_result=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-)
-def notify_alert(alert_id: int, event: str) -> dict[str, str]:
-    """E-mail and webhook of the rule that opened or resolved an alert."""
-    from devices.services import alert_notify
-
-    return alert_notify(alert_id=alert_id, event=event)
 
 
 @shared_task(name="devices.check_health", ignore_result=True)
 def check_health() -> dict[str, int]:
     """Mark devices silent for too long as stale; open or resolve alerts for broker
     connections down longer than DEVICES_BROKER_DOWN_ALERT_S."""
-    from devices.alerts import check_broker_connections
-    from devices.services import devices_mark_stale
-
     result = {"stale": devices_mark_stale(), **check_broker_connections()}
     if any(result.values()):
         logger.info("device health: %s", result)
@@ -70,8 +30,6 @@ def check_health() -> dict[str, int]:
 @shared_task(name="devices.prune_telemetry", ignore_result=True)
 def prune_telemetry() -> dict[int, int]:
     """Apply every device's telemetry retention."""
-    from devices.services import telemetry_prune
-
     removed = telemetry_prune()
     if removed:
         logger.info("pruned telemetry: %s", removed)
@@ -81,6 +39,4 @@ def prune_telemetry() -> dict[int, int]:
 @shared_task(name="devices.run_import", ignore_result=True)
 def run_import(import_id: int) -> str:
     """Validate and create the devices of a CSV import started from the page."""
-    from devices.csv_import import import_run
-
     return import_run(import_id=import_id).state

@@ -42,7 +42,7 @@ from mqttadmin.lib.payloads import parse_json
 from mqttadmin.lib.topics import topic_matches
 
 if TYPE_CHECKING:
-    from brokers.ingest import ReceivedMessage
+    from mqttadmin.pipeline import ReceivedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def telemetry_from_message(
 ) -> int:
     """One message handed over by a `telemetry` subscription action; returns the
     number of points stored (0 when ingest stored them already)."""
-    from brokers.ingest import ReceivedMessage
+    from mqttadmin.pipeline import ReceivedMessage
 
     message = ReceivedMessage(
         broker_id=broker_id,

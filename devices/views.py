@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,10 +25,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseLocation
 
+from alerts.models import Alert, AlertState, alert_key
 from brokers.client import PublishError
 from brokers.forms import apply_errors
 from brokers.models import Broker
-from dashboard.models import Alert, AlertState
 from devices import csv_import, selectors, services
 from devices.choices import DeviceStatus
 from devices.forms import (
@@ -41,6 +41,7 @@ from devices.forms import (
 )
 from devices.models import AlertRule, Device, DeviceImport
 from devices.sparklines import line_chart_svg
+from mqttadmin.http import PortalRequest
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
 from mqttadmin.roles import Role
@@ -55,7 +56,7 @@ def _can_operate(user: Any, product: Product | None) -> bool:
     return product is not None and product.allows(user, Role.OPERATOR)
 
 
-def _current_product(request: HttpRequest, minimum: Role = Role.VIEWER) -> Product:
+def _current_product(request: PortalRequest, minimum: Role = Role.VIEWER) -> Product:
     product = getattr(request, "product", None)
     if product is None:
         raise Http404
@@ -64,13 +65,13 @@ def _current_product(request: HttpRequest, minimum: Role = Role.VIEWER) -> Produ
     return product
 
 
-def _int_param(request: HttpRequest, name: str) -> int | None:
+def _int_param(request: PortalRequest, name: str) -> int | None:
     value = request.GET.get(name, "")
     return int(value) if value.isdigit() else None
 
 
 @login_required
-def device_list(request: HttpRequest) -> HttpResponse:
+def device_list(request: PortalRequest) -> HttpResponse:
     """The current product's devices as tiles; an HTMX poll gets only the tiles."""
     product = getattr(request, "product", None)
     broker = _int_param(request, "broker")
@@ -154,13 +155,13 @@ def _live_context(device: Device) -> dict[str, Any]:
             product_id=device.product_id,
             subject=device.device_id,
             state=AlertState.OPEN,
-            rule_key__startswith="rule:",
+            rule_key__startswith=alert_key("rule", ""),
         ).order_by("-opened_at"),
     }
 
 
 @login_required
-def device_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def device_detail(request: PortalRequest, pk: int) -> HttpResponse:
     """Status, latest values, charts over a chosen range (?range=), raw telemetry
     (?key=), alert rules and the command box; the HTMX poll gets the live block."""
     device = get_for_user_or_404(Device, request.user, pk=pk)
@@ -199,7 +200,7 @@ def _detail_url(device: Device) -> str:
     return reverse("devices:detail", args=[device.pk])
 
 
-def _saved(request: HttpRequest, device: Device, message: str) -> HttpResponse:
+def _saved(request: PortalRequest, device: Device, message: str) -> HttpResponse:
     messages.success(request, message)
     if request.htmx:
         return HttpResponseLocation(_detail_url(device))
@@ -207,7 +208,7 @@ def _saved(request: HttpRequest, device: Device, message: str) -> HttpResponse:
 
 
 @login_required
-def device_create(request: HttpRequest) -> HttpResponse:
+def device_create(request: PortalRequest) -> HttpResponse:
     product = _current_product(request, Role.OPERATOR)
     form = DeviceForm(request.POST or None, product=product)
     if request.method == "POST" and form.is_valid():
@@ -225,7 +226,7 @@ def device_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def device_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def device_edit(request: PortalRequest, pk: int) -> HttpResponse:
     device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
     stored = Device.objects.get(pk=device.pk)  # the form writes onto its instance
     form = DeviceForm(request.POST or None, instance=device, product=device.product)
@@ -246,7 +247,7 @@ def device_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def device_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def device_delete(request: PortalRequest, pk: int) -> HttpResponse:
     device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
     if request.method == "POST":
         name = device.name
@@ -263,7 +264,7 @@ def device_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def device_command(request: HttpRequest, pk: int) -> HttpResponse:
+def device_command(request: PortalRequest, pk: int) -> HttpResponse:
     """Publish the command box's payload; HTMX gets the box back with the outcome."""
     device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
     form = CommandForm(request.POST)
@@ -292,7 +293,7 @@ def device_command(request: HttpRequest, pk: int) -> HttpResponse:
     if notice:
         messages.success(request, notice)
     for errors in form.errors.values():
-        messages.error(request, " ".join(errors))
+        messages.error(request, " ".join(str(error) for error in errors))
     return redirect(_detail_url(device))
 
 
@@ -300,7 +301,7 @@ def device_command(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _rules_response(
-    request: HttpRequest, device: Device, form: AlertRuleForm | None = None
+    request: PortalRequest, device: Device, form: AlertRuleForm | None = None
 ) -> HttpResponse:
     if request.htmx:
         return render(
@@ -315,14 +316,15 @@ def _rules_response(
         )
     if form is not None:
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(error) for error in errors))
     return redirect(_detail_url(device))
 
 
 @login_required
 @require_POST
-def rule_create(request: HttpRequest, pk: int) -> HttpResponse:
+def rule_create(request: PortalRequest, pk: int) -> HttpResponse:
     device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
+    form: AlertRuleForm | None
     form = AlertRuleForm(request.POST)
     if form.is_valid():
         try:
@@ -341,7 +343,7 @@ def rule_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def rule_delete(request: HttpRequest, pk: int, rid: int) -> HttpResponse:
+def rule_delete(request: PortalRequest, pk: int, rid: int) -> HttpResponse:
     device = get_for_user_or_404(Device, request.user, Role.OPERATOR, pk=pk)
     rule = get_for_user_or_404(AlertRule, request.user, Role.OPERATOR, pk=rid)
     if rule.product_id != device.product_id:
@@ -354,7 +356,7 @@ def rule_delete(request: HttpRequest, pk: int, rid: int) -> HttpResponse:
 
 
 @login_required
-def device_import(request: HttpRequest) -> HttpResponse:
+def device_import(request: PortalRequest) -> HttpResponse:
     """Upload a CSV file; it is checked and imported in the background while the
     import page shows the progress."""
     product = _current_product(request, Role.OPERATOR)
@@ -384,17 +386,17 @@ def device_import(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _recent_imports(request: HttpRequest) -> list[DeviceImport]:
+def _recent_imports(request: PortalRequest) -> list[DeviceImport]:
     return list(
         DeviceImport.objects.for_user(request.user, Role.OPERATOR)
-        .filter(product=request.product)  # type: ignore[attr-defined]
+        .filter(product=request.product)
         .select_related("broker")
         .defer("text")[:10]
     )
 
 
 @login_required
-def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def import_detail(request: PortalRequest, pk: int) -> HttpResponse:
     """An import's progress; its HTMX poll gets the progress block until done."""
     job = get_for_user_or_404(DeviceImport, request.user, Role.OPERATOR, pk=pk)
     context = {"job": job}

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from mqttadmin.admin_audit import AuditedAdminMixin
 from mqttadmin.admin_base import (
@@ -73,7 +73,9 @@ admin.site.unregister(User)
 class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
     audit_secret_fields = ("password",)
 
-    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):  # type: ignore[no-untyped-def]
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
         # The password form saves without save_model: record the change here.
         user = self.get_object(request, id)
         before = self._before(user) if user else {}

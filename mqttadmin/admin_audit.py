@@ -24,6 +24,8 @@ class AuditedAdminMixin:
     """Records create/update/delete made in the admin, with secrets masked.
 
     `audit_secret_fields` names fields whose values never enter the log.
+    The `# type: ignore[misc]` on super() calls: a mixin, its super() is the
+    ModelAdmin it is mixed into, which mypy cannot see.
     """
 
     audit_secret_fields: tuple[str, ...] = ()

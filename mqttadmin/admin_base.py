@@ -95,6 +95,8 @@ class ProductScopedMixin:
     `product_path` names the way from the model to its product when its queryset
     does not (`ProductScopedQuerySet.product_path`)."""
 
+    # The `# type: ignore[misc]` on super() calls below: a mixin, its super() is the
+    # ModelAdmin or InlineModelAdmin it is mixed into, which mypy cannot see.
     product_path: str | None = None
     # Fields that act on the portal's host: read-only for everybody else.
     host_fields: tuple[str, ...] = ()
@@ -239,7 +241,10 @@ class ReadOnlyScopedAdmin(ProductScopedAdmin):
 
 
 class SuperuserOnlyMixin:
-    """For admins that know nothing of products: superusers only."""
+    """For admins that know nothing of products: superusers only.
+
+    The `# type: ignore[misc]` on super() calls: a mixin, its super() is the
+    ModelAdmin it is mixed into, which mypy cannot see."""
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return _is_superuser(request) and super().has_module_permission(request)  # type: ignore[misc]

@@ -20,3 +20,10 @@ class MqttAdminConfig(AppConfig):
         from mqttadmin.periodic import start_periodic
 
         embedded.register("periodic-tasks", start_periodic)
+
+        from django.contrib.auth.signals import user_logged_out
+
+        from mqttadmin.live import on_user_logged_out
+
+        # Logging out closes the session's live sockets too.
+        user_logged_out.connect(on_user_logged_out, dispatch_uid="dashboard-logout")

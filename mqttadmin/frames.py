@@ -3,7 +3,7 @@
 Every `group_send` / `broadcast` names its type with a constant from here, so the
 consumers (and the test that sends each type to each consumer) know every frame a
 group can carry. A consumer that joins a group handles each of its types or
-ignores it (`dashboard.consumers.LiveConsumer.dispatch`); Channels would otherwise
+ignores it (`mqttadmin.live.LiveConsumer.dispatch`); Channels would otherwise
 raise on a type without a handler and close the socket with 1011.
 """
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from mqttadmin.audit import current_source, source_for_path
+from mqttadmin.http import PortalRequest
 from mqttadmin.models import Product
 
 SESSION_PRODUCT_KEY = "current_product_id"
@@ -18,10 +19,10 @@ class CurrentProductMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: PortalRequest) -> HttpResponse:
         token = current_source.set(source_for_path(request.path))
         try:
-            request.product = self._current_product(request)  # type: ignore[attr-defined]
+            request.product = self._current_product(request)
             return self.get_response(request)
         finally:
             current_source.reset(token)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from django.conf import settings
 from django.db import models
@@ -11,9 +11,9 @@ from django.utils.translation import gettext_lazy as _
 from mqttadmin.roles import Role, roles_at_least
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    AnyUser = AbstractBaseUser | AnonymousUser
+    AnyUser = User | AnonymousUser
 
 
 class ProductScopedQuerySet(models.QuerySet):
@@ -25,9 +25,7 @@ class ProductScopedQuerySet(models.QuerySet):
 
     product_path: str = "product"
 
-    def for_user(
-        self, user: AnyUser, role: Role | str = Role.VIEWER
-    ) -> models.QuerySet:
+    def for_user(self, user: AnyUser, role: Role | str = Role.VIEWER) -> Self:
         """Objects in products where `user` holds at least `role`."""
         if not getattr(user, "is_authenticated", False) or not user.is_active:
             return self.none()
@@ -118,7 +116,7 @@ class AuditSource(models.TextChoices):
 
 
 class AuditEntryQuerySet(ProductScopedQuerySet):
-    def for_user(self, user: AnyUser, role: Role | str = Role.ADMIN) -> models.QuerySet:
+    def for_user(self, user: AnyUser, role: Role | str = Role.ADMIN) -> Self:
         """Audit entries are for product admins; product-less entries for superusers."""
         return super().for_user(user, role)
 

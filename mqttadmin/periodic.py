@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -25,9 +26,9 @@ def start_periodic(options: EmbeddedOptions) -> Stopper | None:
     # for a worker's start-up signal): import them so the names resolve.
     app.loader.import_default_modules()
     stop = threading.Event()
+    beat: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
     schedule = {
-        name: (entry["task"], float(entry["schedule"]))
-        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+        name: (entry["task"], float(entry["schedule"])) for name, entry in beat.items()
     }
     next_run = {name: time.monotonic() + 5 for name in schedule}
 

@@ -24,6 +24,8 @@ def product_of(obj: models.Model) -> Product:
     """The product an object belongs to, following its `product_path`."""
     if isinstance(obj, Product):
         return obj
+    # `objects` (a ProductScopedQuerySet manager) is declared by each model, not by
+    # models.Model: the ignores here and in get_for_user_or_404 stand for that.
     path = type(obj).objects.get_queryset().product_path  # type: ignore[attr-defined]
     target: Any = obj
     for part in path.split("__"):
@@ -46,7 +48,7 @@ def get_for_user_or_404(
     """Fetch an object the user can see, then check `minimum` on its product."""
     try:
         obj = model.objects.for_user(user).get(**lookup)  # type: ignore[attr-defined]
-    except model.DoesNotExist:  # type: ignore[attr-defined]
+    except model.DoesNotExist:  # type: ignore[attr-defined]  # each model's own
         raise Http404 from None
     if minimum != Role.VIEWER:
         require_role(user, product_of(obj), minimum)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
@@ -76,7 +76,7 @@ def product_delete(*, actor: Any, product: Product) -> None:
     product.delete()
 
 
-def _user_by_username(username: str) -> AbstractBaseUser:
+def _user_by_username(username: str) -> User:
     user_model = get_user_model()
     try:
         return user_model.objects.get(username=username)

@@ -9,7 +9,9 @@ import os
 import secrets
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -23,7 +25,7 @@ if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
 
-def _read(name: str, cast, default):  # type: ignore[no-untyped-def]
+def _read(name: str, cast: Callable[..., Any], default: Any) -> Any:
     """Read one variable; a value that does not parse names the variable."""
     try:
         return cast(name, default=default)
@@ -52,7 +54,7 @@ VAR_DIR = Path(_read("MQTTADMIN_VAR_DIR", env.str, str(BASE_DIR / "var")))
 private_directory(VAR_DIR)
 
 
-def _generated_secret(filename: str, factory) -> str:  # type: ignore[no-untyped-def]
+def _generated_secret(filename: str, factory: Callable[[], str]) -> str:
     """A secret kept in var/ so it survives restarts of an embedded install."""
     path = VAR_DIR / filename
     if create_private(path, factory()):
@@ -108,10 +110,16 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "mqttadmin",
+    "alerts",
     "brokers",
+    "history",
+    "actions",
     "devices",
     "acl",
+    "observe",
+    "runtime",
     "dashboard",
+    "localbroker",
 ]
 
 MIDDLEWARE = [
@@ -262,7 +270,7 @@ MQTTADMIN_ACTIONS_SWEEP_S: int = _read("MQTTADMIN_ACTIONS_SWEEP_S", env.int, 60)
 if MQTTADMIN_ACTIONS_SWEEP_S < 1:
     raise ImproperlyConfigured("MQTTADMIN_ACTIONS_SWEEP_S must be 1 or more seconds")
 # Static entries; django-celery-beat's DatabaseScheduler copies them into its tables.
-CELERY_BEAT_SCHEDULE = {
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "prune-history": {
         "task": "brokers.prune_history",
         "schedule": HISTORY_PRUNE_SECONDS,
@@ -280,7 +288,7 @@ CELERY_BEAT_SCHEDULE = {
 # Alert when an enabled broker stays disconnected longer than this (seconds).
 DEVICES_BROKER_DOWN_ALERT_S: int = _read("DEVICES_BROKER_DOWN_ALERT_S", env.int, 300)
 # $SYS statistics: one time-series sample every N s, kept this long; N refused
-# logins within the window open an alert (brokers.sys_stats, brokers.client_log).
+# logins within the window open an alert (observe.sys_stats, observe.client_log).
 BROKER_STATS_SAMPLE_S: float = _read("BROKER_STATS_SAMPLE_S", env.float, 10.0)
 BROKER_STATS_RETENTION_S: float = _read("BROKER_STATS_RETENTION_S", env.float, 86400.0)
 BROKER_REFUSED_LOGIN_BURST: int = _read("BROKER_REFUSED_LOGIN_BURST", env.int, 5)
@@ -290,6 +298,16 @@ BROKER_REFUSED_LOGIN_WINDOW_S: float = _read(
 # The queue subscription actions run on (workers: `-Q celery,actions`).
 MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
+# What ingest does with a batch, in this order, inside one transaction: each app
+# that consumes messages names its sink here (mqttadmin.pipeline); the runtime
+# names none of them. Code, not configuration: not read from the environment.
+MQTTADMIN_INGEST_SINKS: list[str] = [
+    "observe.sinks.SysSink",
+    "history.sinks.HistorySink",
+    "brokers.sinks.SubscriptionSink",
+    "actions.sinks.ActionRunSink",
+    "devices.sinks.TelemetrySink",
+]
 
 # --- Auth -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -5,7 +5,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from brokers import urls as broker_urls
+from history import urls as history_urls
 from mqttadmin import security, views
+from observe import urls as observe_urls
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -25,7 +28,20 @@ urlpatterns = [
         name="member-update",
     ),
     path("audit/", views.audit_list, name="audit"),
-    path("brokers/", include("brokers.urls")),
+    # The broker page's namespace also holds the routes of apps that serve its tabs.
+    path(
+        "brokers/",
+        include(
+            (
+                [
+                    *broker_urls.urlpatterns,
+                    *history_urls.urlpatterns,
+                    *observe_urls.urlpatterns,
+                ],
+                "brokers",
+            )
+        ),
+    ),
     path("brokers/<int:pk>/acl/", include("acl.urls")),
     path("devices/", include("devices.urls")),
     path("admin/", admin.site.urls),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.utils import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.forms import BaseForm
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -18,20 +21,21 @@ from django.views.decorators.http import require_GET, require_POST
 from mqttadmin import services
 from mqttadmin.forms import MemberAddForm, MemberRoleForm, ProductForm
 from mqttadmin.health import extra_checks
+from mqttadmin.http import PortalRequest
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import AuditEntry, Membership, Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
 from mqttadmin.roles import Role
 
 
-def _form_errors(form_or_error: ValidationError, form) -> None:  # type: ignore[no-untyped-def]
+def _form_errors(form_or_error: ValidationError, form: BaseForm) -> None:
     for field, errors in form_or_error.message_dict.items():
         form.add_error(field if field in form.fields else None, errors)
 
 
 @never_cache
 @require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
+def healthz(request: PortalRequest) -> JsonResponse:
     """200 when every part answers; 503 naming the part that does not."""
     parts: dict[str, str] = {}
     try:
@@ -42,14 +46,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
         parts["database"] = f"error: {exc.__class__.__name__}"
     parts.update(extra_checks())
     failing = [name for name, state in parts.items() if state != "ok"]
-    body = {"status": "error" if failing else "ok", **parts}
+    body: dict[str, Any] = {"status": "error" if failing else "ok", **parts}
     if failing:
         body["failing"] = failing
     return JsonResponse(body, status=503 if failing else 200)
 
 
 @login_required
-def product_list(request: HttpRequest) -> HttpResponse:
+def product_list(request: PortalRequest) -> HttpResponse:
     products = Product.objects.for_user(request.user).order_by("name")
     form = ProductForm(request.POST or None) if request.user.is_superuser else None
     if request.method == "POST":
@@ -71,7 +75,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def product_detail(request: PortalRequest, pk: int) -> HttpResponse:
     """A product and its members; admins add, change and remove members here."""
     product = get_for_user_or_404(Product, request.user, pk=pk)
     is_admin = product.allows(request.user, Role.ADMIN)
@@ -107,7 +111,7 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_update(request: HttpRequest, pk: int, user_id: int) -> HttpResponse:
+def member_update(request: PortalRequest, pk: int, user_id: int) -> HttpResponse:
     product = get_for_user_or_404(Product, request.user, Role.ADMIN, pk=pk)
     membership = get_object_or_404(Membership, product=product, user_id=user_id)
     try:
@@ -130,7 +134,7 @@ def member_update(request: HttpRequest, pk: int, user_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def product_switch(request: HttpRequest) -> HttpResponse:
+def product_switch(request: PortalRequest) -> HttpResponse:
     product = get_for_user_or_404(Product, request.user, pk=request.POST.get("product"))
     request.session[SESSION_PRODUCT_KEY] = product.pk
     target = request.POST.get("next") or "/"
@@ -144,7 +148,7 @@ def product_switch(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: PortalRequest) -> HttpResponse:
     """The audit log of products the user administers; filter by product and action."""
     entries = AuditEntry.objects.for_user(request.user).select_related("product")
     product_id = request.GET.get("product")

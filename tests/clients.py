@@ -10,6 +10,9 @@ from rest_framework.test import APIClient
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import Product
 
+# The header an HTMX request carries: the view answers with a fragment.
+HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
+
 
 def as_user(user: Any) -> APIClient:
     """An API client authenticated as `user`."""

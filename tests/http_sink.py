@@ -32,6 +32,7 @@ class HttpSink:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        assert isinstance(host, str)
         return f"http://{host}:{port}"
 
     def stop(self) -> None:

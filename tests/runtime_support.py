@@ -14,7 +14,10 @@ from typing import Any
 from django.db import OperationalError, connection
 from django.db.backends.signals import connection_created
 
-from brokers.runtime import Runtime
+from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
+from brokers.models import Broker, BrokerStatus
+from runtime.manager import Runtime
+from tests.factories import make_broker, make_product
 
 RUNTIME_THREADS = ("paho-mqtt-client-", "mqtt-runtime-")
 
@@ -44,6 +47,37 @@ def retrying(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def status_of(broker: Broker) -> BrokerStatus:
+    return BrokerStatus.objects.get(broker_id=broker.pk)
+
+
+def state_is(broker: Broker, state: str, **extra: Any) -> Callable[[], bool]:
+    def check() -> bool:
+        status = status_of(broker)
+        return status.state == state and all(
+            getattr(status, name) == value for name, value in extra.items()
+        )
+
+    return check
+
+
+def publish(port: int, topic: str, payload: bytes = b"x", qos: int = 0) -> None:
+    """Publish with a real paho client of its own (waits for the broker's ack)."""
+    publish_messages(
+        ConnectionSettings(host="127.0.0.1", port=port),
+        [OutgoingMessage(topic=topic, payload=payload, qos=qos)],
+    )
+
+
+def running_broker(actor: Any, port: int, **fields: Any) -> Broker:
+    """A broker (through the service) for the runtime under test to connect, named
+    `broker-<port>` unless told; each write is retried while the runtime's thread
+    holds the SQLite write lock."""
+    fields.setdefault("name", f"broker-{port}")
+    product = retrying(make_product)
+    return retrying(make_broker, product, actor=actor, port=port, **fields)
 
 
 def runtime_threads() -> list[str]:

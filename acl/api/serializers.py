@@ -135,7 +135,7 @@ class MqttRoleSerializer(serializers.ModelSerializer):
     """A named rule set. Sending `rules` replaces all of them."""
 
     rules = MqttRuleSerializer(many=True, required=False)
-    users = serializers.SlugRelatedField(
+    users: serializers.SlugRelatedField[MqttUser] = serializers.SlugRelatedField(
         many=True, slug_field="username", read_only=True
     )
 

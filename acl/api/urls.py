@@ -1,26 +1,25 @@
-"""Routes of the acl API under /api/v1/brokers/{id}/ (mqttadmin.api.urls includes
-them)."""
+"""Routes of the acl API under /api/v1/brokers/{id}/: MQTT users and roles (a
+router over the nested prefix), sync, export, management and lifecycle."""
+
+from __future__ import annotations
 
 from django.urls import path
 
 from acl.api import views
+from mqttadmin.api.routers import NestedRouter
 
 prefix = "brokers/<int:broker_pk>/"
 
-users = views.MqttUserViewSet.as_view({"get": "list", "post": "create"})
-user = views.MqttUserViewSet.as_view(
-    {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
+router = NestedRouter()
+router.register(
+    f"{prefix}mqtt-users", views.MqttUserViewSet, basename="broker-mqtt-user"
 )
-roles = views.MqttRoleViewSet.as_view({"get": "list", "post": "create"})
-role = views.MqttRoleViewSet.as_view(
-    {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
+router.register(
+    f"{prefix}mqtt-roles", views.MqttRoleViewSet, basename="broker-mqtt-role"
 )
 
 urlpatterns = [
-    path(f"{prefix}mqtt-users/", users, name="broker-mqtt-users"),
-    path(f"{prefix}mqtt-users/<int:pk>/", user, name="broker-mqtt-user"),
-    path(f"{prefix}mqtt-roles/", roles, name="broker-mqtt-roles"),
-    path(f"{prefix}mqtt-roles/<int:pk>/", role, name="broker-mqtt-role"),
+    *router.urls,
     path(f"{prefix}acl/sync/", views.AclSyncView.as_view(), name="broker-acl-sync"),
     path(
         f"{prefix}acl/export/", views.AclExportView.as_view(), name="broker-acl-export"

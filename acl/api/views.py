@@ -14,12 +14,11 @@ from functools import cached_property
 from typing import Any
 
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -39,47 +38,30 @@ from acl.lifecycle import LifecycleUnavailable
 from acl.models import MqttRole, MqttUser
 from brokers.api.views import flatten_errors
 from brokers.models import Broker
+from mqttadmin.api.base import ProductScoped
 from mqttadmin.roles import Role
 
 
-class BrokerAclPermission(permissions.IsAuthenticated):
-    """Reads need membership of the broker's product, writes its admin role.
+class BrokerScoped(ProductScoped):
+    """Views under /brokers/{broker_pk}/: the broker is found (404 outside the
+    user's products) and the role checked on it before anything else runs.
+    Members read; every change needs the admin role."""
 
-    A view may raise the bar for reads with `read_role`."""
+    write_role = Role.ADMIN
+    role_denied_detail = {"*": _("This needs the %(role)s role in %(product)s.")}
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if not super().has_permission(request, view):
-            return False
-        broker: Broker = view.broker  # 404 outside the user's products
-        minimum = (
-            getattr(view, "read_role", Role.VIEWER)
-            if request.method in permissions.SAFE_METHODS
-            else Role.ADMIN
-        )
-        if not broker.product.allows(request.user, minimum):
-            raise PermissionDenied(
-                _("This needs the %(role)s role in %(product)s.")
-                % {"role": Role(minimum).label.lower(), "product": broker.product.name}
-            )
-        return True
-
-
-class BrokerScoped:
-    """Views under /brokers/{broker_pk}/."""
-
-    permission_classes = [BrokerAclPermission]
-    kwargs: dict[str, Any]
-    request: Request
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.broker  # noqa: B018 - the check happens on lookup
 
     @cached_property
     def broker(self) -> Broker:
-        return get_object_or_404(
-            Broker.objects.for_user(self.request.user).select_related("product"),
-            pk=self.kwargs["broker_pk"],
+        return self.get_scoped_object(
+            Broker.objects.select_related("product"), pk=self.kwargs["broker_pk"]
         )
 
 
-def _valid(serializer: serializers.Serializer) -> dict[str, Any]:
+def _valid(serializer: serializers.BaseSerializer) -> dict[str, Any]:
     """Validated data, or a 400 whose keys name the field (`rules[1].topic`)."""
     if not serializer.is_valid():
         raise ValidationError(flatten_errors(serializer.errors))
@@ -102,6 +84,7 @@ class MqttUserViewSet(
     """MQTT users of a managed broker."""
 
     serializer_class = MqttUserSerializer
+    lookup_value_converter = "int"
     queryset = MqttUser.objects.none()
 
     def get_queryset(self) -> QuerySet[MqttUser]:
@@ -154,6 +137,7 @@ class MqttRoleViewSet(
     """Roles (named ACL rule sets) of a managed broker."""
 
     serializer_class = MqttRoleSerializer
+    lookup_value_converter = "int"
     queryset = MqttRole.objects.none()
 
     def get_queryset(self) -> QuerySet[MqttRole]:
@@ -214,7 +198,7 @@ class AclExportView(BrokerScoped, APIView):
     """What the broker gets: the files, or the Dynamic Security commands (passwords
     as hashes). Admins only: hashes are secrets too."""
 
-    read_role = Role.ADMIN
+    required_roles = {"get": Role.ADMIN}
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, broker_pk: int) -> Response:
@@ -225,7 +209,7 @@ class ManagementView(BrokerScoped, APIView):
     """How the broker is managed (none, dynsec or files) and reloaded. Admins only,
     reads too: the settings name files and commands on the portal's host."""
 
-    read_role = Role.ADMIN
+    required_roles = {"get": Role.ADMIN}
 
     @extend_schema(responses=ManagedBrokerSerializer)
     def get(self, request: Request, broker_pk: int) -> Response:

@@ -7,7 +7,7 @@ service accounts (role `service`, token only); everyone else sees "***".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
@@ -20,7 +20,7 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView
+from rest_framework.throttling import BaseThrottle
 
 from brokers import services
 from brokers.api.serializers import BrokerStatusSerializer, SubscriptionSerializer
@@ -33,8 +33,8 @@ from brokers.mqtt_config import (
     service_status_report,
 )
 from brokers.throttles import ConnectionTestRateThrottle
+from mqttadmin.api.base import ProductScopedAPIView
 from mqttadmin.models import Product
-from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
 NOT_CONFIGURED = "MQTT not configured for this product"
@@ -119,12 +119,12 @@ def _configured(product: Product) -> ProductMqttConfig:
     return config
 
 
-class MqttConfigView(APIView):
+class MqttConfigView(ProductScopedAPIView):
     """The primary broker, topic settings, subscriptions and status together."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         config = config_of(product)
         if config is None or config.primary_broker is None:
             return Response(
@@ -146,7 +146,7 @@ class MqttConfigView(APIView):
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def put(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         body = _object_body(request)
         broker = body.get("broker", {})
         topics = body.get("topics", {})
@@ -165,19 +165,20 @@ class MqttConfigView(APIView):
         )
 
 
-class MqttConfigTestView(APIView):
+class MqttConfigTestView(ProductScopedAPIView):
     """Test the saved settings, or settings in the body (seed 001's names).
 
     Operators only, within the per-user budget of connection tests."""
 
     throttle_classes = [
-        *api_settings.DEFAULT_THROTTLE_CLASSES,
+        # api_settings imports the dotted paths; the stubs type them as strings.
+        *cast("list[type[BaseThrottle]]", api_settings.DEFAULT_THROTTLE_CLASSES),
         ConnectionTestRateThrottle,
     ]
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         config = config_of(product)
         body = request.data if isinstance(request.data, dict) else {}
         body = body.get("broker", body)
@@ -227,19 +228,19 @@ class MqttConfigTestView(APIView):
         )
 
 
-class MqttConfigSubscriptionsView(APIView):
+class MqttConfigSubscriptionsView(ProductScopedAPIView):
     @extend_schema(responses=SubscriptionSerializer(many=True))
     def get(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         config = _configured(product)
         subscriptions = Subscription.objects.filter(broker=config.primary_broker)
         return Response(SubscriptionSerializer(subscriptions, many=True).data)
 
 
-class MqttConfigSubscriptionDetailView(APIView):
+class MqttConfigSubscriptionDetailView(ProductScopedAPIView):
     @extend_schema(request=SubscriptionSerializer, responses=SubscriptionSerializer)
     def put(self, request: Request, pk: int, sub_id: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         config = _configured(product)
         subscription = get_object_or_404(
             Subscription, pk=sub_id, broker=config.primary_broker
@@ -256,30 +257,32 @@ class MqttConfigSubscriptionDetailView(APIView):
         return Response(SubscriptionSerializer(subscription).data)
 
 
-class MqttConfigReconnectView(APIView):
+class MqttConfigReconnectView(ProductScopedAPIView):
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, Role.OPERATOR, pk=pk)
-        config = _configured(product)
-        services.broker_control(
-            actor=request.user, broker=config.primary_broker, action="reconnect"
-        )
+        product = self.get_scoped_object(Product, pk=pk)
+        broker = _configured(product).primary_broker
+        assert broker is not None  # _configured refuses a config without one
+        services.broker_control(actor=request.user, broker=broker, action="reconnect")
         return Response({"status": "accepted"}, status=status.HTTP_202_ACCEPTED)
 
 
-class MqttConfigStatusView(APIView):
+class MqttConfigStatusView(ProductScopedAPIView):
     """The portal's own connection status and the one the service reports."""
+
+    # Any member reaches the report; who may report is checked in `post`.
+    required_roles = {"post": Role.VIEWER}
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         return Response(
             {"product_id": product.pk, **_status_dict(config_of(product), product)}
         )
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, pk: int) -> Response:
-        product = get_for_user_or_404(Product, request.user, pk=pk)
+        product = self.get_scoped_object(Product, pk=pk)
         if not (
             _is_service(request, product) or product.allows(request.user, Role.OPERATOR)
         ):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -20,7 +20,7 @@ from rest_framework import serializers
 from rest_framework.fields import SkipField, empty
 
 from brokers import services
-from brokers.actions import mask_headers
+from brokers.action_headers import mask_headers
 from brokers.choices import ControlAction, PayloadEncoding
 from brokers.client import ConnectionSettings
 from brokers.models import (
@@ -32,7 +32,7 @@ from brokers.models import (
 )
 from mqttadmin.audit import SECRET_MASK
 from mqttadmin.lib.topics import validate_topic_filter, validate_topic_name
-from mqttadmin.models import Product
+from mqttadmin.models import Product, ProductScopedQuerySet
 from mqttadmin.permissions import require_role
 from mqttadmin.roles import Role
 
@@ -56,7 +56,8 @@ class ProductScopedRelatedField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self) -> QuerySet:
         request = self.context.get("request")
-        queryset = super().get_queryset()
+        # Always one of our models' querysets (the stubs allow None for read-only).
+        queryset = cast(ProductScopedQuerySet, super().get_queryset())
         if request is None:
             return queryset.none()
         return queryset.for_user(request.user)
@@ -87,7 +88,8 @@ class SecretField(serializers.CharField):
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 
-    def to_representation(self, value: Any) -> str | None:
+    # DRF renders None as null; the stubs give CharField's output as str only.
+    def to_representation(self, value: Any) -> str | None:  # type: ignore[override]
         return SECRET_MASK if value else None
 
     def run_validation(self, data: Any = empty) -> Any:
@@ -221,7 +223,9 @@ UNTRIMMED = {
 
 
 def _model_validators(model: type[Model], name: str) -> list[Any]:
-    return list(model._meta.get_field(name).validators)
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)  # a concrete column, not a relation's reverse
+    return list(field.validators)
 
 
 class BrokerSerializer(serializers.ModelSerializer):
@@ -278,6 +282,7 @@ class BrokerSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: Broker | None = self.instance
+        # A create always sends `product`: `instance` is only read on updates.
         product = attrs.get("product") or instance.product  # type: ignore[union-attr]
         name = attrs.get("name", instance.name if instance else "")
         duplicates = Broker.objects.filter(product=product, name=name)
@@ -438,7 +443,8 @@ class PublishMessageSerializer(serializers.Serializer):
     JSON value (or JSON text) for json."""
 
     topic = TopicNameField()
-    payload = serializers.JSONField(required=False, default="", allow_null=True)
+    # Any JSON value may be a default; the stubs allow only mappings.
+    payload = serializers.JSONField(required=False, default="", allow_null=True)  # type: ignore[arg-type]
     encoding = serializers.ChoiceField(
         choices=PayloadEncoding.choices,
         default=PayloadEncoding.UTF8,
@@ -457,7 +463,9 @@ class PublishMessageSerializer(serializers.Serializer):
 class PublishBatchSerializer(serializers.Serializer):
     """Several messages, published together or not at all."""
 
-    messages = PublishMessageSerializer(
+    # many=True makes a ListSerializer, which takes max_length; the stubs type the
+    # call as the child's constructor.
+    messages = PublishMessageSerializer(  # type: ignore[call-arg]
         many=True, allow_empty=False, max_length=MAX_BATCH
     )
 
@@ -542,6 +550,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: Subscription | None = self.instance
+        # A create always sends `broker`: `instance` is only read on updates.
         broker = attrs.get("broker") or instance.broker  # type: ignore[union-attr]
         name = attrs.get("name", instance.name if instance else "")
         _check_unique_name(Subscription, instance, broker, name)
@@ -591,6 +600,7 @@ class PublishTemplateSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance: PublishTemplate | None = self.instance
+        # A create always sends `broker`: `instance` is only read on updates.
         broker = attrs.get("broker") or instance.broker  # type: ignore[union-attr]
         name = attrs.get("name", instance.name if instance else "")
         _check_unique_name(PublishTemplate, instance, broker, name)

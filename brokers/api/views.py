@@ -19,7 +19,7 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
@@ -52,7 +52,7 @@ from brokers.filtersets import (
 )
 from brokers.models import Broker, PublishTemplate, Subscription
 from brokers.throttles import ConnectionTestRateThrottle
-from mqttadmin.api.permissions import ProductRolePermission
+from mqttadmin.api.base import ProductScopedModelViewSet
 from mqttadmin.models import Product
 from mqttadmin.roles import Role
 
@@ -100,14 +100,13 @@ PUBLISH_REQUEST = PolymorphicProxySerializer(
 )
 
 
-class BrokerViewSet(viewsets.ModelViewSet):
+class BrokerViewSet(ProductScopedModelViewSet):
     """Broker connections of the user's products (filter with ?product=)."""
 
     serializer_class = BrokerSerializer
-    permission_classes = [ProductRolePermission]
     filterset_class = BrokerFilterSet
-    lookup_value_regex = r"\d+"
-    action_roles = {
+    parent_field = "product"
+    required_roles = {
         "status": Role.VIEWER,
         "control": Role.OPERATOR,
         "publish": Role.OPERATOR,
@@ -121,21 +120,15 @@ class BrokerViewSet(viewsets.ModelViewSet):
             .order_by("product__name", "name")
         )
 
-    def perform_create(self, serializer: BrokerSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        product = fields.pop("product")
-        serializer.instance = services.broker_create(
-            actor=self.request.user, product=product, **fields
+    def service_create(self, fields: dict[str, Any]) -> Broker:
+        return services.broker_create(actor=self.request.user, **fields)
+
+    def service_update(self, instance: Broker, fields: dict[str, Any]) -> Broker:
+        return services.broker_update(
+            actor=self.request.user, broker=instance, **fields
         )
 
-    def perform_update(self, serializer: BrokerSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        fields.pop("product", None)
-        serializer.instance = services.broker_update(
-            actor=self.request.user, broker=serializer.instance, **fields
-        )
-
-    def perform_destroy(self, instance: Broker) -> None:
+    def service_delete(self, instance: Broker) -> None:
         services.broker_delete(actor=self.request.user, broker=instance)
 
     @extend_schema(responses=BrokerStatusSerializer)
@@ -267,13 +260,12 @@ class BrokerViewSet(viewsets.ModelViewSet):
         return Response(result.as_dict())
 
 
-class SubscriptionViewSet(viewsets.ModelViewSet):
+class SubscriptionViewSet(ProductScopedModelViewSet):
     """Topic filters kept subscribed on the user's brokers (filter with ?broker=)."""
 
     serializer_class = SubscriptionSerializer
-    permission_classes = [ProductRolePermission]
     filterset_class = SubscriptionFilterSet
-    lookup_value_regex = r"\d+"
+    parent_field = "broker"
 
     def get_queryset(self) -> QuerySet[Subscription]:
         return (
@@ -282,21 +274,17 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
             .order_by("broker__name", "name")
         )
 
-    def perform_create(self, serializer: SubscriptionSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        broker = fields.pop("broker")
-        serializer.instance = services.subscription_create(
-            actor=self.request.user, broker=broker, **fields
+    def service_create(self, fields: dict[str, Any]) -> Subscription:
+        return services.subscription_create(actor=self.request.user, **fields)
+
+    def service_update(
+        self, instance: Subscription, fields: dict[str, Any]
+    ) -> Subscription:
+        return services.subscription_update(
+            actor=self.request.user, subscription=instance, **fields
         )
 
-    def perform_update(self, serializer: SubscriptionSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        fields.pop("broker", None)
-        serializer.instance = services.subscription_update(
-            actor=self.request.user, subscription=serializer.instance, **fields
-        )
-
-    def perform_destroy(self, instance: Subscription) -> None:
+    def service_delete(self, instance: Subscription) -> None:
         services.subscription_delete(actor=self.request.user, subscription=instance)
 
     @extend_schema(
@@ -325,13 +313,12 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
         )
 
 
-class PublishTemplateViewSet(viewsets.ModelViewSet):
+class PublishTemplateViewSet(ProductScopedModelViewSet):
     """Saved messages per broker (filter with ?broker=)."""
 
     serializer_class = PublishTemplateSerializer
-    permission_classes = [ProductRolePermission]
     filterset_class = PublishTemplateFilterSet
-    lookup_value_regex = r"\d+"
+    parent_field = "broker"
 
     def get_queryset(self) -> QuerySet[PublishTemplate]:
         return (
@@ -340,20 +327,15 @@ class PublishTemplateViewSet(viewsets.ModelViewSet):
             .order_by("broker__name", "name")
         )
 
-    def perform_create(self, serializer: PublishTemplateSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        broker = fields.pop("broker")
-        serializer.instance = services.publish_template_save(
-            actor=self.request.user, broker=broker, **fields
+    def service_create(self, fields: dict[str, Any]) -> PublishTemplate:
+        return services.publish_template_save(actor=self.request.user, **fields)
+
+    def service_update(
+        self, instance: PublishTemplate, fields: dict[str, Any]
+    ) -> PublishTemplate:
+        return services.publish_template_save(
+            actor=self.request.user, broker=instance.broker, template=instance, **fields
         )
 
-    def perform_update(self, serializer: PublishTemplateSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        fields.pop("broker", None)
-        template = serializer.instance
-        serializer.instance = services.publish_template_save(
-            actor=self.request.user, broker=template.broker, template=template, **fields
-        )
-
-    def perform_destroy(self, instance: PublishTemplate) -> None:
+    def service_delete(self, instance: PublishTemplate) -> None:
         services.publish_template_delete(actor=self.request.user, template=instance)

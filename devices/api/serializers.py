@@ -150,7 +150,9 @@ class ImportResultSerializer(serializers.Serializer):
 
 class ImportFailureSerializer(serializers.Serializer):
     imported = serializers.IntegerField()
-    errors = ImportErrorSerializer(many=True)
+    # DRF's metaclass moves declared fields into _declared_fields: this field does
+    # not shadow Serializer.errors, which mypy cannot see.
+    errors = ImportErrorSerializer(many=True)  # type: ignore[assignment]
 
 
 @extend_schema_field(OpenApiTypes.BINARY)

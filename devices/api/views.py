@@ -7,6 +7,7 @@ change goes through devices.services (audited; managed subscriptions kept in ste
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -20,7 +21,6 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import status as http
-from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import BaseParser, FormParser, MultiPartParser
@@ -42,9 +42,8 @@ from devices.api.serializers import (
 )
 from devices.filtersets import AlertRuleFilterSet, DeviceFilterSet
 from devices.models import AlertRule, Device
-from mqttadmin.api.permissions import ProductRolePermission
+from mqttadmin.api.base import ProductScopedModelViewSet
 from mqttadmin.models import Product
-from mqttadmin.permissions import require_role
 from mqttadmin.roles import Role
 
 logger = logging.getLogger(__name__)
@@ -65,8 +64,8 @@ class CsvTextParser(BaseParser):
         self,
         stream: Any,
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
-    ) -> str:
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:  # the CSV text; DRF's stubs expect parsers to return a mapping
         return csv_import.decode_csv(csv_import.read_capped(stream))
 
 
@@ -89,15 +88,18 @@ def _number_param(request: Request, name: str) -> int:
     return int(raw)
 
 
-class DeviceViewSet(viewsets.ModelViewSet):
+class DeviceViewSet(ProductScopedModelViewSet):
     """Devices of the user's products (filter with ?product=&broker=&status=, status
     being online, offline, unknown or stale)."""
 
     serializer_class = DeviceSerializer
-    permission_classes = [ProductRolePermission]
     filterset_class = DeviceFilterSet
-    lookup_value_regex = r"\d+"
-    action_roles = {"telemetry": Role.VIEWER, "command": Role.OPERATOR}
+    parent_field = "product"
+    required_roles = {
+        "telemetry": Role.VIEWER,
+        "command": Role.OPERATOR,
+        "import_csv": Role.OPERATOR,
+    }
 
     def get_queryset(self) -> QuerySet[Device]:
         return (
@@ -106,21 +108,15 @@ class DeviceViewSet(viewsets.ModelViewSet):
             .order_by("product__name", "name", "device_id")
         )
 
-    def perform_create(self, serializer: DeviceSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        product = fields.pop("product")
-        serializer.instance = services.device_create(
-            actor=self.request.user, product=product, **fields
+    def service_create(self, fields: dict[str, Any]) -> Device:
+        return services.device_create(actor=self.request.user, **fields)
+
+    def service_update(self, instance: Device, fields: dict[str, Any]) -> Device:
+        return services.device_update(
+            actor=self.request.user, device=instance, **fields
         )
 
-    def perform_update(self, serializer: DeviceSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        fields.pop("product", None)
-        serializer.instance = services.device_update(
-            actor=self.request.user, device=serializer.instance, **fields
-        )
-
-    def perform_destroy(self, instance: Device) -> None:
+    def service_delete(self, instance: Device) -> None:
         services.device_delete(actor=self.request.user, device=instance)
 
     @extend_schema(
@@ -210,10 +206,7 @@ class DeviceViewSet(viewsets.ModelViewSet):
         """Create devices from CSV (device_id,name,type,topic[,availability_topic])
         sent as a text/csv body or a multipart `file`. Every row is checked first:
         with any error nothing is imported and each error names its line."""
-        product = get_object_or_404(
-            Product.objects.for_user(request.user), pk=_number_param(request, "product")
-        )
-        require_role(request.user, product, Role.OPERATOR)
+        product = self.get_scoped_object(Product, pk=_number_param(request, "product"))
         broker = get_object_or_404(
             Broker.objects.filter(product=product), pk=_number_param(request, "broker")
         )
@@ -246,33 +239,27 @@ class DeviceViewSet(viewsets.ModelViewSet):
         return csv_import.decode_csv(csv_import.read_capped(upload))
 
 
-class AlertRuleViewSet(viewsets.ModelViewSet):
+class AlertRuleViewSet(ProductScopedModelViewSet):
     """Threshold rules of the user's products (filter with ?product=&device=)."""
 
     serializer_class = AlertRuleSerializer
-    permission_classes = [ProductRolePermission]
     filterset_class = AlertRuleFilterSet
-    lookup_value_regex = r"\d+"
+    parent_field = "product"
 
     def get_queryset(self) -> QuerySet[AlertRule]:
         return selectors.alert_rules_for(self.request.user).order_by(
             "product__name", "key", "id"
         )
 
-    def perform_create(self, serializer: AlertRuleSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        product = fields.pop("product")
-        require_role(self.request.user, product, Role.OPERATOR)
-        serializer.instance = services.alert_rule_create(
-            actor=self.request.user, product=product, **fields
+    def service_create(self, fields: dict[str, Any]) -> AlertRule:
+        # The rule's product is the object of a create: the same role check.
+        self.check_object_permissions(self.request, fields["product"])
+        return services.alert_rule_create(actor=self.request.user, **fields)
+
+    def service_update(self, instance: AlertRule, fields: dict[str, Any]) -> AlertRule:
+        return services.alert_rule_update(
+            actor=self.request.user, rule=instance, **fields
         )
 
-    def perform_update(self, serializer: AlertRuleSerializer) -> None:
-        fields = dict(serializer.validated_data)
-        fields.pop("product", None)
-        serializer.instance = services.alert_rule_update(
-            actor=self.request.user, rule=serializer.instance, **fields
-        )
-
-    def perform_destroy(self, instance: AlertRule) -> None:
+    def service_delete(self, instance: AlertRule) -> None:
         services.alert_rule_delete(actor=self.request.user, rule=instance)

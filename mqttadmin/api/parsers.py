@@ -9,6 +9,7 @@ refuses a NUL anywhere with a 400 naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +34,7 @@ class BoundedJSONParser(JSONParser):
         self,
         stream: Any,
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         limit = body_limit()
         raw = stream.read(limit + 1) if stream is not None else b""

@@ -6,7 +6,7 @@ Kept apart from the views: DRF imports these while `rest_framework.views` loads.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from knox.models import AuthToken
 from rest_framework.request import Request
@@ -20,7 +20,9 @@ class _LiveRateThrottle(SimpleRateThrottle):
     """Reads its rate when used, not when imported, so settings overrides apply."""
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        # The stubs type the rates as numbers; DRF's are "100/min" strings.
+        rates = cast(dict[str | None, str | None], api_settings.DEFAULT_THROTTLE_RATES)
+        return rates.get(self.scope)
 
 
 class TokenRateThrottle(_LiveRateThrottle):

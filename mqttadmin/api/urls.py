@@ -1,19 +1,18 @@
-"""Routes of /api/v1/: every app registers its viewsets on this one router."""
+"""Routes of /api/v1/: the core's own (auth, products, audit, the API root), then
+every app's `<app>.api.urls`, each included the same way."""
 
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
 
-from brokers.api.urls import register as register_broker_routes
-from dashboard.api.urls import register as register_alert_routes
-from devices.api.urls import register as register_device_routes
 from mqttadmin.api import auth, views
+from mqttadmin.api.routers import ApiRootRouter
 
-router = DefaultRouter()
+# The apps whose routes /api/v1/ serves, in the order their collections are
+# listed in the API root (after the core's own).
+API_APPS = ["history", "brokers", "observe", "acl", "devices", "alerts"]
+
+router = ApiRootRouter(listed=API_APPS)
 router.register("products", views.ProductViewSet, basename="product")
 router.register("audit", views.AuditEntryViewSet, basename="audit")
-register_broker_routes(router)
-register_device_routes(router)
-register_alert_routes(router)
 
 urlpatterns = [
     path("auth/token/", auth.TokenView.as_view(), name="api-token"),
@@ -23,9 +22,6 @@ urlpatterns = [
         auth.SessionDetailView.as_view(),
         name="api-session",
     ),
-    path("", include("brokers.api.history_urls")),
-    path("", include("brokers.api.mqtt_config_urls")),
-    path("", include("brokers.api.observe_urls")),
-    path("", include("acl.api.urls")),
+    *(path("", include(f"{app}.api.urls")) for app in API_APPS),
     path("", include(router.urls)),
 ]

@@ -8,14 +8,15 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import mixins, permissions, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from mqttadmin import services
+from mqttadmin.api.base import ProductScopedModelViewSet, ProductScopedViewSet
 from mqttadmin.api.filters import UtcIsoDateTimeFilter
+from mqttadmin.api.permissions import ProductRolePermission
 from mqttadmin.api.serializers import (
     AuditEntrySerializer,
     MemberCreateSerializer,
@@ -40,37 +41,35 @@ class IsSuperuserForWrites(permissions.IsAuthenticated):
         return request.method in permissions.SAFE_METHODS or request.user.is_superuser
 
 
-class ProductViewSet(viewsets.ModelViewSet):
+class ProductViewSet(ProductScopedModelViewSet):
     """Members list and read their products; superusers create, change, delete."""
 
     serializer_class = ProductSerializer
-    permission_classes = [IsSuperuserForWrites]
-    # Ids are numbers: `/products/abc/members/` is a 404, not a failed lookup.
-    lookup_value_regex = r"\d+"
+    # Ids are numbers (the base's lookup): `/products/abc/members/` is a 404.
+    permission_classes = [ProductRolePermission, IsSuperuserForWrites]
+    write_role = Role.ADMIN
+    required_roles = {"members": Role.ADMIN, "member": Role.ADMIN}
+    role_denied_detail = {
+        "members": "Managing members needs the admin role.",
+        "member": "Managing members needs the admin role.",
+    }
 
     def get_queryset(self) -> QuerySet[Product]:
         return Product.objects.for_user(self.request.user).order_by("name")
 
-    def perform_create(self, serializer: ProductSerializer) -> None:
-        serializer.instance = services.product_create(
-            actor=self.request.user, **serializer.validated_data
+    def service_create(self, fields: dict[str, Any]) -> Product:
+        return services.product_create(actor=self.request.user, **fields)
+
+    def service_update(self, instance: Product, fields: dict[str, Any]) -> Product:
+        return services.product_update(
+            actor=self.request.user, product=instance, **fields
         )
 
-    def perform_update(self, serializer: ProductSerializer) -> None:
-        serializer.instance = services.product_update(
-            actor=self.request.user,
-            product=serializer.instance,
-            **serializer.validated_data,
-        )
-
-    def perform_destroy(self, instance: Product) -> None:
+    def service_delete(self, instance: Product) -> None:
         services.product_delete(actor=self.request.user, product=instance)
 
     def _product_for_admin(self, pk: str) -> Product:
-        product = get_object_or_404(Product.objects.for_user(self.request.user), pk=pk)
-        if not product.allows(self.request.user, Role.ADMIN):
-            raise PermissionDenied("Managing members needs the admin role.")
-        return product
+        return self.get_scoped_object(Product, pk=pk)
 
     @extend_schema(
         methods=["GET"],
@@ -87,7 +86,7 @@ class ProductViewSet(viewsets.ModelViewSet):
         detail=True,
         methods=["get", "post"],
         url_path="members",
-        permission_classes=[permissions.IsAuthenticated],
+        permission_classes=[ProductRolePermission],
     )
     def members(self, request: Request, pk: str) -> Response:
         product = self._product_for_admin(pk)
@@ -116,7 +115,7 @@ class ProductViewSet(viewsets.ModelViewSet):
         detail=True,
         methods=["patch", "delete"],
         url_path=r"members/(?P<user_id>\d+)",
-        permission_classes=[permissions.IsAuthenticated],
+        permission_classes=[ProductRolePermission],
     )
     def member(self, request: Request, pk: str, user_id: str) -> Response:
         product = self._product_for_admin(pk)
@@ -142,7 +141,7 @@ class AuditEntryFilter(filters.FilterSet):
         fields = ["product", "action", "since"]
 
 
-class AuditEntryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class AuditEntryViewSet(mixins.ListModelMixin, ProductScopedViewSet):
     """The audit log of the products the user administers."""
 
     serializer_class = AuditEntrySerializer

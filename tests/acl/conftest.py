@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from acl import services as acl_services
 from acl.models import ManagedBroker
-from brokers import services as broker_services
 from brokers.models import Broker
+from tests.factories import make_broker
 from tests.services import MosquittoProcess, missing
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "dynsec-Admin-55"
@@ -53,20 +53,6 @@ class ManagedProcess:
         return ManagedBroker.objects.get(broker=self.broker)
 
 
-def make_broker_row(product: Any, port: int, name: str, **fields: Any) -> Broker:
-    # Disabled: the MQTT runtime must not hold a connection of its own in tests.
-    return broker_services.broker_create(
-        actor=None,
-        product=product,
-        name=name,
-        host="127.0.0.1",
-        port=port,
-        enabled=False,
-        connect_timeout=3.0,
-        **fields,
-    )
-
-
 @pytest.fixture
 def dynsec_broker(mosquitto: Any, tmp_path: Path, world: dict) -> ManagedProcess:
     """A broker with the Dynamic Security plugin; the portal manages it as dynsec
@@ -92,10 +78,13 @@ def dynsec_broker(mosquitto: Any, tmp_path: Path, world: dict) -> ManagedProcess
         f"plugin {plugin}\nplugin_opt_config_file {config}\n",
         name="dynsec",
     )
-    broker = make_broker_row(
+    # Disabled: the MQTT runtime must not hold a connection of its own in tests.
+    broker = make_broker(
         world["product"],
-        process.port,
-        "Dynsec",
+        name="Dynsec",
+        port=process.port,
+        enabled=False,
+        connect_timeout=3.0,
         username=ADMIN_USER,
         password=ADMIN_PASSWORD,
     )
@@ -120,7 +109,13 @@ def files_broker(mosquitto: Any, tmp_path: Path, world: dict) -> ManagedProcess:
         name="files",
     )
     wait_until(process.pid_path.exists)
-    broker = make_broker_row(world["product"], process.port, "Files")
+    broker = make_broker(
+        world["product"],
+        name="Files",
+        port=process.port,
+        enabled=False,
+        connect_timeout=3.0,
+    )
     acl_services.management_update(
         actor=world["users"]["superuser"],
         broker=broker,

@@ -12,7 +12,7 @@ from django.test import Client
 from acl import services
 from acl.models import ManagedBroker, MqttRole, MqttUser
 from mqttadmin.models import AuditEntry
-from tests.acl.conftest import make_broker_row
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,9 @@ def root(world: dict) -> Client:
 
 
 def test_the_admin_lists_every_acl_model(root: Client, world: dict) -> None:
-    broker = make_broker_row(world["product"], 1883, "Line 1")
+    broker = make_broker(
+        world["product"], name="Line 1", enabled=False, connect_timeout=3.0
+    )
     role, _r = services.mqtt_role_create(
         actor=None,
         broker=broker,
@@ -52,7 +54,9 @@ def test_the_admin_lists_every_acl_model(root: Client, world: dict) -> None:
 def test_admin_changes_are_audited_with_the_password_masked(
     root: Client, world: dict
 ) -> None:
-    broker = make_broker_row(world["product"], 1883, "Line 1")
+    broker = make_broker(
+        world["product"], name="Line 1", enabled=False, connect_timeout=3.0
+    )
     answer = root.post(
         "/admin/acl/managedbroker/add/",
         {
@@ -73,7 +77,9 @@ def test_admin_changes_are_audited_with_the_password_masked(
 
 
 def test_the_sync_action_reports_per_broker(root: Client, world: dict) -> None:
-    broker = make_broker_row(world["product"], 1883, "Line 1")
+    broker = make_broker(
+        world["product"], name="Line 1", enabled=False, connect_timeout=3.0
+    )
     services.management_update(actor=world["users"]["superuser"], broker=broker)
     answer = root.post(
         "/admin/acl/managedbroker/",
@@ -85,7 +91,9 @@ def test_the_sync_action_reports_per_broker(root: Client, world: dict) -> None:
 
 
 def test_models_know_their_product(world: dict) -> None:
-    broker = make_broker_row(world["product"], 1883, "Line 1")
+    broker = make_broker(
+        world["product"], name="Line 1", enabled=False, connect_timeout=3.0
+    )
     role = MqttRole.objects.create(broker=broker, name="r")
     user = MqttUser.objects.create(broker=broker, username="u")
     viewer: Any = world["users"]["viewer"]

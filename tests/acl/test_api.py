@@ -11,8 +11,9 @@ import pytest
 from acl import services
 from acl.models import ManagedBroker, MqttUser
 from mqttadmin.models import AuditEntry
-from tests.acl.conftest import ManagedProcess, connack, make_broker_row
+from tests.acl.conftest import ManagedProcess, connack
 from tests.clients import as_user
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +27,9 @@ def url(broker: Any, suffix: str) -> str:
 @pytest.fixture
 def unmanaged(world: dict) -> Any:
     """A broker the portal does not manage: changes are kept, not applied."""
-    return make_broker_row(world["product"], 1883, "Unmanaged")
+    return make_broker(
+        world["product"], name="Unmanaged", enabled=False, connect_timeout=3.0
+    )
 
 
 # --- Role matrix ----------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from acl import lifecycle, services
 from acl.lifecycle import CommandMethod, LifecycleOutcome, SignalMethod
 from mqttadmin.models import AuditEntry
-from tests.acl.conftest import make_broker_row
+from tests.factories import make_broker
 
 
 class FakeLocalBroker:
@@ -28,8 +28,16 @@ class FakeLocalBroker:
 
 @pytest.mark.django_db
 def test_a_registered_provider_handles_the_brokers_it_claims(world: dict) -> None:
-    mine = make_broker_row(world["product"], 1883, "Local")
-    other = make_broker_row(world["product"], 1884, "Elsewhere")
+    mine = make_broker(
+        world["product"], name="Local", enabled=False, connect_timeout=3.0
+    )
+    other = make_broker(
+        world["product"],
+        name="Elsewhere",
+        port=1884,
+        enabled=False,
+        connect_timeout=3.0,
+    )
     local = FakeLocalBroker()
 
     def provider(broker: Any) -> FakeLocalBroker | None:

@@ -10,18 +10,20 @@ import pytest
 from acl import services
 from acl.backends.dynsec import DynsecSession, admin_settings
 from acl.models import ManagedBroker, MqttRole, MqttUser
-from tests.acl.conftest import ManagedProcess, make_broker_row
-from tests.clients import logged_in
+from tests.acl.conftest import ManagedProcess
+from tests.clients import HTMX, logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
 PASSWORD = "page-Pa55-word"
 
 
 @pytest.fixture
 def broker(world: dict) -> Any:
-    broker = make_broker_row(world["product"], 1883, "Line 1")
+    broker = make_broker(
+        world["product"], name="Line 1", enabled=False, connect_timeout=3.0
+    )
     admin = world["users"]["admin"]
     role, _result = services.mqtt_role_create(
         actor=admin,

@@ -10,10 +10,12 @@ from django.test import Client
 from django.utils import timezone
 
 from brokers import services
-from brokers.models import Broker, RuntimeLease
+from brokers.models import Broker
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_pages import STORED_PASSWORD, make_broker
+from runtime.models import RuntimeLease
+from tests.brokers.test_pages import STORED_PASSWORD
 from tests.clients import logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +28,7 @@ def root(world: dict) -> Client:
 @pytest.fixture
 def broker(world: dict) -> Broker:
     broker = make_broker(
-        world["product"], "Admin line", username="sensor", password=STORED_PASSWORD
+        world["product"], name="Admin line", username="sensor", password=STORED_PASSWORD
     )
     services.subscription_create(
         actor=None, broker=broker, name="all", topic_filter="#"
@@ -45,22 +47,28 @@ def broker(world: dict) -> Broker:
 
 @pytest.mark.parametrize(
     "model",
-    ["broker", "brokerstatus", "subscription", "publishtemplate", "runtimelease"],
+    [
+        "brokers/broker",
+        "brokers/brokerstatus",
+        "brokers/subscription",
+        "brokers/publishtemplate",
+        "runtime/runtimelease",
+    ],
 )
 def test_changelists_render_with_search(
     root: Client, broker: Broker, model: str
 ) -> None:
-    response = root.get(f"/admin/brokers/{model}/?q=a")
+    response = root.get(f"/admin/{model}/?q=a")
     assert response.status_code == 200
-    response = root.get(f"/admin/brokers/{model}/?q=line")
+    response = root.get(f"/admin/{model}/?q=line")
     assert response.status_code == 200
     assert "Admin line" in response.content.decode()
 
 
-@pytest.mark.parametrize("model", ["brokerstatus", "runtimelease"])
+@pytest.mark.parametrize("model", ["brokers/brokerstatus", "runtime/runtimelease"])
 def test_runtime_rows_are_read_only(root: Client, broker: Broker, model: str) -> None:
-    assert root.get(f"/admin/brokers/{model}/add/").status_code == 403
-    page = root.get(f"/admin/brokers/{model}/{broker.pk}/change/")
+    assert root.get(f"/admin/{model}/add/").status_code == 403
+    page = root.get(f"/admin/{model}/{broker.pk}/change/")
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
 

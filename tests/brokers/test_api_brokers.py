@@ -9,19 +9,14 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from brokers import services
 from brokers.models import Broker, BrokerStatus
-from mqttadmin.models import AuditEntry, Product
+from mqttadmin.models import AuditEntry
 from tests.clients import as_user
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pa55-Very-Secret"
-
-
-def make_broker(product: Product, name: str = "Line 1", **fields: Any) -> Broker:
-    fields.setdefault("host", "127.0.0.1")
-    return services.broker_create(actor=None, product=product, name=name, **fields)
 
 
 def url(broker: Broker | None = None, suffix: str = "") -> str:
@@ -477,6 +472,7 @@ def test_secret_kept_when_omitted_or_masked_and_cleared_with_empty(
     broker.refresh_from_db()
     assert broker.password == "new-one"
     entry = AuditEntry.objects.filter(action="broker.update").first()
+    assert entry is not None
     assert entry.changes == {"password": ["***", "***"]}
 
     response = client.patch(url(broker), {"password": ""}, format="json")

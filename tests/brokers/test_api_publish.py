@@ -16,8 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from brokers import services
 from brokers.models import Broker, PublishTemplate
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_api_brokers import make_broker
 from tests.clients import as_user
+from tests.factories import make_broker, make_publish_template
 from tests.services import free_port
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ class Subscriber:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"test-sub-{next(_ids)}",
-            protocol=protocol,
+            protocol=mqtt.MQTTProtocolVersion(protocol),
         )
         subscribed = threading.Event()
         self.client.on_message = lambda client, userdata, msg: self.messages.put(msg)
@@ -357,13 +357,6 @@ def test_unreachable_broker_is_502(world: dict, operator: Any) -> None:
 TEMPLATES = "/api/v1/publish-templates/"
 
 
-def make_template(broker: Broker, name: str = "Reset", **fields: Any) -> Any:
-    fields.setdefault("topic", "plant/reset")
-    return services.publish_template_save(
-        actor=None, broker=broker, name=name, **fields
-    )
-
-
 @pytest.mark.parametrize(
     ("who", "sees"),
     [
@@ -374,8 +367,8 @@ def make_template(broker: Broker, name: str = "Reset", **fields: Any) -> Any:
     ],
 )
 def test_template_list_is_scoped(world: dict, who: str, sees: set) -> None:
-    make_template(make_broker(world["product"]))
-    make_template(make_broker(world["other"], name="B"), name="Far")
+    make_publish_template(make_broker(world["product"]))
+    make_publish_template(make_broker(world["other"], name="B"), name="Far")
     response = as_user(world["users"][who]).get(TEMPLATES)
     assert {t["name"] for t in response.json()["results"]} == sees
 
@@ -383,8 +376,8 @@ def test_template_list_is_scoped(world: dict, who: str, sees: set) -> None:
 def test_template_list_filters_by_broker(world: dict) -> None:
     first = make_broker(world["product"])
     second = make_broker(world["product"], name="Line 2")
-    make_template(first)
-    make_template(second, name="Other")
+    make_publish_template(first)
+    make_publish_template(second, name="Other")
     response = as_user(world["users"]["viewer"]).get(TEMPLATES, {"broker": second.pk})
     assert [t["name"] for t in response.json()["results"]] == ["Other"]
 
@@ -434,7 +427,7 @@ def test_template_create(world: dict, who: str, status: int) -> None:
     ],
 )
 def test_template_retrieve(world: dict, who: str, status: int) -> None:
-    template = make_template(make_broker(world["product"]))
+    template = make_publish_template(make_broker(world["product"]))
     response = as_user(world["users"][who]).get(f"{TEMPLATES}{template.pk}/")
     assert response.status_code == status
 
@@ -450,7 +443,7 @@ def test_template_retrieve(world: dict, who: str, status: int) -> None:
     ],
 )
 def test_template_update(world: dict, who: str, status: int) -> None:
-    template = make_template(make_broker(world["product"]))
+    template = make_publish_template(make_broker(world["product"]))
     response = as_user(world["users"][who]).patch(
         f"{TEMPLATES}{template.pk}/", {"payload": "now"}, format="json"
     )
@@ -470,7 +463,7 @@ def test_template_update(world: dict, who: str, status: int) -> None:
     ],
 )
 def test_template_delete(world: dict, who: str, status: int) -> None:
-    template = make_template(make_broker(world["product"]))
+    template = make_publish_template(make_broker(world["product"]))
     response = as_user(world["users"][who]).delete(f"{TEMPLATES}{template.pk}/")
     assert response.status_code == status
     assert PublishTemplate.objects.filter(pk=template.pk).exists() == (status != 204)
@@ -495,7 +488,7 @@ def test_invalid_template_names_the_field_and_changes_nothing(
     world: dict, operator: Any, fields: dict, field: str, says: str
 ) -> None:
     broker = make_broker(world["product"], max_payload_bytes=16)
-    existing = make_template(broker)
+    existing = make_publish_template(broker)
     body = {"broker": broker.pk, "name": "New", "topic": "plant/new", **fields}
     response = operator.post(TEMPLATES, body, format="json")
     assert response.status_code == 400, response.content

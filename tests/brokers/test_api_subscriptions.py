@@ -6,23 +6,14 @@ from typing import Any
 
 import pytest
 
-from brokers import services
-from brokers.models import Broker, Subscription
+from brokers.models import Subscription
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_api_brokers import make_broker
 from tests.clients import as_user
+from tests.factories import make_broker, make_subscription
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/subscriptions/"
-
-
-def make_subscription(
-    broker: Broker, name: str = "All", topic_filter: str = "plant/#", **fields: Any
-) -> Subscription:
-    return services.subscription_create(
-        actor=None, broker=broker, name=name, topic_filter=topic_filter, **fields
-    )
 
 
 def detail(subscription: Subscription) -> str:
@@ -126,6 +117,7 @@ def test_create(world: dict, who: str, status: int) -> None:
     created = Subscription.objects.filter(name="Shared").first()
     assert (created is not None) == (status == 201)
     if status == 201:
+        assert created is not None
         assert (created.qos, created.store_messages) == (1, False)
         entry = AuditEntry.objects.get(action="subscription.create")
         assert entry.product == world["product"] and entry.source == "api"

@@ -12,9 +12,8 @@ import pytest
 from brokers.models import Broker
 from mqttadmin.models import AuditEntry
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
-from tests.brokers.test_api_brokers import make_broker
 from tests.clients import as_user
-from tests.factories import make_user
+from tests.factories import make_broker, make_user
 from tests.services import free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]

@@ -13,20 +13,13 @@ from django.test import Client
 from brokers import services
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
 from mqttadmin.models import AuditEntry, Product
-from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
-from tests.clients import logged_in
+from tests.clients import HTMX, logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
-HMTX_POLL = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
+HMTX_POLL: dict[str, Any] = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
 STORED_PASSWORD = "stored-Secret-77"
-
-
-def make_broker(product: Product, name: str = "Line 1", **fields: Any) -> Broker:
-    fields.setdefault("host", "127.0.0.1")
-    fields.setdefault("port", 1883)
-    return services.broker_create(actor=None, product=product, name=name, **fields)
 
 
 def form_data(product: Product | None = None, **overrides: Any) -> dict[str, Any]:
@@ -114,29 +107,29 @@ def _write_requests(world: dict) -> dict[str, Callable[[Client], Any]]:
         return client.post("/brokers/new/", form_data(product, name="New one"))
 
     def edit(client: Client) -> Any:
-        broker = make_broker(product, "To edit")
+        broker = make_broker(product, name="To edit")
         return client.post(
             f"/brokers/{broker.pk}/edit/", form_data(name="Edited", port="1884")
         )
 
     def delete(client: Client) -> Any:
-        broker = make_broker(product, "To delete")
+        broker = make_broker(product, name="To delete")
         return client.post(f"/brokers/{broker.pk}/delete/")
 
     def control(client: Client) -> Any:
-        broker = make_broker(product, "To control")
+        broker = make_broker(product, name="To control")
         return client.post(f"/brokers/{broker.pk}/control/", {"action": "disconnect"})
 
     def publish(client: Client) -> Any:
         # An invalid topic: the role check runs first, and nothing needs a broker.
-        broker = make_broker(product, "To publish")
+        broker = make_broker(product, name="To publish")
         return client.post(
             f"/brokers/{broker.pk}/publish/",
             {"topic": "a/#", "payload": "x", "encoding": "utf8", "qos": "0"},
         )
 
     def template_save(client: Client) -> Any:
-        broker = make_broker(product, "To template")
+        broker = make_broker(product, name="To template")
         return client.post(
             f"/brokers/{broker.pk}/templates/",
             {
@@ -149,21 +142,21 @@ def _write_requests(world: dict) -> dict[str, Callable[[Client], Any]]:
         )
 
     def template_delete(client: Client) -> Any:
-        broker = make_broker(product, "To untemplate")
+        broker = make_broker(product, name="To untemplate")
         template = services.publish_template_save(
             actor=None, broker=broker, name="T", topic="a/b", payload="x"
         )
         return client.post(f"/brokers/{broker.pk}/templates/{template.pk}/delete/")
 
     def subscription_create(client: Client) -> Any:
-        broker = make_broker(product, "To subscribe")
+        broker = make_broker(product, name="To subscribe")
         return client.post(
             f"/brokers/{broker.pk}/subscriptions/",
             {"name": "all", "topic_filter": "#", "qos": "0"},
         )
 
     def _subscription(name: str) -> Subscription:
-        broker = make_broker(product, name)
+        broker = make_broker(product, name=name)
         return services.subscription_create(
             actor=None, broker=broker, name="s", topic_filter="a/#"
         )
@@ -356,7 +349,7 @@ def test_create_over_htmx_answers_with_hx_location(world: dict) -> None:
 def test_bad_input_shows_the_error_next_to_the_field(
     world: dict, field: str, value: str, message: str
 ) -> None:
-    make_broker(world["product"], "Taken")
+    make_broker(world["product"], name="Taken")
     client = logged_in(world["users"]["operator"])
     data = form_data(world["product"], name="Fresh", use_tls="on")
     data[field] = value
@@ -488,90 +481,6 @@ def test_delete_through_the_page(world: dict) -> None:
     assert AuditEntry.objects.get(action="broker.delete").source == "page"
 
 
-# --- Test button (real Mosquitto) ------------------------------------------------
-
-
-def _password_broker_form(port: int, password: str, **overrides: Any) -> dict:
-    return form_data(port=str(port), username=MQTT_USER, password=password, **overrides)
-
-
-@pytest.mark.mosquitto
-def test_test_button_tells_a_wrong_password(world: dict, password_broker: Any) -> None:
-    client = logged_in(world["users"]["operator"])
-    data = _password_broker_form(password_broker.port, "wrong", name="")
-    data["product"] = world["product"].pk
-    response = client.post("/brokers/test/", data, **HTMX)
-    html = response.content.decode()
-    assert response.status_code == 200 and "<html" not in html
-    # Mosquitto 2.0 refuses a wrong password as "not authorised" (3.1.1 code 5);
-    # the page says what that means.
-    assert "Not authorised" in html or "Bad username or password" in html
-    assert "Bad username or password" in html
-    assert not Broker.objects.exists()
-
-
-@pytest.mark.mosquitto
-def test_test_button_succeeds_with_the_right_password(
-    world: dict, password_broker: Any
-) -> None:
-    client = logged_in(world["users"]["operator"])
-    data = _password_broker_form(password_broker.port, MQTT_PASSWORD)
-    data["product"] = world["product"].pk
-    html = client.post("/brokers/test/", data, **HTMX).content.decode()
-    assert "Connection works." in html
-    assert re.search(r"latency [\d.]+ ms", html)
-    assert MQTT_PASSWORD not in html
-    assert not Broker.objects.exists()
-
-
-@pytest.mark.mosquitto
-def test_test_button_uses_the_saved_password_when_left_empty(
-    world: dict, password_broker: Any
-) -> None:
-    broker = make_broker(
-        world["product"],
-        port=password_broker.port,
-        username=MQTT_USER,
-        password=MQTT_PASSWORD,
-    )
-    client = logged_in(world["users"]["operator"])
-    data = _edit_data(broker, port=str(password_broker.port), password="")
-    html = client.post(f"/brokers/{broker.pk}/test/", data, **HTMX).content.decode()
-    assert "Connection works." in html
-    # Testing saves nothing.
-    assert not AuditEntry.objects.filter(action="broker.update").exists()
-
-
-@pytest.mark.mosquitto
-def test_test_button_without_javascript_shows_the_form_again(
-    world: dict, password_broker: Any
-) -> None:
-    client = logged_in(world["users"]["operator"])
-    data = _password_broker_form(password_broker.port, "wrong")
-    data["product"] = world["product"].pk
-    html = client.post("/brokers/test/", data).content.decode()
-    assert "<html" in html and 'name="host"' in html
-    assert "Bad username or password" in html
-
-
-def test_test_button_asks_to_fix_fields_first(world: dict) -> None:
-    client = logged_in(world["users"]["operator"])
-    data = form_data(world["product"], port="99999")
-    html = client.post("/brokers/test/", data, **HTMX).content.decode()
-    assert "Fix these fields before testing" in html and "65535" in html
-
-
-@pytest.mark.parametrize(("who", "status"), [("viewer", 403), ("outsider", 404)])
-def test_test_button_needs_an_operator(world: dict, who: str, status: int) -> None:
-    broker = make_broker(world["product"])
-    client = logged_in(world["users"][who])
-    assert client.post("/brokers/test/", form_data(world["product"])).status_code == (
-        status
-    )
-    response = client.post(f"/brokers/{broker.pk}/test/", form_data())
-    assert response.status_code == status
-
-
 # --- Control toggle and status partials -------------------------------------------
 
 
@@ -689,8 +598,8 @@ def test_bad_subscription_filter_is_refused(world: dict) -> None:
 
 
 def test_subscription_of_another_broker_is_404(world: dict) -> None:
-    one = make_broker(world["product"], "One")
-    two = make_broker(world["product"], "Two")
+    one = make_broker(world["product"], name="One")
+    two = make_broker(world["product"], name="Two")
     sub = services.subscription_create(
         actor=None, broker=two, name="s", topic_filter="#"
     )
@@ -700,8 +609,8 @@ def test_subscription_of_another_broker_is_404(world: dict) -> None:
 
 
 def test_template_of_another_broker_is_404(world: dict) -> None:
-    one = make_broker(world["product"], "One")
-    two = make_broker(world["product"], "Two")
+    one = make_broker(world["product"], name="One")
+    two = make_broker(world["product"], name="Two")
     template = services.publish_template_save(
         actor=None, broker=two, name="T", topic="a", payload=""
     )
@@ -715,11 +624,11 @@ def test_template_of_another_broker_is_404(world: dict) -> None:
 
 
 def test_overview_shows_the_current_products_broker_cards(world: dict) -> None:
-    broker = make_broker(world["product"], "Boiler house")
+    broker = make_broker(world["product"], name="Boiler house")
     BrokerStatus.objects.filter(broker=broker).update(
         state="connected", messages_received=4242, connection_error="old hiccup"
     )
-    make_broker(world["other"], "Not yours")
+    make_broker(world["other"], name="Not yours")
     html = logged_in(world["users"]["viewer"]).get("/").content.decode()
     card = html[html.index(f'id="broker-card-{broker.pk}"') :]
     card = card[: card.index("</article>")]

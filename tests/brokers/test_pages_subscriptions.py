@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from brokers import services
 from brokers.models import Broker, Subscription
-from tests.brokers.test_pages import HTMX, error_next_to, make_broker
-from tests.clients import logged_in
+from tests.brokers.test_pages import error_next_to
+from tests.clients import HTMX, logged_in
+from tests.factories import make_broker, make_subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -61,12 +61,6 @@ def action_data(index: int, kind: str, **fields: str) -> dict[str, str]:
     return {f"actions-{index}-{key}": value for key, value in base.items()}
 
 
-def make_subscription(broker: Broker, **fields: Any) -> Subscription:
-    fields.setdefault("name", "Temps")
-    fields.setdefault("topic_filter", "sensors/#")
-    return services.subscription_create(actor=None, broker=broker, **fields)
-
-
 # --- Role matrix ------------------------------------------------------------------
 
 
@@ -75,7 +69,9 @@ def test_tab_is_scoped_and_read_only_for_viewers(
     world: dict, who: str, status: int
 ) -> None:
     broker = make_broker(world["product"])
-    sub = make_subscription(broker, last_error="")
+    sub = make_subscription(
+        broker, name="Temps", topic_filter="sensors/#", last_error=""
+    )
     client = logged_in(world["users"][who])
     response = client.get(f"/brokers/{broker.pk}/?tab=subscriptions")
     assert response.status_code == status
@@ -95,7 +91,7 @@ def test_poll_returns_the_table_with_counters(
     world: dict, who: str, status: int
 ) -> None:
     broker = make_broker(world["product"])
-    sub = make_subscription(broker)
+    sub = make_subscription(broker, name="Temps", topic_filter="sensors/#")
     Subscription.objects.filter(pk=sub.pk).update(
         messages_received=4321, actions_failed=7, last_error="boom happened"
     )
@@ -140,7 +136,7 @@ def test_posts_need_an_operator(
 @pytest.mark.parametrize(("who", "status"), [("viewer", 403), ("outsider", 404)])
 def test_editor_pages_need_an_operator(world: dict, who: str, status: int) -> None:
     broker = make_broker(world["product"])
-    sub = make_subscription(broker)
+    sub = make_subscription(broker, name="Temps", topic_filter="sensors/#")
     client = logged_in(world["users"][who])
     base = f"/brokers/{broker.pk}/subscriptions"
     assert client.get(f"{base}/new/").status_code == status
@@ -149,7 +145,7 @@ def test_editor_pages_need_an_operator(world: dict, who: str, status: int) -> No
 
 def test_toggle_and_delete_from_the_tab(world: dict) -> None:
     broker = make_broker(world["product"])
-    sub = make_subscription(broker)
+    sub = make_subscription(broker, name="Temps", topic_filter="sensors/#")
     client = logged_in(world["users"]["operator"])
     base = f"/brokers/{broker.pk}/subscriptions/{sub.pk}"
     response = client.post(f"{base}/tab-toggle/", **HTMX)
@@ -265,7 +261,9 @@ def test_invalid_action_shows_its_error_and_saves_nothing(world: dict) -> None:
 
 def test_invalid_action_on_edit_changes_nothing(world: dict) -> None:
     broker = make_broker(world["product"])
-    sub = make_subscription(broker, actions=[{"type": "telemetry"}])
+    sub = make_subscription(
+        broker, name="Temps", topic_filter="sensors/#", actions=[{"type": "telemetry"}]
+    )
     client = logged_in(world["users"]["operator"])
     data = {
         **subscription_data(name="Renamed", **management(1)),
@@ -300,6 +298,8 @@ def test_dry_run_shows_the_rendered_webhook_body(world: dict) -> None:
     broker = make_broker(world["product"])
     sub = make_subscription(
         broker,
+        name="Temps",
+        topic_filter="sensors/#",
         actions=[
             {
                 "type": "webhook",
@@ -350,6 +350,8 @@ def test_dry_run_names_headers_without_their_values(world: dict) -> None:
     broker = make_broker(world["product"])
     sub = make_subscription(
         broker,
+        name="Temps",
+        topic_filter="sensors/#",
         actions=[
             {
                 "type": "webhook",

@@ -13,11 +13,11 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from rest_framework.test import APIClient
 
-from brokers.action_runner import run_action_batch
+from actions.runner import run_action_batch
 from brokers.models import Broker, BrokerStatus, Subscription
 from mqttadmin.lib import crypto
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_actions import deliver
+from tests.actions.test_actions import deliver
 from tests.brokers.test_admin import _posted
 from tests.clients import as_user, logged_in
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.runtime import Runtime
+from runtime.manager import Runtime
 from tests.runtime_support import wait_until  # noqa: F401 (used by the tests)
 from tests.services import free_port, missing, wait_for_port
 
@@ -49,7 +49,9 @@ def asgi_server() -> Iterator[str]:
     thread.start()
     wait_for_port(port, timeout=15)
     yield f"http://127.0.0.1:{port}"
-    reactor.callFromThread(reactor.stop)  # type: ignore[attr-defined]
+    # twisted types `reactor` as its placeholder module, not the reactor running.
+    running: Any = reactor
+    running.callFromThread(running.stop)
     thread.join(10)
 
 
@@ -100,7 +102,7 @@ def browser_page(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors  # type: ignore[attr-defined]
+    page.errors = errors
     yield page
     context.close()
 

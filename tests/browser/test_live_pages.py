@@ -9,9 +9,9 @@ import pytest
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker, BrokerStatus
-from brokers.runtime import Runtime
 from brokers.services import broker_create, subscription_create
 from devices.models import Device
+from runtime.manager import Runtime
 from tests.browser.conftest import UI_TIMEOUT_MS, log_in, screenshot, wait_until
 from tests.factories import PASSWORD, make_product, make_user
 
@@ -90,7 +90,7 @@ def test_published_message_appears_in_the_live_feed(
     page.locator("#live-state", has_text="Paused").wait_for()
     page.click("[data-live-clear]")
     assert page.locator("#live-rows li").count() == 0
-    assert not page.errors  # type: ignore[attr-defined]
+    assert not page.errors
 
 
 def test_disconnect_turns_the_dot_grey_and_connect_green(
@@ -106,7 +106,7 @@ def test_disconnect_turns_the_dot_grey_and_connect_green(
     page.locator(f"#broker-{broker.pk} .dot.disconnected").wait_for()
     page.locator(f"#broker-{broker.pk} button[value=connect]").click()
     page.locator(f"#broker-{broker.pk} .dot.connected").wait_for()
-    assert not page.errors  # type: ignore[attr-defined]
+    assert not page.errors
 
 
 def test_overview_shows_health_and_follows_traffic(
@@ -137,7 +137,7 @@ def test_overview_shows_health_and_follows_traffic(
     page.goto(f"/brokers/{broker.pk}/?tab=topics")
     page.locator("#topic-tree").wait_for()
     screenshot(page, "broker-topics")
-    assert not page.errors  # type: ignore[attr-defined]
+    assert not page.errors
 
 
 def test_viewer_sees_no_write_buttons(browser_page: Any, plant: dict[str, Any]) -> None:

@@ -8,18 +8,23 @@ import json
 from typing import Any
 
 import pytest
+from celery import current_app
 from django.core import mail
 from django.utils import timezone
 
+from alerts.models import Alert
+from alerts.services import alert_acknowledge, alert_key, alert_open
 from brokers.choices import ConnectionState
-from brokers.ingest import ReceivedMessage, store_batch
 from brokers.models import Broker, BrokerStatus
-from dashboard.models import Alert
 from devices import alerts, services, tasks
 from devices.models import AlertRule, Device
 from devices.telemetry import DeviceRef, devices_of_brokers
+from mqttadmin import background
 from mqttadmin.models import AuditEntry
-from tests.devices.support import Capture, Simulator, make_broker, make_device
+from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
+from tests.devices.simulator import Capture, Simulator
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 
@@ -186,14 +191,14 @@ def test_notifications_go_out_after_the_commit_with_an_idempotency_key(
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    ran: list[list[Any]] = []
+    ran: list[tuple[str, list[Any]]] = []
 
-    def run_now(task: Any, args: list[Any]) -> None:
-        ran.append(args)
-        task.apply(args=args)
+    def run_now(task_name: str, *args: Any, queue: str | None = None) -> None:
+        ran.append((task_name, list(args)))
+        current_app.tasks[task_name].apply(args=args)
 
     # Run the task in this thread (the test's transaction holds the alert).
-    monkeypatch.setattr(tasks, "run_in_background", run_now)
+    monkeypatch.setattr(background, "enqueue", run_now)
     r = rule(
         plant,
         notify_email="ops@example.com, oncall@example.com",
@@ -207,7 +212,7 @@ def test_notifications_go_out_after_the_commit_with_an_idempotency_key(
         callback()
     (alert,) = alerts_of(r)
 
-    assert ran == [[alert.pk, "opened"]]
+    assert ran == [("devices.notify_alert", [alert.pk, "opened"])]
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["ops@example.com", "oncall@example.com"]
     (request,) = http_sink.requests
@@ -228,7 +233,7 @@ def test_rules_without_notification_enqueue_nothing(
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    monkeypatch.setattr(tasks, "run_in_background", lambda *a: pytest.fail("sent"))
+    monkeypatch.setattr(background, "enqueue", lambda *a, **k: pytest.fail("sent"))
     rule(plant)
     with django_capture_on_commit_callbacks(execute=True):
         send(plant["broker"], ("plant/d1/temperature", "99"))
@@ -240,9 +245,9 @@ def test_acknowledging_records_the_user_once(plant: dict[str, Any]) -> None:
     (alert,) = alerts_of(r)
     operator = plant["users"]["operator"]
 
-    services.alert_acknowledge(actor=operator, alert=alert)
+    alert_acknowledge(actor=operator, alert=alert)
     first = alert.acknowledged_at
-    services.alert_acknowledge(actor=plant["users"]["admin"], alert=alert)
+    alert_acknowledge(actor=plant["users"]["admin"], alert=alert)
 
     alert.refresh_from_db()
     assert alert.acknowledged_by == operator and alert.acknowledged_at == first
@@ -303,6 +308,24 @@ def test_disabled_or_deleted_brokers_resolve_their_alerts(
     assert alerts.check_broker_connections()["resolved"] == 1
     gone.refresh_from_db()
     assert gone.state == "resolved"
+
+
+def test_the_broker_check_leaves_the_refused_logins_alert_alone(
+    plant: dict[str, Any], settings: Any
+) -> None:
+    settings.DEVICES_BROKER_DOWN_ALERT_S = 120
+    broker = plant["broker"]
+    set_status(broker, ConnectionState.CONNECTED, None)
+    refused = alert_open(
+        product_id=plant["product"].pk,
+        key=alert_key("broker", broker.pk, "refused-logins"),
+        subject=broker.name,
+        message="5 refused logins",
+    )
+    assert refused is not None
+    assert alerts.check_broker_connections() == {"opened": 0, "resolved": 0}
+    refused.refresh_from_db()
+    assert refused.state == "open"
 
 
 def test_the_health_task_marks_stale_devices_and_checks_brokers(

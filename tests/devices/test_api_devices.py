@@ -16,7 +16,7 @@ from brokers.models import Broker, Subscription
 from devices.models import Device, TelemetryPoint
 from mqttadmin.models import AuditEntry
 from tests.clients import as_user
-from tests.devices.support import make_broker, make_device
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import ReceivedMessage, store_batch
-from brokers.models import StoredMessage, Subscription
+from brokers.models import Subscription
 from devices import services
 from devices.models import Device, TelemetryPoint
 from devices.telemetry import ingest_batch, telemetry_from_message
-from tests.devices.support import Capture, Simulator, make_broker, make_device
+from history.models import StoredMessage
+from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
+from tests.devices.simulator import Capture, Simulator
+from tests.factories import make_broker, make_device
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]
 
@@ -23,7 +26,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.mosquitto]
 @pytest.fixture
 def setup(world: dict[str, Any], plain_broker: Any) -> Iterator[dict[str, Any]]:
     product = world["product"]
-    broker = make_broker(product, plain_broker.port)
+    broker = make_broker(product, port=plain_broker.port)
     device = make_device(
         product, broker, "d1", availability_topic="plant/d1/status", stale_after_s=60
     )
@@ -180,6 +183,7 @@ def test_stale_devices_are_marked_and_a_message_clears_the_mark(
     sim.publish("plant/d1/t", "1")
     store_batch(capture.take(2))
     device = refreshed(device)
+    assert device.last_seen_at is not None
     later = device.last_seen_at + datetime.timedelta(seconds=61)
 
     assert services.devices_mark_stale(now=device.last_seen_at) == 0

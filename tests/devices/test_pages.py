@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from brokers.ingest import ReceivedMessage, store_batch
 from brokers.models import Broker, Subscription
 from devices.models import AlertRule, Device
 from mqttadmin.models import AuditEntry
-from tests.clients import logged_in
-from tests.devices.support import HTMX, make_broker, make_device
+from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
+from tests.clients import HTMX, logged_in
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +74,9 @@ def test_tiles_show_status_values_and_inline_svg_sparklines(
     assert "temperature" in tile and "env.hum" in tile
     sparks = re.findall(r'<svg class="sparkline"[^>]*>.*?</svg>', tile, re.S)
     assert len(sparks) == 2
-    points = re.search(r'points="([^"]+)"', sparks[1]).group(1)  # temperature
+    found = re.search(r'points="([^"]+)"', sparks[1])
+    assert found is not None
+    points = found.group(1)  # temperature
     assert len(points.split()) == 6
     assert "<script" not in html.split("</head>")[1]  # no inline scripts
 
@@ -235,7 +238,7 @@ def test_rules_are_added_and_removed_on_the_detail_page(plant: dict[str, Any]) -
 
 @pytest.mark.mosquitto
 def test_the_command_box_publishes(plant: dict[str, Any], plain_broker: Any) -> None:
-    from tests.devices.support import Capture
+    from tests.devices.simulator import Capture
 
     Broker.objects.filter(pk=plant["broker"].pk).update(port=plain_broker.port)
     capture = Capture(plain_broker.port, plant["broker"].pk, "plant/d1/cmd")

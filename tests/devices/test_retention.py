@@ -10,7 +10,7 @@ import pytest
 from brokers.models import Broker
 from devices import services, tasks
 from devices.models import TelemetryPoint
-from tests.devices.support import make_broker, make_device
+from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
 

@@ -11,20 +11,15 @@ from typing import Any
 
 import pytest
 
+from alerts.models import Alert
 from brokers.models import BrokerStatus
-from brokers.runtime import Runtime
-from dashboard.models import Alert
 from devices import services
 from devices.models import Device
+from runtime.manager import Runtime
 from tests.clients import as_user, logged_in
-from tests.devices.support import (
-    Simulator,
-    make_broker,
-    make_device,
-    wait_until,
-)
-from tests.factories import make_product, make_user
-from tests.runtime_support import retrying
+from tests.devices.simulator import Simulator
+from tests.factories import make_broker, make_device, make_product, make_user
+from tests.runtime_support import retrying, wait_until
 
 pytestmark = [
     pytest.mark.mosquitto,
@@ -40,7 +35,7 @@ def fresh(device: Device) -> Device:
 def test_a_simulated_device_through_the_runtime(plain_broker: Any) -> None:
     viewer = make_user("vera")
     product = make_product("Plant", viewer=viewer)
-    broker = make_broker(product, plain_broker.port)
+    broker = make_broker(product, port=plain_broker.port)
     device = make_device(product, broker, "d1", availability_topic="plant/d1/status")
     rule = services.alert_rule_create(
         actor=None, product=product, device=device, key="temperature", threshold=80

@@ -8,6 +8,7 @@ import contextlib
 import selectors
 import socket
 import threading
+from typing import cast
 
 from tests.services import free_port
 
@@ -33,7 +34,7 @@ class BlackholeProxy:
         self._stop.set()
         self._thread.join(5)
         for key in list(self._selector.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
+            cast(socket.socket, key.fileobj).close()  # only sockets are registered
         self._selector.close()
 
     def _accept(self) -> None:
@@ -60,19 +61,20 @@ class BlackholeProxy:
                 if key.data is None:
                     self._accept()
                     continue
-                sock, peer = key.fileobj, key.data
+                # Only sockets are registered (the selector types file-likes).
+                sock, peer = cast(socket.socket, key.fileobj), key.data
                 try:
-                    data = sock.recv(65536)  # type: ignore[union-attr]
+                    data = sock.recv(65536)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
                     data = b""
                 if not data:
-                    self._close(sock, peer)  # type: ignore[arg-type]
+                    self._close(sock, peer)
                     continue
                 if self.blackholed.is_set():
                     continue  # dropped on the floor, nobody is told
                 try:
                     peer.sendall(data)
                 except OSError:
-                    self._close(sock, peer)  # type: ignore[arg-type]
+                    self._close(sock, peer)

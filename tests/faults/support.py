@@ -23,7 +23,8 @@ from urllib.parse import quote
 import paho.mqtt.client as mqtt
 from django.conf import settings
 
-from brokers.models import DeadLetter, StoredMessage
+from history.models import StoredMessage
+from runtime.models import DeadLetter
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,8 @@ class StampedPublisher:
         )
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 1)
+        # paho annotates whole seconds; it takes a float (its delays are time math).
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]
         self.client.on_publish = self._on_publish
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()

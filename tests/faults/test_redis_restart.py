@@ -33,9 +33,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from brokers.models import ActionRun, ActionRunState, Subscription
-from brokers.services import RUNTIME_GROUP, subscription_create
-from tests.brokers.test_runtime import make_broker, state_is
+from actions.models import ActionRun, ActionRunState
+from brokers.models import Subscription
+from brokers.services import subscription_create
+from mqttadmin.realtime import RUNTIME_GROUP
 from tests.factories import make_superuser
 from tests.faults.support import (
     PROJECT,
@@ -45,7 +46,7 @@ from tests.faults.support import (
     stop_process,
     wait_stored,
 )
-from tests.runtime_support import wait_until
+from tests.runtime_support import running_broker, state_is, wait_until
 from tests.services import free_port, missing, wait_for_port
 
 pytestmark = [
@@ -321,7 +322,7 @@ def channel_layers_on(redis_url: str) -> Iterator[None]:
     """Point this process's channel layer (the services' nudges) at `redis_url`."""
     from django.test import override_settings
 
-    layers = {
+    layers: dict[str, dict[str, Any]] = {
         "default": {**settings.CHANNEL_LAYERS["default"]},
     }
     layers["default"]["CONFIG"] = {
@@ -412,7 +413,7 @@ def test_redis_restart_resumes_tasks_and_live_feeds_and_the_portal_stays_up(
 
         with channel_layers_on(redis.url):
             actor = make_superuser()
-            broker = make_broker(actor, broker_process.port)
+            broker = running_broker(actor, broker_process.port)
             subscription = subscription_create(
                 actor=actor,
                 broker=broker,

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.models import RuntimeLease
-from tests.brokers.test_runtime import status_of
+from runtime.models import RuntimeLease
 from tests.faults.support import (
     StampedPublisher,
     start_worker,
@@ -27,7 +26,7 @@ from tests.faults.test_stream_faults import (
     persistent_broker_row,
     subscribed,
 )
-from tests.runtime_support import wait_until
+from tests.runtime_support import status_of, wait_until
 from tests.services import missing
 
 pytestmark = [

@@ -17,16 +17,23 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from brokers import ingest
 from brokers.choices import ConnectionState
-from brokers.models import Broker, DeadLetter
-from brokers.runtime.session import RECONNECT_MAX_DELAY
+from brokers.models import Broker
 from brokers.services import subscription_create
-from tests.brokers.test_runtime import make_broker, state_is, status_of
+from devices import sinks as device_sinks
+from runtime import ingest
+from runtime.models import DeadLetter
+from runtime.session import RECONNECT_MAX_DELAY
 from tests.factories import make_superuser
 from tests.faults.proxy import BlackholeProxy
 from tests.faults.support import StampedPublisher, rss_mib, wait_stored
-from tests.runtime_support import retrying, wait_until
+from tests.runtime_support import (
+    retrying,
+    running_broker,
+    state_is,
+    status_of,
+    wait_until,
+)
 from tests.services import missing
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.django_db(transaction=True)]
@@ -43,7 +50,7 @@ def durable_broker(mosquitto: Any) -> Any:
 def persistent_broker_row(port: int, **fields: Any) -> Broker:
     """A broker connection with a persistent session, subscribed at QoS 1."""
     actor = retrying(make_superuser)
-    broker = make_broker(
+    broker = running_broker(
         actor,
         port,
         name=f"faults-{port}",
@@ -150,7 +157,8 @@ def test_a_poison_message_is_dead_lettered_and_the_stream_goes_on(
 ) -> None:
     """Fault 3: a message whose processing raises is kept in the dead-letter list
     with its error; every other message of its batch and after it is stored."""
-    real = ingest.devices_ingest_batch
+    # The devices sink is the last of the batch's sinks: poison raises mid-batch.
+    real = device_sinks.ingest_batch
 
     def choking_on_poison(batch: list[ingest.ReceivedMessage]) -> None:
         for message in batch:
@@ -158,7 +166,7 @@ def test_a_poison_message_is_dead_lettered_and_the_stream_goes_on(
                 raise ValueError(f"cannot digest {message.topic}")
         real(batch)
 
-    monkeypatch.setattr(ingest, "devices_ingest_batch", choking_on_poison)
+    monkeypatch.setattr(device_sinks, "ingest_batch", choking_on_poison)
     broker_process, _broker = subscribed_runtime(mosquitto, start_runtime)
 
     publisher = StampedPublisher(broker_process.port, rate=500, count=1000).start()

@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from brokers.models import ActionRun, ActionRunState
+from actions.models import ActionRun, ActionRunState
 from brokers.services import subscription_create
-from tests.brokers.test_runtime import make_broker, publish, state_is
 from tests.factories import make_superuser
 from tests.faults.support import start_worker, stop_process
 from tests.faults.test_redis_restart import (
@@ -32,7 +31,7 @@ from tests.faults.test_redis_restart import (
     channel_layers_on,
     start_beat,
 )
-from tests.runtime_support import wait_until
+from tests.runtime_support import publish, running_broker, state_is, wait_until
 from tests.services import missing
 
 pytestmark = [
@@ -90,7 +89,7 @@ def test_a_worker_killed_mid_webhook_runs_it_again_with_one_effect(
         )
         with channel_layers_on(redis.url):
             actor = make_superuser()
-            broker = make_broker(actor, broker_process.port)
+            broker = running_broker(actor, broker_process.port)
             subscription = subscription_create(
                 actor=actor,
                 broker=broker,

@@ -44,6 +44,7 @@ async def receive_until(
             raise AssertionError(f"no matching frame in {timeout}s; got {seen!r}")
         try:
             frame = await communicator.receive_from(timeout=remaining)
+            assert isinstance(frame, str)  # the consumers send text frames
         except TimeoutError:
             raise AssertionError(
                 f"no matching frame in {timeout}s; got {seen!r}"
@@ -70,5 +71,7 @@ async def frames_for(communicator: WebsocketCommunicator, seconds: float) -> lis
     frames: list[str] = []
     while time.monotonic() < deadline:
         if not await communicator.receive_nothing(timeout=0.05):
-            frames.append(await communicator.receive_from(timeout=1))
+            frame = await communicator.receive_from(timeout=1)
+            assert isinstance(frame, str)  # the consumers send text frames
+            frames.append(frame)
     return frames

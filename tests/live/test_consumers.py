@@ -12,11 +12,14 @@ from channels.layers import get_channel_layer
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from brokers.models import Broker, BrokerStatus, StoredMessage, Topic
-from brokers.runtime.live_feed import MESSAGES_FRAME, broker_group
-from dashboard.consumers import CLOSE_FORBIDDEN
-from dashboard.models import Alert
+from alerts.models import Alert
+from brokers.models import Broker, BrokerStatus
+from history.models import StoredMessage, Topic
+from mqttadmin.frames import BROKER_MESSAGES as MESSAGES_FRAME
+from mqttadmin.live import CLOSE_FORBIDDEN
 from mqttadmin.models import AuditEntry, Membership
+from mqttadmin.realtime import broker_group
+from tests.factories import make_connected_broker
 from tests.live.conftest import (
     closed_with,
     frames_for,
@@ -26,12 +29,6 @@ from tests.live.conftest import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_broker(product: Any, name: str = "Line 1") -> Broker:
-    broker = Broker.objects.create(product=product, name=name, host="127.0.0.1")
-    BrokerStatus.objects.create(broker=broker, state="connected")
-    return broker
 
 
 def frame(broker: Broker, *topics: str, skipped: int = 0) -> dict[str, Any]:
@@ -57,14 +54,16 @@ def frame(broker: Broker, *topics: str, skipped: int = 0) -> dict[str, Any]:
 
 
 async def group_send(group: str, message: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(group, message)
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(group, message)
 
 
 # --- who may connect ---------------------------------------------------------
 
 
 def test_anonymous_socket_is_closed_with_4403(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
 
     async def scenario() -> None:
         for path in (f"/ws/brokers/{broker.pk}/", "/ws/overview/"):
@@ -78,7 +77,7 @@ def test_anonymous_socket_is_closed_with_4403(world: dict[str, Any]) -> None:
 
 
 def test_member_of_another_product_is_closed_with_4403(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["outsider"])
 
     async def scenario() -> None:
@@ -103,7 +102,7 @@ def test_unknown_broker_is_closed_with_4403(world: dict[str, Any]) -> None:
 
 
 def test_foreign_origin_is_refused(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["admin"])
 
     async def scenario() -> None:
@@ -119,7 +118,7 @@ def test_foreign_origin_is_refused(world: dict[str, Any]) -> None:
 def test_viewer_gets_the_status_block_without_write_buttons(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -138,13 +137,15 @@ def test_viewer_gets_the_status_block_without_write_buttons(
 def test_operator_gets_controls_with_the_page_csrf_token(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["operator"])
     client.cookies["csrftoken"] = "a" * 32
 
     async def scenario() -> None:
         communicator = socket(f"/ws/brokers/{broker.pk}/", client)
-        communicator.scope["headers"].append((b"cookie", b"csrftoken=" + b"a" * 32))
+        headers = communicator.scope["headers"]
+        assert isinstance(headers, list)
+        headers.append((b"cookie", b"csrftoken=" + b"a" * 32))
         await communicator.connect()
         html = await receive_until(communicator, lambda f: 'id="broker-status"' in f)
         assert 'value="disconnect"' in html
@@ -155,7 +156,7 @@ def test_operator_gets_controls_with_the_page_csrf_token(
 
 def _publish_over_socket(world: dict[str, Any], role: str, topic: str) -> str:
     """Send a publish request as a member with `role`; the result fragment."""
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"][role])
     result: list[str] = []
 
@@ -193,7 +194,7 @@ def test_bad_publish_request_names_the_field_and_publishes_nothing(
 def test_feed_starts_from_history_then_streams_only_matching_topics(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     now = timezone.now()
     for index, topic in enumerate(["plant/a", "other/x", "plant/b"]):
         StoredMessage.objects.create(
@@ -229,7 +230,7 @@ def test_feed_starts_from_history_then_streams_only_matching_topics(
 def test_bad_filter_is_refused_and_the_feed_keeps_its_filter(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -251,7 +252,7 @@ def test_bad_filter_is_refused_and_the_feed_keeps_its_filter(
 def test_paused_feed_counts_instead_of_showing_and_resume_resyncs(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -272,7 +273,7 @@ def test_paused_feed_counts_instead_of_showing_and_resume_resyncs(
 
 
 def test_skipped_messages_are_shown_with_the_count(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -292,7 +293,7 @@ def test_skipped_messages_are_shown_with_the_count(world: dict[str, Any]) -> Non
 
 
 def test_logout_closes_the_sessions_sockets(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -312,7 +313,7 @@ def test_logout_closes_the_sessions_sockets(world: dict[str, Any]) -> None:
 
 
 def test_ended_session_is_found_on_the_next_request(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"])
 
     async def scenario() -> None:
@@ -329,7 +330,7 @@ def test_ended_session_is_found_on_the_next_request(world: dict[str, Any]) -> No
 
 
 def test_removed_member_is_closed_on_the_next_subscribe(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     viewer = world["users"]["viewer"]
     client = session_of(viewer)
 
@@ -352,8 +353,8 @@ def test_overview_syncs_cards_and_alerts_then_follows_status(
     world: dict[str, Any],
 ) -> None:
     product = world["product"]
-    broker = make_broker(product, "Line 7")
-    hidden = make_broker(world["other"], "Not yours")
+    broker = make_connected_broker(product, name="Line 7")
+    hidden = make_connected_broker(world["other"], name="Not yours")
     Alert.objects.create(
         product=product, rule_key="r1", subject="Boiler", message="too hot"
     )
@@ -387,7 +388,7 @@ def test_overview_syncs_cards_and_alerts_then_follows_status(
 
 
 def test_brokers_list_socket_sends_rows(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
 
     async def scenario() -> None:
@@ -404,7 +405,7 @@ def test_brokers_list_socket_sends_rows(world: dict[str, Any]) -> None:
 def test_topic_explorer_counts_and_last_values_update_in_place(
     world: dict[str, Any],
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     topic = Topic.objects.create(
         broker=broker,
         topic="plant/boiler",
@@ -426,59 +427,6 @@ def test_topic_explorer_counts_and_last_values_update_in_place(
         html = await receive_until(communicator, lambda f: "topic-count-" in f)
         assert f'id="topic-count-{topic.pk}" hx-swap-oob="true">42<' in html
         assert f'id="topic-last-{topic.pk}" hx-swap-oob="true">22.0<' in html
-        await communicator.disconnect()
-
-    async_to_sync(scenario)()
-
-
-def test_clients_table_is_pushed_when_a_client_connects(world: dict[str, Any]) -> None:
-    from brokers import client_log
-
-    broker = make_broker(world["product"])
-    Broker.objects.filter(pk=broker.pk).update(collect_sys_stats=True)
-    BrokerStatus.objects.update_or_create(
-        broker=broker,
-        defaults={"state": "connected", "last_connected_at": timezone.now()},
-    )
-    client = session_of(world["users"]["viewer"])
-    line = (
-        "1795347303: New client connected from 127.0.0.1:50144 as dev-7 "
-        "(p2, c1, k60, u'alice')."
-    )
-
-    async def scenario() -> None:
-        communicator = socket(f"/ws/brokers/{broker.pk}/", client)
-        await communicator.connect()
-        await receive_until(communicator, lambda f: 'id="broker-status"' in f)
-        await communicator.send_json_to({"action": "clients"})
-        first = await receive_until(communicator, lambda f: "clients-table-" in f)
-        assert f'id="clients-table-{broker.pk}"' in first and "dev-7" not in first
-        await sync_to_async(client_log.record_log)(broker.pk, [(timezone.now(), line)])
-        pushed = await receive_until(communicator, lambda f: "dev-7" in f)
-        assert 'hx-swap-oob="true"' in pushed and "alice" in pushed
-        await communicator.disconnect()
-
-    async_to_sync(scenario)()
-
-
-def test_clients_table_is_not_pushed_to_pages_without_the_tab(
-    world: dict[str, Any],
-) -> None:
-    from brokers import client_log
-
-    broker = make_broker(world["product"])
-    client = session_of(world["users"]["viewer"])
-    line = (
-        "1795347303: New client connected from 127.0.0.1:50144 as dev-8 (p2, c1, k60)."
-    )
-
-    async def scenario() -> None:
-        communicator = socket(f"/ws/brokers/{broker.pk}/", client)
-        await communicator.connect()
-        await receive_until(communicator, lambda f: 'id="broker-status"' in f)
-        await sync_to_async(client_log.record_log)(broker.pk, [(timezone.now(), line)])
-        frames = await frames_for(communicator, 0.6)
-        assert not any("clients-table-" in f for f in frames)
         await communicator.disconnect()
 
     async_to_sync(scenario)()

@@ -12,21 +12,28 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.utils import timezone
 
 from brokers.models import Broker, BrokerStatus
-from brokers.runtime.live_feed import broker_group
-from dashboard.consumers import CLOSE_FORBIDDEN, session_group
 from mqttadmin import frames
+from mqttadmin.live import CLOSE_FORBIDDEN
+from mqttadmin.realtime import broker_group, session_group
+from tests.factories import make_connected_broker
 from tests.live.conftest import closed_with, receive_until, session_of, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(settings.BASE_DIR)
-SENDER_DIRS = ("brokers", "dashboard", "devices", "acl", "mqttadmin")
+SENDER_DIRS = ("brokers", "dashboard", "devices", "acl", "mqttadmin", "observe")
+
+
+def _layer() -> BaseChannelLayer:
+    layer = get_channel_layer()
+    assert layer is not None
+    return layer
 
 
 def samples(broker: Broker) -> dict[str, dict[str, Any]]:
@@ -61,14 +68,8 @@ def samples(broker: Broker) -> dict[str, dict[str, Any]]:
     }
 
 
-def make_broker(product: Any) -> Broker:
-    broker = Broker.objects.create(product=product, name="Line 1", host="127.0.0.1")
-    BrokerStatus.objects.create(broker=broker, state="connected")
-    return broker
-
-
 def test_every_frame_type_has_a_sample(world: dict[str, Any]) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     assert set(samples(broker)) == set(frames.ALL_FRAME_TYPES)
 
 
@@ -131,11 +132,12 @@ def test_a_viewer_socket_survives_every_frame_type(
 ) -> None:
     """The frame reaches every group the socket joined (its broker's and its
     session's); the socket stays open and still follows its broker's status."""
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
     sample = samples(broker)[kind]
     session_key = client.session.session_key
+    assert session_key is not None
 
     async def scenario() -> None:
         communicator = socket(path.format(pk=broker.pk), client)
@@ -143,7 +145,7 @@ def test_a_viewer_socket_survives_every_frame_type(
         assert connected
         if first_marker:
             await receive_until(communicator, lambda f: first_marker in f)
-        layer = get_channel_layer()
+        layer = _layer()
         for group in (broker_group(broker.pk), session_group(session_key)):
             await layer.group_send(group, dict(sample))
         await _stays_open(communicator)
@@ -165,7 +167,7 @@ def test_a_viewer_socket_survives_every_frame_type(
 
 @pytest.mark.parametrize("consumer", sorted(CONSUMERS))
 def test_an_unknown_frame_type_is_ignored(world: dict[str, Any], consumer: str) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
 
@@ -175,9 +177,7 @@ def test_an_unknown_frame_type_is_ignored(world: dict[str, Any], consumer: str) 
         if first_marker:
             await receive_until(communicator, lambda f: first_marker in f)
         for kind in ("broker.renamed", "something_new", "x.y.z"):
-            await get_channel_layer().group_send(
-                broker_group(broker.pk), {"type": kind}
-            )
+            await _layer().group_send(broker_group(broker.pk), {"type": kind})
         await _stays_open(communicator)
         await communicator.disconnect()
 
@@ -188,7 +188,7 @@ def test_an_unknown_frame_type_is_ignored(world: dict[str, Any], consumer: str) 
 def test_a_malformed_frame_costs_the_frame_not_the_socket(
     world: dict[str, Any], consumer: str
 ) -> None:
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
 
@@ -204,7 +204,7 @@ def test_a_malformed_frame_costs_the_frame_not_the_socket(
             "count": "many",
             "messages": [{"no": "topic"}],
         }
-        await get_channel_layer().group_send(broker_group(broker.pk), broken)
+        await _layer().group_send(broker_group(broker.pk), broken)
         await _stays_open(communicator)
         await communicator.disconnect()
 
@@ -214,17 +214,18 @@ def test_a_malformed_frame_costs_the_frame_not_the_socket(
 @pytest.mark.parametrize("consumer", sorted(CONSUMERS))
 def test_logout_still_closes_every_socket(world: dict[str, Any], consumer: str) -> None:
     """The one frame meant to close a socket still does (handled, not ignored)."""
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     client = session_of(world["users"]["viewer"], world["product"])
     path, first_marker = CONSUMERS[consumer]
     session_key = client.session.session_key
+    assert session_key is not None
 
     async def scenario() -> None:
         communicator = socket(path.format(pk=broker.pk), client)
         await communicator.connect()
         if first_marker:
             await receive_until(communicator, lambda f: first_marker in f)
-        await get_channel_layer().group_send(
+        await _layer().group_send(
             session_group(session_key), samples(broker)[frames.SESSION_LOGOUT]
         )
         assert await closed_with(communicator) == CLOSE_FORBIDDEN
@@ -236,9 +237,9 @@ def test_logout_still_closes_every_socket(world: dict[str, Any], consumer: str) 
 def test_an_mqtt_login_leaves_the_overview_socket_open(world: dict[str, Any]) -> None:
     """What closed the overview with 1011: a client connecting to a watched broker
     (its log line records the client and tells the broker's group)."""
-    from brokers import client_log
+    from observe import client_log
 
-    broker = make_broker(world["product"])
+    broker = make_connected_broker(world["product"])
     Broker.objects.filter(pk=broker.pk).update(collect_sys_stats=True)
     client = session_of(world["users"]["viewer"], world["product"])
     line = (
@@ -258,7 +259,7 @@ def test_an_mqtt_login_leaves_the_overview_socket_open(world: dict[str, Any]) ->
         await sync_to_async(BrokerStatus.objects.filter(broker=broker).update)(
             state="error", connection_error="still-following"
         )
-        await get_channel_layer().group_send(
+        await _layer().group_send(
             broker_group(broker.pk),
             {"type": frames.BROKER_STATUS, "broker_id": broker.pk},
         )

@@ -13,11 +13,11 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
-from brokers.ingest import ReceivedMessage
 from brokers.models import Broker, BrokerStatus
-from brokers.runtime import Runtime
-from brokers.runtime.live_feed import CAP, PAYLOAD_LIMIT, LiveFeed
 from brokers.services import broker_control, broker_create, subscription_create
+from mqttadmin.pipeline import ReceivedMessage
+from runtime.live_feed import CAP, PAYLOAD_LIMIT, LiveFeed
+from runtime.manager import Runtime
 from tests.factories import make_product, make_superuser, make_user
 from tests.live.conftest import receive_until, session_of, socket
 from tests.runtime_support import wait_until

@@ -16,7 +16,7 @@ from django.test import override_settings
 from brokers.models import Broker, Subscription
 from mqttadmin.lib import crypto
 from mqttadmin.lib.crypto import SecretDecryptionError, encrypted_fields
-from tests.factories import make_product
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +38,10 @@ def use_keys(*keys: bytes) -> override_settings:
 
 
 def make_secret_broker(password: str = SECRET, client_key: str = KEY_PEM) -> Broker:
-    return Broker.objects.create(
-        product=make_product(),
+    return make_broker(
         name="Secrets",
         host="h.example",
+        via_service=False,
         username="user",
         password=password,
         client_key=client_key,

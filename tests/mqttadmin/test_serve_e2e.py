@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.mqttadmin.test_local_broker import (
+from tests.localbroker.test_local_broker import (
     binaries,
     processes_mentioning,
     wait_until,

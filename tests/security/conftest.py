@@ -27,18 +27,18 @@ class Tenant:
 
 def seed_tenant(product: Product, prefix: str, files_dir: Path) -> Tenant:
     from acl.models import ManagedBroker, MqttRole, MqttRule, MqttUser
+    from alerts.models import Alert
     from brokers import services as broker_services
-    from brokers.ingest import ReceivedMessage, store_batch
     from brokers.models import (
         ProductMqttConfig,
         PublishTemplate,
-        StoredMessage,
         Subscription,
-        Topic,
     )
-    from dashboard.models import Alert
     from devices.models import AlertRule, DeviceImport
     from devices.services import device_create
+    from history.models import StoredMessage, Topic
+    from mqttadmin.pipeline import ReceivedMessage
+    from runtime.ingest import store_batch
 
     # Disabled: the MQTT runtime must not connect anywhere during these tests.
     broker = broker_services.broker_create(

@@ -17,6 +17,7 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
 from knox.models import AuthToken
@@ -47,7 +48,7 @@ def staff_with_every_permission(user: Any) -> Client:
     return client
 
 
-def changelist_url(model: type) -> str:
+def changelist_url(model: type[Model]) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
 
 

@@ -21,9 +21,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from acl.backends.dynsec import DynsecSession, admin_settings
+from actions.models import ActionRun, ActionRunState
+from actions.runner import run_action_batch
 from brokers import services
-from brokers.action_runner import run_action_batch
-from brokers.models import ActionRun, ActionRunState, PublishTemplate, Subscription
+from brokers.models import PublishTemplate, Subscription
 from devices.models import Device
 from mqttadmin.models import AuditEntry
 from tests.acl.conftest import ManagedProcess, dynsec_broker  # noqa: F401 (fixture)

@@ -67,6 +67,7 @@ def seeded_path_parameters(case: Any, tenant: Any, member: Any) -> None:
         kwargs=tuple(params),
         methods=(),
         is_api=True,
+        # Built for this one case: nothing reads its URL pattern.
         pattern=None,  # type: ignore[arg-type]
     )
     for name in params:

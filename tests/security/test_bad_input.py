@@ -18,9 +18,9 @@ from paho.mqtt.client import topic_matches_sub
 
 from acl.models import validate_managed_username, validate_rule_filter
 from brokers.choices import PayloadEncoding
-from brokers.history import payload_view
-from brokers.ingest import split_payload
+from brokers.selectors import payload_view
 from brokers.services import encode_payload
+from history.sinks import split_payload
 from mqttadmin.lib.topics import (
     MAX_TOPIC_BYTES,
     parse_topic_filter,

@@ -28,7 +28,7 @@ from django.db import connection
 call_command("migrate", verbosity=0)
 from mqttadmin.management.commands.serve import ensure_initial_admin
 from mqttadmin.lib.crypto import encrypt
-from devices.simulator import _simulator_password
+from localbroker.demo import _simulator_password
 assert ensure_initial_admin() is not None
 encrypt("x")
 _simulator_password(settings.VAR_DIR)
@@ -62,9 +62,12 @@ def test_a_first_start_creates_private_files_only(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    modes = dict(
-        reversed(line.split(" ", 1)) for line in done.stdout.strip().splitlines()
-    )
+    modes = {
+        name: mode
+        for mode, name in (
+            line.split(" ", 1) for line in done.stdout.strip().splitlines()
+        )
+    }
     assert modes["."] == "0o700"
     for name in (
         "mqttadmin.sqlite3",

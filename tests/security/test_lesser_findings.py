@@ -23,16 +23,16 @@ from tests.acl.conftest import (  # noqa: F401 (fixtures)
     ManagedProcess,
     connack,
     files_broker,
-    make_broker_row,
 )
 from tests.brokers.test_admin import _posted
-from tests.brokers.test_pages import HTMX, error_next_to
+from tests.brokers.test_pages import error_next_to
 from tests.brokers.test_pages_subscriptions import (
     action_data,
     management,
     subscription_data,
 )
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -134,7 +134,9 @@ def test_the_django_admin_refuses_it(
 def test_switching_pinned_users_to_the_files_backend_is_refused(
     world: dict, tmp_path: Any
 ) -> None:
-    broker = make_broker_row(world["product"], 1883, "Pinned")
+    broker = make_broker(
+        world["product"], name="Pinned", enabled=False, connect_timeout=3.0
+    )
     acl_services.mqtt_user_create(
         actor=world["users"]["admin"],
         broker=broker,

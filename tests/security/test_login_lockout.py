@@ -20,12 +20,14 @@ def _low_limit(settings: Any) -> None:
     settings.AXES_FAILURE_LIMIT = LIMIT
 
 
-def login(username: str, password: str, client: Client | None = None, **meta: Any):  # type: ignore[no-untyped-def]
+def login(
+    username: str, password: str, client: Client | None = None, **meta: Any
+) -> Any:
     client = client or Client()
     return client.post("/login/", {"username": username, "password": password}, **meta)
 
 
-def token(username: str, password: str, **meta: Any):  # type: ignore[no-untyped-def]
+def token(username: str, password: str, **meta: Any) -> Any:
     return APIClient().post(
         "/api/v1/auth/token/",
         {"username": username, "password": password},
@@ -71,7 +73,7 @@ def test_behind_a_proxy_the_forwarded_address_is_what_gets_locked(
 ) -> None:
     settings.MQTTADMIN_TRUSTED_PROXY_COUNT = 1
     make_user("roamer")
-    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    proxy: dict[str, Any] = {"REMOTE_ADDR": "10.0.0.2"}
     attacker = {**proxy, "HTTP_X_FORWARDED_FOR": "203.0.113.7"}
     for _ in range(LIMIT):
         login("roamer", "wrong", **attacker)

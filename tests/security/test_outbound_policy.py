@@ -19,14 +19,19 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from actions.models import ActionRun
+from actions.runner import run_action_batch
+from actions.webhooks import webhook_call
+from alerts import services as alert_services
+from alerts.models import Alert
 from brokers import services as broker_services
-from brokers.action_runner import run_action_batch
-from brokers.actions import ActionError, webhook_call
-from brokers.ingest import ReceivedMessage, store_batch
-from brokers.models import ActionRun, Broker, Subscription
+from brokers.action_kinds import ActionError
+from brokers.models import Broker, Subscription
 from devices import services as device_services
 from devices.models import AlertRule
 from mqttadmin.lib import outbound
+from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
 from tests.http_sink import HttpSink
 
@@ -138,8 +143,6 @@ def test_alert_rule_notifications_are_blocked_when_sent(
         notify_webhook=f"{http_sink.url}/hook",
     )
     settings.MQTTADMIN_OUTBOUND_ALLOW = []
-    from dashboard.models import Alert
-
     alert = Alert.objects.create(
         product=world["product"],
         rule_key=rule.rule_key,
@@ -147,7 +150,7 @@ def test_alert_rule_notifications_are_blocked_when_sent(
         message="hot",
         subject="d1",
     )
-    outcome = device_services.alert_notify(alert_id=alert.pk, event="opened")
+    outcome = alert_services.alert_notify(alert_id=alert.pk, event="opened")
     assert BLOCKED in outcome["webhook"]
     assert http_sink.requests == []
 
@@ -383,7 +386,7 @@ def test_subscription_page_refuses_an_internal_webhook(
 def test_alert_rule_page_refuses_an_internal_webhook(
     world: dict, broker: Broker, strict: None
 ) -> None:
-    from tests.devices.support import make_device
+    from tests.factories import make_device
 
     device = make_device(world["product"], broker, "d1")
     response = logged_in(world["users"]["operator"]).post(
@@ -529,7 +532,8 @@ def _answering_server(host: str = "127.0.0.1") -> _CountingServer:
             self._answer()
 
         def _answer(self) -> None:
-            self.server.hits += 1  # type: ignore[attr-defined]
+            assert isinstance(self.server, _CountingServer)
+            self.server.hits += 1
             body = SINK_ANSWER.encode()
             self.send_response(418)
             self.send_header("Content-Length", str(len(body)))
@@ -562,8 +566,8 @@ def _redirecting_server(location: str) -> _CountingServer:
 def _fresh_http_client() -> Iterator[None]:
     # The webhook client is pooled: a kept-alive connection from another test
     # must not carry a request past the check (it was checked when opened).
-    from brokers import actions
+    from actions import webhooks
 
-    actions._client = None
+    webhooks._client = None
     yield
-    actions._client = None
+    webhooks._client = None

@@ -23,6 +23,7 @@ from brokers.forms import BrokerForm
 from brokers.models import Broker, ProductMqttConfig
 from tests.brokers.conftest import tls_material  # noqa: F401 (a fixture)
 from tests.clients import as_user, logged_in
+from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -95,15 +96,14 @@ def attacker() -> Any:
     recorder.close()
 
 
-def make_broker(world: dict, port: int, **fields: Any) -> Broker:
+def saved_broker(world: dict, port: int, **fields: Any) -> Broker:
+    """The connection under test, saved with a password (unless told otherwise)."""
     fields.setdefault("username", "sensor")
     fields.setdefault("password", SECRET)
     # Disabled: no runtime connects during these tests.
-    return services.broker_create(
-        actor=None,
-        product=world["product"],
+    return make_broker(
+        world["product"],
         name="Line",
-        host="127.0.0.1",
         port=port,
         enabled=False,
         connect_timeout=2.0,
@@ -151,7 +151,7 @@ def form_data(broker: Broker, **changes: Any) -> dict[str, Any]:
 def test_a_test_of_the_saved_settings_sends_the_password_where_it_was_saved(
     world: dict, saved: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     response = operator_api(world).post(
         f"/api/v1/brokers/{broker.pk}/test/", {}, format="json"
     )
@@ -175,7 +175,7 @@ def test_a_test_of_the_saved_settings_sends_the_password_where_it_was_saved(
 def test_api_test_elsewhere_does_not_send_the_stored_password(
     world: dict, saved: Recorder, attacker: Recorder, changes: dict
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     body = {k: attacker.port if v == "ATTACKER" else v for k, v in changes.items()}
     response = operator_api(world).post(
         f"/api/v1/brokers/{broker.pk}/test/", body, format="json"
@@ -189,7 +189,7 @@ def test_api_test_elsewhere_does_not_send_the_stored_password(
 def test_api_test_with_tls_turned_off_does_not_send_the_password_in_clear(
     world: dict, saved: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port, use_tls=True)
+    broker = saved_broker(world, saved.port, use_tls=True)
     response = operator_api(world).post(
         f"/api/v1/brokers/{broker.pk}/test/", {"use_tls": False}, format="json"
     )
@@ -201,7 +201,7 @@ def test_api_test_with_tls_turned_off_does_not_send_the_password_in_clear(
 def test_api_test_elsewhere_with_the_password_typed_again_sends_only_that(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     response = operator_api(world).post(
         f"/api/v1/brokers/{broker.pk}/test/",
         {"port": attacker.port, "password": NEW_SECRET},
@@ -219,7 +219,7 @@ def test_api_test_elsewhere_does_not_use_the_stored_client_key(
     attacker: Recorder,
     tls_material: Any,  # noqa: F811
 ) -> None:
-    broker = make_broker(
+    broker = saved_broker(
         world,
         saved.port,
         password="",
@@ -239,7 +239,7 @@ def test_api_test_elsewhere_does_not_use_the_stored_client_key(
 def test_page_test_button_elsewhere_does_not_send_the_stored_password(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     page = logged_in(world["users"]["operator"])
     response = page.post(
         f"/brokers/{broker.pk}/test/",
@@ -261,7 +261,7 @@ def test_page_test_button_elsewhere_does_not_send_the_stored_password(
 def test_product_mqtt_config_test_elsewhere_does_not_send_the_stored_password(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     ProductMqttConfig.objects.create(product=world["product"], primary_broker=broker)
     url = f"/api/v1/products/{world['product'].pk}/mqtt-config/test/"
     for body in (
@@ -290,7 +290,7 @@ def test_product_mqtt_config_test_elsewhere_does_not_send_the_stored_password(
 def test_api_patch_elsewhere_is_refused_and_changes_nothing(
     world: dict, saved: Recorder, attacker: Recorder, changes: dict
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     before = stored(broker)
     body = {
         k: (
@@ -314,7 +314,7 @@ def test_api_patch_elsewhere_is_refused_and_changes_nothing(
 def test_api_put_elsewhere_is_refused_and_turning_tls_off_too(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port, use_tls=True)
+    broker = saved_broker(world, saved.port, use_tls=True)
     before = stored(broker)
     api = operator_api(world)
     url = f"/api/v1/brokers/{broker.pk}/"
@@ -329,7 +329,7 @@ def test_api_put_elsewhere_is_refused_and_turning_tls_off_too(
 def test_api_change_elsewhere_with_the_password_typed_again_is_saved(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     response = operator_api(world).patch(
         f"/api/v1/brokers/{broker.pk}/",
         {"port": attacker.port, "password": NEW_SECRET},
@@ -347,7 +347,7 @@ def test_api_change_elsewhere_with_the_password_typed_again_is_saved(
 def test_page_edit_elsewhere_is_refused_and_changes_nothing(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     before = stored(broker)
     page = logged_in(world["users"]["operator"])
     for changes in (
@@ -367,7 +367,7 @@ def test_django_admin_change_elsewhere_is_refused_and_changes_nothing(
 ) -> None:
     from tests.brokers.test_admin import _change_form_data
 
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     before = stored(broker)
     staff = world["users"]["admin"]
     staff.is_staff = True
@@ -394,7 +394,7 @@ def test_django_admin_change_elsewhere_is_refused_and_changes_nothing(
 def test_product_mqtt_config_put_elsewhere_is_refused_and_changes_nothing(
     world: dict, saved: Recorder, attacker: Recorder
 ) -> None:
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     ProductMqttConfig.objects.create(product=world["product"], primary_broker=broker)
     before = stored(broker)
     url = f"/api/v1/products/{world['product'].pk}/mqtt-config/"
@@ -425,7 +425,7 @@ def test_admin_password_does_not_follow_an_operators_new_host(
     from acl import services as acl_services
     from acl.choices import Management
 
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     acl_services.management_update(
         actor=None,
         broker=broker,
@@ -456,7 +456,7 @@ def test_admin_password_entered_again_is_bound_to_the_new_host(
     from acl.choices import Management
     from acl.models import ManagedBroker
 
-    broker = make_broker(world, saved.port)
+    broker = saved_broker(world, saved.port)
     acl_services.management_update(
         actor=None,
         broker=broker,

@@ -18,9 +18,11 @@ from django.apps import apps
 from django.db import connection, models
 from django.utils import timezone
 
-from brokers.action_runner import run_action_batch
-from brokers.ingest import ReceivedMessage, store_batch
-from brokers.models import ActionRun, Broker, ProductMqttConfig, Subscription
+from actions.models import ActionRun
+from actions.runner import run_action_batch
+from brokers.models import Broker, ProductMqttConfig, Subscription
+from mqttadmin.pipeline import ReceivedMessage
+from runtime.ingest import store_batch
 from tests.clients import as_user, logged_in
 from tests.security.routes import all_routes, is_page, kwargs_for
 from tests.services import missing
@@ -279,7 +281,7 @@ def test_webhook_header_values_are_neither_shown_nor_stored_in_clear(
     broker_id = world_with_secrets["broker"].pk
     subscription = f"/api/v1/subscriptions/{subscription_id}/"
     dry_run = {"topic": "qxa/boiler", "payload": {"v": 1}}
-    responses = {
+    responses: dict[str, Any] = {
         "api": as_user(admin).get(subscription),
         "api dry run": as_user(admin).post(
             subscription + "test/", dry_run, format="json"

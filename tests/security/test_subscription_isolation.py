@@ -24,12 +24,12 @@ from brokers.models import (
     Broker,
     BrokerStatus,
     ProductMqttConfig,
-    StoredMessage,
     Subscription,
 )
-from brokers.runtime.message_queue import MessageQueue
-from brokers.runtime.session import BrokerSession, Delivery, StatusEvent
 from devices.models import Device
+from history.models import StoredMessage
+from runtime.message_queue import MessageQueue
+from runtime.session import BrokerSession, Delivery, StatusEvent
 from tests.acl.conftest import ManagedProcess, dynsec_broker  # noqa: F401 (fixture)
 from tests.clients import as_user, logged_in
 from tests.runtime_support import retrying, wait_until
@@ -142,6 +142,7 @@ def test_operator_cannot_change_a_subscription_into_one_through_mqtt_config(
     good = client.put(url, {**config, "topics": {}}, format="json")
     assert good.status_code == 200, good.content
     primary = ProductMqttConfig.objects.get().primary_broker
+    assert primary is not None
     subscription = services.subscription_create(
         actor=None, broker=primary, name="ok", topic_filter="ok/#"
     )

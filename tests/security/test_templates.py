@@ -15,19 +15,20 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.core import mail
 
-from brokers.action_runner import run_action_batch
-from brokers.actions import MessageContext, dry_run
-from brokers.models import ActionRun, Broker, BrokerStatus, Subscription
-from brokers.templating import FILTERS, MAX_TEMPLATE_CHARS, TAGS, json_filter
+from actions.models import ActionRun
+from actions.runner import run_action_batch
+from actions.templating import FILTERS, MAX_TEMPLATE_CHARS, TAGS, json_filter
+from brokers.action_kinds import MessageContext, dry_run
+from brokers.models import Broker, BrokerStatus, Subscription
 from mqttadmin.models import AuditEntry
-from tests.brokers.test_actions import deliver, sample
-from tests.brokers.test_pages import HTMX, error_next_to
+from tests.actions.test_actions import deliver, sample
+from tests.brokers.test_pages import error_next_to
 from tests.brokers.test_pages_subscriptions import (
     action_data,
     management,
     subscription_data,
 )
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -130,7 +131,14 @@ def test_a_republished_payload_is_not_escaped(world: dict, mosquitto: Any) -> No
     received: list[mqtt.MQTTMessage] = []
     arrived = threading.Event()
     listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="listener")
-    listener.on_message = lambda c, u, m: (received.append(m), arrived.set())
+
+    def on_message(
+        client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        received.append(message)
+        arrived.set()
+
+    listener.on_message = on_message
     listener.connect("127.0.0.1", process.port)
     listener.subscribe("out/#", 1)
     listener.loop_start()
@@ -285,7 +293,7 @@ def test_the_admin_refuses_an_include(world: dict, broker: Broker) -> None:
 
 
 def test_the_documented_lists_are_the_engines() -> None:
-    from brokers.templating import engine
+    from actions.templating import engine
 
     library = engine().template_builtins
     assert sorted(name for lib in library for name in lib.tags) == sorted(TAGS)

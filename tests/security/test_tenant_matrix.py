@@ -207,7 +207,7 @@ def websocket_routes() -> list[Any]:
     return list(websocket_urlpatterns)
 
 
-async def _open(path: str, client: Any) -> tuple[int | None, list[str]]:
+async def _open(path: str, client: Any) -> tuple[int | str | None, list[str]]:
     """Connect through the real ASGI stack with `client`'s session cookie: the close
     code the server sent (None if it kept the socket open) and the frames before."""
     from channels.testing import WebsocketCommunicator

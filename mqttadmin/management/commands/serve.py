@@ -2,7 +2,8 @@
 
 Applies migrations, creates an initial admin on first run, then serves HTTP and
 WebSockets with Daphne. The MQTT runtime, the local managed broker and the demo join
-through `mqttadmin.embedded` hooks that later parts of the portal register.
+through `mqttadmin.embedded` hooks that their apps register from `ready()` (runtime,
+localbroker), in the order of INSTALLED_APPS.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from devices.simulator import start_demo
 from mqttadmin import embedded
 from mqttadmin.lib.files import write_private
-from mqttadmin.local_broker import start_local_broker
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +66,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # After the runtime (registered by the brokers app), which connects the
-        # local broker as soon as its row exists; the demo needs the local broker.
-        embedded.register("local-broker", start_local_broker)
-        embedded.register("demo", start_demo)
         call_command("migrate", interactive=False, verbosity=0)
         created = ensure_initial_admin()
         if created:

@@ -1,0 +1,287 @@
+"""History, topics and retained messages of a broker (API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from brokers import services
+from brokers.api.views import BrokerUnreachable
+from brokers.client import ConnectionSettings, PublishError
+from brokers.models import Broker
+from brokers.retained import retained_list
+from brokers.selectors import payload_view
+from history import queries
+from history import services as history_services
+from history.export import export_csv, export_ndjson
+from history.models import StoredMessage, Topic
+from mqttadmin.api.base import ProductScopedAPIView
+from mqttadmin.audit import audit_record
+
+
+def _field_error(field: str, exc: ValidationError) -> ApiValidationError:
+    """A Django validation error reported against the query parameter it came from."""
+    return ApiValidationError({field: exc.messages})
+
+
+HISTORY_PARAMETERS = [
+    OpenApiParameter("topic", str, description="MQTT filter, e.g. sensors/+/temp"),
+    OpenApiParameter("since", OpenApiTypes.DATETIME),
+    OpenApiParameter("until", OpenApiTypes.DATETIME),
+    OpenApiParameter("search", str, description="Text in the payload or topic"),
+]
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    topic = serializers.CharField()
+    payload = serializers.JSONField()
+    payload_encoding = serializers.ChoiceField(["text", "json", "base64"])
+    payload_size = serializers.IntegerField(help_text="Bytes as received.")
+    payload_truncated = serializers.BooleanField(
+        help_text="History kept only the first history_payload_max_bytes bytes."
+    )
+    payload_cut = serializers.BooleanField(
+        help_text="This list shows only the first 8,192 characters; the message's "
+        "own endpoint and the exports give all that history kept."
+    )
+    qos = serializers.IntegerField()
+    retain = serializers.BooleanField()
+    properties = serializers.DictField()
+    received_at = serializers.DateTimeField()
+
+
+class MessagesView(ProductScopedAPIView):
+    """A broker's message history, newest first, with cursor paging and export.
+
+    A page is bounded in bytes: each payload is cut to its first 8,192 characters
+    (`payload_cut`), and a page ends early (with a `next_cursor`) once its topics
+    and payloads reach about a million characters. `GET .../messages/{id}/` and
+    the CSV/NDJSON exports give whole payloads (as history kept them: see
+    `payload_truncated`).
+    """
+
+    @extend_schema(
+        parameters=[
+            *HISTORY_PARAMETERS,
+            OpenApiParameter("limit", int, description="1-1000, default 100"),
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("format", str, enum=["json", "csv", "ndjson"]),
+        ],
+        responses=inline_serializer(
+            "MessagePage",
+            {
+                "results": MessageSerializer(many=True),
+                "next_cursor": serializers.CharField(allow_null=True),
+            },
+        ),
+    )
+    def get(self, request: Request, pk: int) -> Any:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        query = queries.HistoryQuery.from_params(request.query_params)
+        queryset = queries.messages_for(broker, query)
+        export = request.query_params.get("format", "json")
+        if export in ("csv", "ndjson"):
+            stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
+            stream = (
+                export_csv(queryset) if export == "csv" else export_ndjson(queryset)
+            )
+            response = StreamingHttpResponse(
+                stream,
+                content_type="text/csv; charset=utf-8"
+                if export == "csv"
+                else "application/x-ndjson",
+            )
+            response["Content-Disposition"] = (
+                f'attachment; filename="broker-{broker.pk}-messages-{stamp}.{export}"'
+            )
+            return response
+        if export != "json":
+            raise ApiValidationError(
+                {"format": ["format must be json, csv or ndjson."]}
+            )
+        limit = queries.parse_limit(request.query_params.get("limit"))
+        rows, next_cursor = queries.page_of(
+            queries.with_payload_heads(queryset),
+            limit,
+            request.query_params.get("cursor"),
+            budget=queries.PAGE_BUDGET_CHARS,
+        )
+        return Response(
+            {
+                "results": [queries.message_as_dict(m) for m in rows],
+                "next_cursor": next_cursor,
+            }
+        )
+
+    @extend_schema(
+        parameters=HISTORY_PARAMETERS,
+        responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        query = queries.HistoryQuery.from_params(request.query_params)
+        deleted = history_services.history_delete(broker, query)
+        audit_record(
+            actor=request.user,
+            action="broker.history_delete",
+            target=broker,
+            changes={"deleted": [None, deleted], "topic": [None, query.topic]},
+        )
+        return Response({"deleted": deleted})
+
+
+class MessageDetailView(ProductScopedAPIView):
+    """One stored message with all of its payload that history kept."""
+
+    @extend_schema(
+        operation_id="v1_brokers_message_detail", responses=MessageSerializer
+    )
+    def get(self, request: Request, pk: int, message_id: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        message = get_object_or_404(
+            StoredMessage.objects.filter(broker=broker), pk=message_id
+        )
+        return Response(queries.message_as_dict(message))
+
+
+class TopicSerializer(serializers.ModelSerializer):
+    last_payload = serializers.SerializerMethodField()
+    last_payload_encoding = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Topic
+        fields = [
+            "id",
+            "topic",
+            "messages",
+            "last_payload",
+            "last_payload_encoding",
+            "last_seen_at",
+            "retained",
+            "description",
+            "unit",
+        ]
+        read_only_fields = ["topic", "messages", "last_seen_at", "retained"]
+
+    def _view(self, obj: Topic) -> dict[str, Any]:
+        raw = bytes(obj.last_payload) if obj.last_payload is not None else b""
+        return payload_view(raw)
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_last_payload(self, obj: Topic) -> Any:
+        return self._view(obj)["payload"]
+
+    def get_last_payload_encoding(self, obj: Topic) -> str:
+        return self._view(obj)["payload_encoding"]
+
+
+class TopicsView(ProductScopedAPIView):
+    """Topics seen on a broker, with counts and last values."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("filter", str, description="MQTT filter")],
+        responses=TopicSerializer(many=True),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        topic_filter = request.query_params.get("filter") or None
+        try:
+            topics = queries.topics_for(broker, topic_filter)
+        except ValidationError as exc:
+            raise _field_error("filter", exc) from None
+        return Response(TopicSerializer(topics[:5000], many=True).data)
+
+
+class TopicDetailView(ProductScopedAPIView):
+    """An operator annotates a topic with a description and a unit."""
+
+    @extend_schema(request=TopicSerializer, responses=TopicSerializer)
+    def patch(self, request: Request, pk: int, topic_id: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        topic = get_object_or_404(Topic, broker=broker, pk=topic_id)
+        serializer = TopicSerializer(topic, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        history_services.topic_annotate(
+            actor=request.user,
+            topic=topic,
+            description=data.get("description", topic.description),
+            unit=data.get("unit", topic.unit),
+        )
+        return Response(TopicSerializer(topic).data)
+
+
+class RetainedView(ProductScopedAPIView):
+    """Retained messages as the broker holds them now; clear one topic or a subtree."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("topic", str, description="MQTT filter, default #")
+        ],
+        responses=inline_serializer(
+            "Retained",
+            {
+                "topic": serializers.CharField(),
+                "payload": serializers.JSONField(),
+                "payload_encoding": serializers.CharField(),
+                "qos": serializers.IntegerField(),
+            },
+            many=True,
+        ),
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        topic_filter = request.query_params.get("topic") or "#"
+        try:
+            found = retained_list(ConnectionSettings.from_broker(broker), topic_filter)
+        except ValidationError as exc:
+            raise _field_error("topic", exc) from None
+        except PublishError as exc:
+            raise BrokerUnreachable(str(exc)) from exc
+        return Response(
+            [{"topic": m.topic, **payload_view(m.payload), "qos": m.qos} for m in found]
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("topic", str, required=True),
+            OpenApiParameter("recursive", bool),
+        ],
+        responses=inline_serializer(
+            "RetainedCleared",
+            {"cleared": serializers.ListField(child=serializers.CharField())},
+        ),
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        topic = request.query_params.get("topic", "")
+        recursive = request.query_params.get("recursive", "").lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+        try:
+            cleared = services.broker_retained_clear(
+                actor=request.user, broker=broker, topic=topic, recursive=recursive
+            )
+        except ValidationError as exc:
+            raise _field_error("topic", exc) from None
+        except PublishError as exc:
+            raise BrokerUnreachable(str(exc)) from exc
+        return Response({"cleared": cleared})
