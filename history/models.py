@@ -78,7 +78,11 @@ class Topic(models.Model):
     broker = models.ForeignKey(Broker, on_delete=models.CASCADE, related_name="topics")
     topic = models.TextField()
     messages = models.PositiveBigIntegerField(default=0)
+    # The last value, cut at LAST_PAYLOAD_BYTES (flagged), and the SHA-256 of the
+    # whole payload: a retained message replayed on resubscribe is recognised by it.
     last_payload = models.BinaryField(null=True, blank=True)
+    last_payload_truncated = models.BooleanField(default=False)
+    last_payload_digest = models.BinaryField(null=True, blank=True, max_length=32)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     retained = models.BooleanField(default=False)
     description = models.CharField(_l("description"), max_length=500, blank=True)

@@ -7,6 +7,7 @@ runs inside the batch's transaction, after the `$SYS` sink took its messages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -202,12 +203,14 @@ def _upsert_topics(batch: list[ReceivedMessage]) -> None:
     # bulk_create(update_conflicts=True) cannot express.
     sql = (
         "INSERT INTO brokers_topic (broker_id, topic, messages, last_payload, "
-        "last_seen_at,"
-        " retained, description, unit) VALUES (%s, %s, %s, %s, %s, %s, '', '') "
+        "last_payload_truncated, last_payload_digest, last_seen_at,"
+        " retained, description, unit) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, '', '') "
         "ON CONFLICT (broker_id, topic) DO UPDATE SET "
         "messages = brokers_topic.messages + excluded.messages, "
-        "last_payload = excluded.last_payload, last_seen_at = excluded.last_seen_at, "
-        "retained = excluded.retained"
+        "last_payload = excluded.last_payload, "
+        "last_payload_truncated = excluded.last_payload_truncated, "
+        "last_payload_digest = excluded.last_payload_digest, "
+        "last_seen_at = excluded.last_seen_at, retained = excluded.retained"
     )
     params = [
         (
@@ -215,6 +218,8 @@ def _upsert_topics(batch: list[ReceivedMessage]) -> None:
             topic,
             counts[(broker_id, topic)],
             message.payload[:LAST_PAYLOAD_BYTES],
+            len(message.payload) > LAST_PAYLOAD_BYTES,
+            hashlib.sha256(message.payload).digest(),
             message.received_at,
             message.retain,
         )
