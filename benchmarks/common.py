@@ -57,23 +57,51 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Mosquitto:
-    """A private broker; generous queues so the benchmark measures us, not limits."""
+    """A private broker; generous queues so the benchmark measures us, not limits,
+    unless `default_limits`: then Mosquitto's own defaults, as users run it."""
 
-    def __init__(self, extra: str = "") -> None:
+    def __init__(self, extra: str = "", default_limits: bool = False) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
         self.dir = Path(tempfile.mkdtemp(prefix="mqttadmin-bench-"))
         self.port = free_port()
         config = self.dir / "mosquitto.conf"
+        limits = (
+            ""
+            if default_limits
+            else "max_inflight_messages 1000\nmax_queued_messages 1000000\n"
+            "max_queued_bytes 0\n"
+        )
         config.write_text(
             f"user {getpass.getuser()}\nlistener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\nmax_inflight_messages 1000\n"
-            "max_queued_messages 1000000\nmax_queued_bytes 0\n"
-            "persistence false\nlog_dest none\n" + extra
+            "allow_anonymous true\nsys_interval 1\n" + limits + "persistence false\n"
+            "log_dest none\n" + extra
         )
         self.process = subprocess.Popen([binary, "-c", str(config)])
         wait_for_port(self.port)
+
+    def dropped(self) -> int:
+        """Messages the broker dropped so far (its `$SYS` counter)."""
+        time.sleep(1.5)  # the counter is published every sys_interval (1 s)
+        result = subprocess.run(
+            [
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-t",
+                "$SYS/broker/publish/messages/dropped",
+                "-C",
+                "1",
+                "-W",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        return int(result.stdout.strip() or 0)
 
     def stop(self) -> None:
         self.process.terminate()

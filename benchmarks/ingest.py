@@ -4,6 +4,13 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mqttadmin_bench \\
         .venv/bin/python benchmarks/ingest.py --messages 100000 --qos 0
 
+`--broker-limits default` runs a Mosquitto as users have it (20 messages in
+flight per client, 1,000 queued, the rest dropped) instead of the tuned one
+(1,000 in flight, unbounded queue); `--protocol 3.1.1|5` is the portal's
+connection's protocol. Without DATABASE_URL the runtime stores into the embedded
+SQLite database of `make run` (a file of its own here) and the naive reference is
+left out (it needs PostgreSQL).
+
 Starts its own Mosquitto, publishes N small JSON messages with `mosquitto_pub -l`
 and measures, in the same run:
   (a) `mosquitto_sub -C N > /dev/null` on the same stream (the ceiling);
@@ -76,7 +83,7 @@ def run_mosquitto_sub(port: int, lines: Path, count: int, qos: int) -> dict[str,
 
 
 def run_child(
-    mode: str, port: int, lines: Path, count: int, qos: int
+    mode: str, port: int, lines: Path, count: int, qos: int, protocol: str = "3.1.1"
 ) -> dict[str, Any]:
     child = subprocess.Popen(
         [
@@ -90,6 +97,8 @@ def run_child(
             str(count),
             "--qos",
             str(qos),
+            "--protocol",
+            protocol,
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -177,7 +186,7 @@ def child_naive(port: int, count: int, qos: int) -> None:
     )
 
 
-def child_runtime(port: int, count: int, qos: int) -> None:
+def child_runtime(port: int, count: int, qos: int, protocol: str) -> None:
     """The portal's runtime, in a process of its own, storing into DATABASE_URL."""
     setup_django()
     from django.core.management import call_command
@@ -199,6 +208,7 @@ def child_runtime(port: int, count: int, qos: int) -> None:
         host="127.0.0.1",
         port=port,
         clean_start=True,
+        protocol="5" if protocol == "5" else "3.1.1",
     )
     services.subscription_create(
         actor=None, broker=broker, name="bench", topic_filter="bench/#", qos=qos
@@ -227,13 +237,9 @@ def child_runtime(port: int, count: int, qos: int) -> None:
             finished = last_change
     peak = peak_rss_mib(os.getpid())
     runtime.stop()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(DISTINCT (text::jsonb->>'seq')) FROM brokers_storedmessage "
-            "WHERE broker_id = %s",
-            [broker.pk],
-        )
-        distinct = cursor.fetchone()[0]
+    texts = StoredMessage.objects.filter(broker=broker).values_list("text", flat=True)
+    distinct = len({json.loads(text)["seq"] for text in texts.iterator() if text})
+    connection.close()
     checks = check_history(broker)
     product.delete()
     elapsed = finished - started
@@ -293,17 +299,25 @@ def main() -> None:
     parser.add_argument("--qos", type=int, choices=[0, 1], default=0)
     parser.add_argument("--port", type=int)
     parser.add_argument("--child", choices=["naive", "runtime"])
+    parser.add_argument(
+        "--broker-limits",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="default: Mosquitto as installed (20 in flight, 1,000 queued)",
+    )
+    parser.add_argument("--protocol", choices=["3.1.1", "5"], default="3.1.1")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        raise SystemExit(
-            "Set DATABASE_URL to a PostgreSQL database (see the docstring)."
-        )
+    on_postgres = os.environ.get("DATABASE_URL", "").startswith("postgres")
     if args.child == "naive":
         return child_naive(args.port, args.messages, args.qos)
     if args.child == "runtime":
-        return child_runtime(args.port, args.messages, args.qos)
+        return child_runtime(args.port, args.messages, args.qos, args.protocol)
 
-    broker = Mosquitto()
+    if not on_postgres:
+        # The embedded mode's own database, in a file of this run.
+        os.environ.setdefault("MQTTADMIN_VAR_DIR", tempfile.mkdtemp())
+    broker = Mosquitto(default_limits=args.broker_limits == "default")
+    naive: dict[str, Any] = {"rate": 0.0, "stored": 0}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             lines = Path(tmp) / "lines.txt"
@@ -311,10 +325,14 @@ def main() -> None:
             naive_lines = Path(tmp) / "naive.txt"
             write_lines(args.naive_messages, naive_lines)
             ceiling = run_mosquitto_sub(broker.port, lines, args.messages, args.qos)
-            naive = run_child(
-                "naive", broker.port, naive_lines, args.naive_messages, args.qos
+            if on_postgres and args.naive_messages:
+                naive = run_child(
+                    "naive", broker.port, naive_lines, args.naive_messages, args.qos
+                )
+            portal = run_child(
+                "runtime", broker.port, lines, args.messages, args.qos, args.protocol
             )
-            portal = run_child("runtime", broker.port, lines, args.messages, args.qos)
+            dropped = broker.dropped()
     finally:
         broker.stop()
     lost = args.messages - portal.get("distinct", 0)
@@ -322,6 +340,9 @@ def main() -> None:
     report = {
         "messages": args.messages,
         "qos": args.qos,
+        "broker_limits": args.broker_limits,
+        "protocol": args.protocol,
+        "database": "postgresql" if on_postgres else "embedded sqlite",
         "mosquitto_sub_rate": round(ceiling["rate"]),
         "naive_rate": round(naive["rate"]),
         "naive_messages": naive["stored"],
@@ -329,10 +350,13 @@ def main() -> None:
         "runtime_vs_mosquitto_sub": round(portal["rate"] / ceiling["rate"], 3)
         if ceiling["rate"]
         else "mosquitto_sub timed out",
-        "runtime_vs_naive": round(portal["rate"] / naive["rate"], 1),
+        "runtime_vs_naive": round(portal["rate"] / naive["rate"], 1)
+        if naive["rate"]
+        else "not run",
         "stored": portal["stored"],
         "lost": lost,
         "duplicates": duplicates,
+        "broker_dropped": dropped,
         "runtime_peak_rss_mib": round(portal["peak_rss_mib"], 1),
         "history_in_publish_order": portal["in_order"],
         "exported_csv_rows": portal["exported_csv_rows"],

@@ -152,7 +152,12 @@ class Broker(models.Model):
         _l("protocol"),
         max_length=6,
         choices=Protocol.choices,
-        default=Protocol.MQTT_311,
+        # MQTT 5 by default: its Receive Maximum lets the runtime take a burst at
+        # the rate it can store it, where MQTT 3.1.1 leaves the broker's in-flight
+        # window (20 on a default Mosquitto) as the limit and the broker drops what
+        # overflows its queue. Brokers that speak only 3.1.1 refuse the CONNECT
+        # with "unsupported protocol version".
+        default=Protocol.MQTT_5,
     )
     client_id = models.CharField(
         _l("client id"),
@@ -289,6 +294,17 @@ class Broker(models.Model):
         if self.session_expiry_interval and self.protocol != Protocol.MQTT_5:
             errors["session_expiry_interval"] = _(
                 "Session expiry is an MQTT 5 setting; use protocol 5 or set 0."
+            )
+        if (
+            self.protocol == Protocol.MQTT_5
+            and not self.clean_start
+            and not self.session_expiry_interval
+        ):
+            # MQTT 5 ends a session at disconnect unless it has an expiry: without
+            # one, "clean start off" would keep nothing across a reconnect.
+            errors["session_expiry_interval"] = _(
+                "A persistent session (clean start off) on MQTT 5 needs a session "
+                "expiry above 0, e.g. 86400 to keep it a day; or use protocol 3.1.1."
             )
         if self.password and not self.username:
             errors["username"] = _("A password needs a username.")

@@ -160,8 +160,15 @@ class Batch:
     @property
     def seen(self) -> list[ReceivedMessage]:
         """Messages that count as seen once: a shared copy of a topic the owner's
-        own session also receives is left out (the owner's copy counts)."""
-        return [m for m, found in self.pairs() if not found.owner_receives]
+        own session also receives is left out (the owner's copy counts), and so is
+        a `$` topic no subscription names (some brokers, NATS among them, let `#`
+        match their internal `$JS/...` and `$MQTT/...` subjects)."""
+        return [
+            m
+            for m, found in self.pairs()
+            if not found.owner_receives
+            and (found.subscriptions or not m.topic.startswith("$"))
+        ]
 
 
 class Sink(Protocol):

@@ -1,8 +1,16 @@
 """The ingest thread: drains the message queue in batches into storage, then acks.
 
-A batch closes at BATCH_SIZE messages or BATCH_WINDOW seconds after its first one.
+A batch closes at BATCH_SIZE messages, BATCH_WINDOW seconds after its first one, or
+as soon as the stream pauses for STALL_GAP while the batch holds QoS>0 messages.
 QoS>0 messages are acknowledged only after `store_batch` returned (committed): a
 crash before that leaves them unacknowledged for the broker to deliver again.
+
+Why the stall rule: a broker sends at most its in-flight window of unacknowledged
+QoS>0 messages (Mosquitto's `max_inflight_messages`, 20 by default, for MQTT 3.1.1
+clients) and queues the rest, dropping what overflows `max_queued_messages`. A
+batch that waited out its window for messages the broker will not send until it
+gets acks would hold the window still for BATCH_WINDOW per round; a pause in the
+stream is the sign that the window is full, so the batch commits and acks at once.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ logger = logging.getLogger(__name__)
 # the window bounds latency when the stream is slow.
 BATCH_SIZE = 5000
 BATCH_WINDOW = 0.025
+# A pause this long with unacknowledged messages in hand closes the batch: far
+# longer than the gap between packets of one burst, far shorter than the window.
+STALL_GAP = 0.002
 IDLE_WAIT = 0.2
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
 # Once the runtime is stopping, a failing database gets this many more tries.
@@ -47,7 +58,8 @@ class IngestWorker:
         self,
         messages: MessageQueue[Delivery],
         finished: threading.Event,
-        store: Callable[[list[ReceivedMessage]], None] | None = None,
+        store: Callable[[list[ReceivedMessage]], list[ReceivedMessage] | None]
+        | None = None,
         batch_size: int = BATCH_SIZE,
         batch_window: float = BATCH_WINDOW,
         live: LiveFeed | None = None,
@@ -80,12 +92,13 @@ class IngestWorker:
             while True:
                 batch = self._collect()
                 if batch:
-                    if self._write(batch):
+                    recorded = self._write(batch)
+                    if recorded is not None:
                         self._ack(batch)
                         if self._live is not None:
                             # Committed only: the live feed never shows a message
                             # the history does not have (when it stores them).
-                            self._live.offer(d.message for d in batch)
+                            self._live.offer(recorded)
                 elif self._finished.is_set() and self._messages.empty():
                     return
         except Exception:
@@ -98,28 +111,37 @@ class IngestWorker:
         if not batch:
             return batch
         deadline = time.monotonic() + self._batch_window
+        awaits_ack = any(d.message.qos for d in batch)
         while len(batch) < self._batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            batch += self._messages.get_many(
-                self._batch_size - len(batch), timeout=min(remaining, 0.01)
+            more = self._messages.get_many(
+                self._batch_size - len(batch),
+                timeout=min(remaining, STALL_GAP if awaits_ack else 0.01),
             )
+            if not more:
+                if awaits_ack:
+                    break  # the broker's window is likely full: commit and ack
+                continue
+            awaits_ack = awaits_ack or any(d.message.qos for d in more)
+            batch += more
         return batch
 
-    def _write(self, batch: list[Delivery]) -> bool:
-        """Store the batch; True once it is committed."""
+    def _write(self, batch: list[Delivery]) -> list[ReceivedMessage] | None:
+        """Store the batch; once it is committed, the messages recorded (copies
+        and replays left out), else None."""
         delay = RETRY_MIN
         tries_left = RETRIES_WHEN_STOPPING
-        messages = [delivery.message for delivery in batch]
+        messages = [d.message for d in batch if not d.copy]
         while True:
             close_old_connections()
             try:
                 if self._store is not None:
-                    self._store(messages)
+                    recorded = self._store(messages)
                 else:
                     # Looked up per call so tests can wrap the real one.
-                    ingest.store_batch(messages, cache=self._subscriptions)
+                    recorded = ingest.store_batch(messages, cache=self._subscriptions)
             except IntegrityError:
                 # Typically a broker deleted while its messages waited here: they
                 # have nowhere to go. Anything else is retried like other errors.
@@ -132,9 +154,9 @@ class IngestWorker:
                         "dropped %d messages of deleted brokers", len(batch) - len(kept)
                     )
                     batch[:] = kept
-                    messages = [delivery.message for delivery in batch]
+                    messages = [d.message for d in batch if not d.copy]
                     if not batch:
-                        return False
+                        return None
                     continue
                 logger.warning("storing %d messages failed", len(batch), exc_info=True)
             except DatabaseError:
@@ -151,15 +173,15 @@ class IngestWorker:
                 # store_batch dead-letters poison itself; anything else is a bug.
                 # Unacknowledged, the broker delivers the messages again later.
                 logger.exception("storing %d messages failed; dropped", len(batch))
-                return False
+                return None
             else:
-                self.stored += len(batch)
-                return True
+                self.stored += len(messages)
+                return messages if recorded is None else recorded
             if self._finished.is_set():
                 tries_left -= 1
                 if tries_left <= 0:
                     logger.error("gave up storing %d messages at shutdown", len(batch))
-                    return False
+                    return None
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 

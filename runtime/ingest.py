@@ -17,6 +17,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 
 from brokers.models import BrokerStatus, Subscription
+from history.replays import retained_replays
 from mqttadmin.pipeline import (
     Batch,
     ReceivedMessage,
@@ -66,36 +67,45 @@ def subscriptions_by_broker(broker_ids: set[int]) -> dict[int, list[Subscription
     return found
 
 
-def _process(batch: list[ReceivedMessage], cache: SubscriptionCache | None) -> None:
+def _process(
+    batch: list[ReceivedMessage], cache: SubscriptionCache | None
+) -> list[ReceivedMessage]:
+    """The batch through every sink in one transaction; returns the messages it
+    counts as seen (retained messages replayed on a resubscribe, and `$` topics
+    no subscription names, are left out)."""
     candidates = cache.get if cache else subscriptions_by_broker
-    work = Batch(list(batch), candidates)
     with transaction.atomic():
+        replays = retained_replays(batch)
+        work = Batch([m for i, m in enumerate(batch) if i not in replays], candidates)
         for sink in ingest_sinks():
             sink.write(work)
         for broker_id, count in Counter(m.broker_id for m in work.seen).items():
             BrokerStatus.objects.filter(broker_id=broker_id).update(
                 messages_received=F("messages_received") + count
             )
+    return work.seen
 
 
 def store_batch(
     batch: list[ReceivedMessage], cache: SubscriptionCache | None = None
-) -> None:
-    """Record a batch in one transaction.
+) -> list[ReceivedMessage]:
+    """Record a batch in one transaction; returns the messages recorded (the live
+    feed shows those).
 
     A database failure propagates (the runtime keeps the batch unacknowledged and
     retries). Any other failure is a poison message: the batch is retried one
     message at a time and the ones that still fail go to the dead-letter list.
     """
     try:
-        _process(batch, cache)
+        return _process(batch, cache)
     except DatabaseError:
         raise
     except Exception:
         logger.warning("batch of %d failed; isolating the poison", len(batch))
+        recorded: list[ReceivedMessage] = []
         for message in batch:
             try:
-                _process([message], None)
+                recorded += _process([message], None)
             except DatabaseError:
                 raise
             except Exception as exc:
@@ -108,3 +118,4 @@ def store_batch(
                     error=f"{exc.__class__.__name__}: {exc}",
                     received_at=message.received_at,
                 )
+        return recorded

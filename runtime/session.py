@@ -25,6 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from django.utils import timezone
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -39,6 +40,7 @@ from brokers.client import (
 from brokers.models import Broker
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.message_queue import MessageQueue
+from runtime.overlap import CopyRule, plan_wire
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,9 @@ FLUSH_AT = 500
 # row (it was the first unanswered SUBSCRIBE each time) is given up: once could be
 # a network blip, twice is the filter.
 DISCONNECT_STRIKES = 2
+# Unacknowledged QoS>0 messages an MQTT 5 broker may send the runtime (the most
+# MQTT 5 allows).
+RECEIVE_MAXIMUM = 65535
 
 
 def shared_client_id(client_id: str, owner: str) -> str:
@@ -94,6 +99,9 @@ class Delivery:
     message: ReceivedMessage
     session: BrokerSession
     generation: int
+    # A second copy of a message the broker sent once per matching subscription:
+    # acknowledged with its batch, never stored or counted.
+    copy: bool = False
 
 
 @dataclass
@@ -101,6 +109,13 @@ class _Subscriptions:
     """What the session wants, what it sent on this connection, what was granted."""
 
     desired: dict[str, int] = field(default_factory=dict)
+    # What goes on the wire for `desired` (see runtime.overlap): covered filters
+    # are left out, and each desired filter is carried by one wire filter.
+    wire: dict[str, int] = field(default_factory=dict)
+    carried_by: dict[str, str] = field(default_factory=dict)
+    overlapping: bool = False
+    # MQTT 5 subscription identifiers of the wire filters on this connection.
+    ids: dict[str, int] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)
     granted: set[str] = field(default_factory=set)
     pending: dict[int, list[str]] = field(default_factory=dict)
@@ -145,7 +160,11 @@ def _failure_reason(host: str, port: int) -> tuple[str, str]:
 def _properties_dict(properties: Properties | None) -> dict[str, Any]:
     if properties is None or properties.isEmpty():
         return {}
-    return dict(properties.json())
+    found = dict(properties.json())
+    # Identifiers of this connection's subscriptions: they say nothing of the
+    # message itself (and differ between runtimes), so they are not kept.
+    found.pop("SubscriptionIdentifier", None)
+    return found
 
 
 def _no_portal_subscriptions(broker_id: int, *, fresh: bool = False) -> dict[str, int]:
@@ -214,9 +233,13 @@ class BrokerSession:
         self._wake = wake
         self._host_index = 0
         self._lock = threading.RLock()
-        self._subs = _Subscriptions(
-            desired={**subscriptions, **self._sys_subscriptions(fresh=True)}
-        )
+        self._subs = _Subscriptions()
+        self._plan({**subscriptions, **self._sys_subscriptions(fresh=True)})
+        # Set when the broker sends a copy per matching subscription (MQTT 5 with
+        # overlapping filters); read on the network thread, replaced whole.
+        self._copy_rule: CopyRule | None = None
+        self._next_subscription_id = 1
+        self._ids_available = self.settings.is_v5
         self._connected = False
         self._refused = False
         self._closing = threading.Event()
@@ -280,9 +303,15 @@ class BrokerSession:
 
     @property
     def subscribed(self) -> frozenset[str]:
-        """The filters the broker granted on the current connection."""
+        """The desired filters in effect on the current connection: granted by the
+        broker, or covered by a filter it granted."""
         with self._lock:
-            return frozenset(self._subs.granted)
+            subs = self._subs
+            return frozenset(
+                topic
+                for topic, carrier in subs.carried_by.items()
+                if carrier in subs.granted
+            )
 
     @property
     def current_host(self) -> str:
@@ -303,16 +332,17 @@ class BrokerSession:
                 subs.poisoned.intersection_update(desired)
                 desired = {t: q for t, q in desired.items() if t not in subs.poisoned}
             if desired == subs.desired and (
-                not self._connected or desired == subs.applied
+                not self._connected or subs.wire == subs.applied
             ):
                 return
-            subs.desired = dict(desired)
+            self._plan(desired)
+            wire = subs.wire
             if not self._connected or self.client is None:
                 return
-            removed = [topic for topic in subs.applied if topic not in desired]
+            removed = [topic for topic in subs.applied if topic not in wire]
             added = [
                 (topic, qos)
-                for topic, qos in desired.items()
+                for topic, qos in wire.items()
                 if subs.applied.get(topic) != qos
             ]
             if removed:
@@ -320,13 +350,16 @@ class BrokerSession:
                 for topic in removed:
                     subs.applied.pop(topic, None)
                     subs.granted.discard(topic)
+                    subs.ids.pop(topic, None)
                 if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     subs.remembered.difference_update(removed)
             if added:
                 self._subscribe(added)
-            count = len(subs.granted - self.portal.filters)
-        if removed:
-            self._emit(subscribed_topics_count=count)
+            self._update_copy_rule()
+            count = self._granted_count()
+        # Also when nothing went on the wire: a filter another one covers is in
+        # effect at once.
+        self._emit(subscribed_topics_count=count)
 
     def ack(self, mid: int, qos: int, generation: int) -> None:
         """Acknowledge a stored QoS>0 message, if it came on the current connection
@@ -341,13 +374,44 @@ class BrokerSession:
 
     # --- helpers ------------------------------------------------------------------
 
+    def _plan(self, desired: dict[str, int]) -> None:
+        """Set the desired filters and what carries them on the wire (lock held)."""
+        plan = plan_wire(desired)
+        subs = self._subs
+        subs.desired = dict(desired)
+        subs.wire, subs.carried_by = plan.wire, plan.carried_by
+        subs.overlapping = plan.overlapping
+
+    def _granted_count(self) -> int:
+        """The broker's subscriptions in effect: desired filters (the portal's own
+        left out) whose wire filter the broker granted (lock held)."""
+        return len(self.subscribed - self.portal.filters)
+
+    def _update_copy_rule(self) -> None:
+        """Copies can come only when wire filters overlap; then the subscription
+        identifiers tell them apart (lock held)."""
+        subs = self._subs
+        if subs.overlapping and subs.ids and self._ids_available:
+            self._copy_rule = CopyRule(dict(subs.ids))
+        else:
+            self._copy_rule = None
+
     def _sys_subscriptions(self, fresh: bool = False) -> dict[str, int]:
         # Statistics come through the owner's session only.
         return {} if self.shared else self.portal.wanted(self.broker_id, fresh=fresh)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         host, port = self.hosts[self._host_index]
-        return {**connect_kwargs(self.settings), "host": host, "port": port}
+        kwargs = {**connect_kwargs(self.settings), "host": host, "port": port}
+        properties = kwargs.get("properties")
+        if properties is not None:
+            # MQTT 5 lets the client set the broker's window of unacknowledged
+            # messages to it (Mosquitto applies it in place of its default of 20).
+            # Acks wait for the commit, so a small window would stall the stream
+            # and make the broker queue, then drop; the runtime's own bounded queue
+            # holds the stream back instead (TCP backpressure), and nothing is lost.
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        return kwargs
 
     def _next_host(self) -> None:
         """Point paho's own reconnect at the next host (called on its thread)."""
@@ -364,8 +428,16 @@ class BrokerSession:
         assert self.client is not None
         subs = self._subs
         for topic, qos in items:
+            properties = None
+            if self._ids_available:
+                subscription_id = subs.ids.get(topic)
+                if subscription_id is None:
+                    subscription_id = subs.ids[topic] = self._next_subscription_id
+                    self._next_subscription_id += 1
+                properties = Properties(PacketTypes.SUBSCRIBE)
+                properties.SubscriptionIdentifier = subscription_id
             try:
-                rc, mid = self.client.subscribe([(topic, qos)])
+                rc, mid = self.client.subscribe([(topic, qos)], properties=properties)
             except ValueError as exc:
                 logger.warning(
                     "broker %s: the MQTT library refuses filter %r: %s",
@@ -385,8 +457,9 @@ class BrokerSession:
         disables the subscriptions behind it (lock held by the caller)."""
         subs = self._subs
         subs.poisoned.add(topic)
-        subs.desired.pop(topic, None)
+        self._plan({t: q for t, q in subs.desired.items() if t != topic})
         subs.applied.pop(topic, None)
+        subs.ids.pop(topic, None)
         subs.granted.discard(topic)
         # Never UNSUBSCRIBE it later either: that packet could close the
         # connection just as well.
@@ -432,24 +505,30 @@ class BrokerSession:
                 self.generation += 1
                 subs = self._subs
                 stale = (
-                    [t for t in subs.remembered if t not in subs.desired]
+                    [t for t in subs.remembered if t not in subs.wire]
                     if flags.session_present
                     else []
                 )
                 subs.applied, subs.granted, subs.pending = {}, set(), {}
-                subs.remembered = set()
+                subs.remembered, subs.ids = set(), {}
+                if properties is not None and self.settings.is_v5:
+                    # Absent means available (MQTT 5, 3.2.2.3.12).
+                    self._ids_available = bool(
+                        getattr(properties, "SubscriptionIdentifierAvailable", 1)
+                    )
                 if stale:
                     # A kept session still has filters dropped while we were away.
                     client.unsubscribe(stale)
-                if subs.desired:
+                if subs.wire:
                     # Suspects last: the others are granted before the broker
                     # closes the connection on one of them again.
                     self._subscribe(
                         sorted(
-                            subs.desired.items(),
+                            subs.wire.items(),
                             key=lambda item: subs.strikes.get(item[0], 0),
                         )
                     )
+                self._update_copy_rule()
             self._emit(
                 state=ConnectionState.CONNECTED,
                 last_connected_at=timezone.now(),
@@ -522,7 +601,7 @@ class BrokerSession:
             strikes,
             DISCONNECT_STRIKES,
         )
-        if strikes >= DISCONNECT_STRIKES and topic in subs.desired:
+        if strikes >= DISCONNECT_STRIKES and topic in subs.wire:
             self._give_up(
                 topic,
                 f"The broker closed the connection right after this SUBSCRIBE "
@@ -557,9 +636,9 @@ class BrokerSession:
                             f"The broker refused this subscription: {code} "
                             f"(SUBACK 0x{code.value:02X})."
                         )
-                    elif topic in subs.desired:
+                    elif topic in subs.wire:
                         subs.granted.add(topic)
-                count = len(subs.granted - self.portal.filters)
+                count = self._granted_count()
             if refused:
                 self._emit(refused=refused)
             self._emit(subscribed_topics_count=count)
@@ -616,7 +695,13 @@ class BrokerSession:
             logger.exception("broker %s: unreadable message dropped", self.broker_id)
             return
         self.received += 1
-        self._received.append(Delivery(received, self, self.generation))
+        copy = False
+        rule = self._copy_rule
+        if rule is not None and properties is not None:
+            ids = getattr(properties, "SubscriptionIdentifier", None)
+            if ids:
+                copy = not rule.keeps(topic, ids)
+        self._received.append(Delivery(received, self, self.generation, copy))
         if len(self._received) >= FLUSH_AT:
             self._flush_received()
 

@@ -56,7 +56,7 @@ def persistent_broker_row(port: int, **fields: Any) -> Broker:
         name=f"faults-{port}",
         client_id=f"portal-faults-{port}",
         clean_start=False,
-        **fields,
+        **{"session_expiry_interval": 3600, **fields},
     )
     retrying(
         subscription_create,

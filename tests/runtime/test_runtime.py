@@ -26,6 +26,7 @@ from brokers.services import (
 )
 from history.models import StoredMessage
 from runtime import ingest
+from runtime import session as runtime_session
 from runtime.models import RuntimeLease
 from tests.brokers.conftest import MQTT_PASSWORD, MQTT_USER
 from tests.factories import make_product, make_superuser
@@ -488,12 +489,16 @@ def test_stopping_releases_leases_and_says_disconnected(
     assert not runtime_threads()
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_qos1_message_is_acked_only_after_it_is_stored(
-    mosquitto: Any, actor: Any, start_runtime: Any, monkeypatch: Any
+    mosquitto: Any, actor: Any, start_runtime: Any, monkeypatch: Any, protocol: str
 ) -> None:
     # With one message in flight per client the broker sends the next one only
     # after the PUBACK of the first: its delivery shows when the ack went out.
+    # MQTT 3.1.1 takes the window from the broker's settings, MQTT 5 from the
+    # runtime's Receive Maximum.
     broker_process = mosquitto("max_inflight_messages 1\n")
+    monkeypatch.setattr(runtime_session, "RECEIVE_MAXIMUM", 1)
     real_store = ingest.store_batch
     entered, gate = threading.Event(), threading.Event()
     batches: list[list[str]] = []
@@ -506,7 +511,7 @@ def test_qos1_message_is_acked_only_after_it_is_stored(
 
     monkeypatch.setattr(ingest, "store_batch", gated_store)
     runtime = start_runtime()
-    broker = running_broker(actor, broker_process.port)
+    broker = running_broker(actor, broker_process.port, protocol=protocol)
     retrying(
         subscription_create,
         actor=actor,
@@ -587,7 +592,9 @@ def test_unstored_qos1_message_is_delivered_again_to_the_next_owner(
     monkeypatch.setattr("runtime.batcher.RETRIES_WHEN_STOPPING", 1)
     first = start_runtime("w1", lease_ttl=3, lease_renew=1)
     # A persistent session keeps unacknowledged messages for the next connection.
-    broker = running_broker(actor, plain_broker.port, clean_start=False)
+    broker = running_broker(
+        actor, plain_broker.port, clean_start=False, session_expiry_interval=300
+    )
     retrying(
         subscription_create,
         actor=actor,
