@@ -230,6 +230,7 @@ def test_saved_test_uses_saved_credentials_and_overrides(
         port=password_broker.port,
         username=MQTT_USER,
         password="stale",
+        protocol="3.1.1",
     )
     client = as_user(world["users"]["operator"])
 

@@ -30,7 +30,7 @@ def form_data(product: Product | None = None, **overrides: Any) -> dict[str, Any
         "port": "1883",
         "transport": "tcp",
         "ws_path": "/mqtt",
-        "protocol": "3.1.1",
+        "protocol": "5",
         "enabled": "on",
         "keepalive": "60",
         "clean_start": "on",

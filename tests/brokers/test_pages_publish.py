@@ -57,7 +57,7 @@ def message(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def broker(world: dict, plain_broker: Any) -> Broker:
-    return make_broker(world["product"], port=plain_broker.port)
+    return make_broker(world["product"], port=plain_broker.port, protocol="3.1.1")
 
 
 @pytest.fixture

@@ -100,6 +100,8 @@ def saved_broker(world: dict, port: int, **fields: Any) -> Broker:
     """The connection under test, saved with a password (unless told otherwise)."""
     fields.setdefault("username", "sensor")
     fields.setdefault("password", SECRET)
+    # The recording server answers in MQTT 3.1.1.
+    fields.setdefault("protocol", "3.1.1")
     # Disabled: no runtime connects during these tests.
     return make_broker(
         world["product"],
