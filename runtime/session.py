@@ -542,6 +542,9 @@ class BrokerSession:
                 subs = self._subs
                 topics = subs.pending.pop(mid, [])
                 refused: dict[str, str] = {}
+                # SUBACK's success codes are the QoS granted, which may be less
+                # than asked (Mosquitto's max_qos, RabbitMQ's QoS 2 as 1).
+                granted_qos: dict[str, int] = {}
                 for topic, code in zip(topics, reason_codes, strict=False):
                     subs.strikes.pop(topic, None)
                     if code.is_failure:
@@ -559,9 +562,13 @@ class BrokerSession:
                         )
                     elif topic in subs.desired:
                         subs.granted.add(topic)
+                        if topic not in self.portal.filters:
+                            granted_qos[topic] = code.value
                 count = len(subs.granted - self.portal.filters)
             if refused:
                 self._emit(refused=refused)
+            if granted_qos:
+                self._emit(granted_qos=granted_qos)
             self._emit(subscribed_topics_count=count)
         except Exception:
             logger.exception("broker %s: on_subscribe failed", self.broker_id)
