@@ -130,6 +130,15 @@ def test_more_messages_than_the_limit_is_incomplete(plain_broker: Any) -> None:
     assert listing.incomplete == Incomplete.LIMIT
 
 
+def test_broker_still_sending_at_the_timeout_is_incomplete(plain_broker: Any) -> None:
+    settings = ConnectionSettings(host="127.0.0.1", port=plain_broker.port)
+    retain(settings, ("a", b"1", 1))
+    # Never quiet for 30 s within 3 s: the listing cannot know it saw everything.
+    listing = retained_listing(settings, quiet=30, timeout=3)
+    assert [m.topic for m in listing.messages] == ["a"]
+    assert listing.incomplete == Incomplete.TIMEOUT
+
+
 def test_broker_stopped_during_the_listing_is_incomplete(plain_broker: Any) -> None:
     settings = ConnectionSettings(host="127.0.0.1", port=plain_broker.port)
     many_retained(settings, 200)
