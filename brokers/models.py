@@ -424,6 +424,8 @@ class Subscription(models.Model):
     granted_qos = models.PositiveSmallIntegerField(
         _l("granted QoS"), null=True, blank=True, editable=False
     )
+    # Also set for a stored filter the broker would drop the connection on, which
+    # the runtime refuses to send.
     refused_reason = models.TextField(
         _l("refused by the broker"), blank=True, editable=False
     )
