@@ -432,10 +432,28 @@ class Subscription(models.Model):
     actions_failed = models.PositiveBigIntegerField(default=0, editable=False)
     last_message_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
+    # What the broker answered in SUBACK to the subscription as it stands: the QoS
+    # it granted (it may grant less than `qos`, e.g. Mosquitto's `max_qos`), or
+    # why it refused it (the runtime then disables the subscription). Both are
+    # forgotten when the filter, QoS or enabled state changes: they described a
+    # subscription that no longer exists.
+    granted_qos = models.PositiveSmallIntegerField(
+        _l("granted QoS"), null=True, blank=True, editable=False
+    )
+    # Also set for a stored filter the broker would drop the connection on, which
+    # the runtime refuses to send.
+    refused_reason = models.TextField(
+        _l("refused by the broker"), blank=True, editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = BrokerScopedQuerySet.as_manager()
+
+    # The fields whose change makes the broker's last SUBACK answer stale.
+    SUBACK_FIELDS = ("topic_filter", "shared_group", "qos", "enabled")
+    # Their values as loaded, to notice that change on save.
+    _subscribed_as: tuple[Any, ...] | None = None
 
     class Meta:
         ordering = ["broker", "name"]
@@ -447,6 +465,35 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.topic_filter})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._subscribed_as not in (None, self._suback_key()):
+            self.granted_qos = None
+            self.refused_reason = ""
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {
+                    *update_fields,
+                    "granted_qos",
+                    "refused_reason",
+                }
+        super().save(*args, **kwargs)
+        self._subscribed_as = self._suback_key()
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Subscription:
+        instance = super().from_db(db, field_names, values)
+        if all(name in field_names for name in cls.SUBACK_FIELDS):
+            instance._subscribed_as = instance._suback_key()
+        return instance
+
+    def _suback_key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.SUBACK_FIELDS)
+
+    @property
+    def granted_qos_differs(self) -> bool:
+        """The broker granted another QoS than the one asked for."""
+        return self.granted_qos is not None and self.granted_qos != self.qos
 
     def clean(self) -> None:
         if self.shared_group and self.topic_filter.startswith("$share/"):

@@ -39,7 +39,7 @@ from brokers.models import (
     PublishTemplate,
     Subscription,
 )
-from brokers.retained import retained_clear
+from brokers.retained import RetainedListing, retained_clear, retained_listing
 from brokers.secret_binding import binding_snapshot, check_secret_binding
 from mqttadmin.audit import audit_record, diff, snapshot
 from mqttadmin.lib.payloads import json_problem, parse_json
@@ -533,11 +533,28 @@ def publish_template_delete(*, actor: Any, template: PublishTemplate) -> None:
 # --- Retained messages -----------------------------------------------------------
 
 
+def broker_retained_list(
+    *, broker: Broker, topic_filter: str = "#", limit: int = 10_000
+) -> RetainedListing:
+    """The retained messages the live broker holds under `topic_filter`, with
+    whether the list is complete (see `brokers.retained.retained_listing`).
+
+    Raises ValidationError for a bad filter and PublishError when the broker cannot
+    be reached or refuses the subscription.
+    """
+    try:
+        return retained_listing(
+            ConnectionSettings.from_broker(broker), topic_filter, limit=limit
+        )
+    except ValidationError as exc:
+        raise ValidationError({"topic": exc.messages}) from None
+
+
 def broker_retained_clear(
     *, actor: Any, broker: Broker, topic: str, recursive: bool
 ) -> list[str]:
     """Clear the retained message of `topic` on the live broker (with its whole
-    subtree when `recursive`); returns the topics cleared.
+    subtree when `recursive`); returns the topics that held one.
 
     Raises ValidationError for a bad topic and PublishError when the broker cannot
     be reached; nothing is audited then, since nothing changed. Clearing sends a

@@ -26,10 +26,9 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from brokers import selectors, services
-from brokers.client import ConnectionSettings, PublishError
+from brokers.client import PublishError
 from brokers.forms import RetainedClearForm, RetainedFilterForm, apply_errors
 from brokers.models import Broker
-from brokers.retained import retained_list
 from brokers.tabs import (
     BrokerTab,
     detail_url,
@@ -380,17 +379,18 @@ def _retained_context(
     if error or not form.is_valid():
         return context
     try:
-        found = retained_list(
-            ConnectionSettings.from_broker(broker),
-            form.cleaned_data["filter"],
+        listing = services.broker_retained_list(
+            broker=broker,
+            topic_filter=form.cleaned_data["filter"],
             limit=RETAINED_LIMIT,
         )
     except PublishError as exc:
         context["retained_error"] = _("The broker could not be reached: %s") % exc
         return context
+    context["retained_listing"] = listing
     context["retained"] = [
         (message, selectors.payload_preview(message.payload, limit=PREVIEW_CHARS))
-        for message in found
+        for message in listing.messages
     ]
     return context
 

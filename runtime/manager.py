@@ -271,7 +271,11 @@ class Runtime:
                 continue
             with transaction.atomic():
                 updated = Subscription.objects.filter(pk=row.pk, enabled=True).update(
-                    enabled=False, last_error=reason[:2000], updated_at=now
+                    enabled=False,
+                    last_error=reason[:2000],
+                    refused_reason=reason[:2000],
+                    granted_qos=None,
+                    updated_at=now,
                 )
                 if updated:
                     audit_record(
@@ -286,6 +290,23 @@ class Runtime:
                     )
             logger.warning(
                 "broker %s: subscription %s disabled: %s", broker_id, row.pk, reason
+            )
+
+    def _apply_granted_qos(self, broker_id: int, granted: dict[str, int]) -> None:
+        """Keep the QoS the broker granted (SUBACK) on the enabled subscriptions
+        behind each filter; rows already holding it are not written again."""
+        rows = Subscription.objects.filter(broker_id=broker_id, enabled=True).only(
+            "pk", "topic_filter", "shared_group", "granted_qos"
+        )
+        stale: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            qos = granted.get(row.subscribe_filter)
+            if qos is not None and row.granted_qos != qos:
+                stale[qos].append(row.pk)
+        for qos, pks in stale.items():
+            # Still enabled: a subscription disabled since keeps no granted QoS.
+            Subscription.objects.filter(pk__in=pks, enabled=True).update(
+                granted_qos=qos, refused_reason=""
             )
 
     def _reconcile_shared(self, broker: Broker, subscriptions: dict[str, int]) -> None:
@@ -465,6 +486,15 @@ class Runtime:
                     self._requeue(event)
                     raise
                 fields = {k: v for k, v in fields.items() if k != "refused"}
+                if not fields:
+                    continue
+            if "granted_qos" in fields:
+                try:
+                    self._apply_granted_qos(session.broker_id, fields["granted_qos"])
+                except Exception:
+                    self._requeue(event)
+                    raise
+                fields = {k: v for k, v in fields.items() if k != "granted_qos"}
                 if not fields:
                     continue
             if "subscribed_topics_count" in fields:

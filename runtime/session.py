@@ -621,6 +621,9 @@ class BrokerSession:
                 subs = self._subs
                 topics = subs.pending.pop(mid, [])
                 refused: dict[str, str] = {}
+                # SUBACK's success codes are the QoS granted, which may be less
+                # than asked (Mosquitto's max_qos, RabbitMQ's QoS 2 as 1).
+                granted_qos: dict[str, int] = {}
                 for topic, code in zip(topics, reason_codes, strict=False):
                     subs.strikes.pop(topic, None)
                     if code.is_failure:
@@ -638,9 +641,18 @@ class BrokerSession:
                         )
                     elif topic in subs.wire:
                         subs.granted.add(topic)
+                        # The filters this one carries (see runtime.overlap) get
+                        # what it was granted, up to the QoS each asked for.
+                        for desired, carrier in subs.carried_by.items():
+                            if carrier == topic and desired not in self.portal.filters:
+                                granted_qos[desired] = min(
+                                    code.value, subs.desired[desired]
+                                )
                 count = self._granted_count()
             if refused:
                 self._emit(refused=refused)
+            if granted_qos:
+                self._emit(granted_qos=granted_qos)
             self._emit(subscribed_topics_count=count)
         except Exception:
             logger.exception("broker %s: on_subscribe failed", self.broker_id)

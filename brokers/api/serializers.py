@@ -528,6 +528,8 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "actions_failed",
             "last_message_at",
             "last_error",
+            "granted_qos",
+            "refused_reason",
             "created_at",
             "updated_at",
         ]
@@ -538,9 +540,22 @@ class SubscriptionSerializer(serializers.ModelSerializer):
             "actions_failed",
             "last_message_at",
             "last_error",
+            "granted_qos",
+            "refused_reason",
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {
+            "granted_qos": {
+                "help_text": "The QoS the broker granted in its SUBACK (may be "
+                "below `qos`); null until the broker answered, or when disabled."
+            },
+            "refused_reason": {
+                "help_text": "Why the broker refused this subscription (SUBACK "
+                "0x80 and above); the subscription is then disabled. Empty "
+                "otherwise."
+            },
+        }
         validators: list[Any] = []
 
     def validate_broker(self, broker: Broker) -> Broker:

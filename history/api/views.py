@@ -22,9 +22,9 @@ from rest_framework.response import Response
 
 from brokers import services
 from brokers.api.views import BrokerUnreachable
-from brokers.client import ConnectionSettings, PublishError
+from brokers.client import PublishError
 from brokers.models import Broker
-from brokers.retained import retained_list
+from brokers.retained import Incomplete
 from brokers.selectors import payload_view
 from history import queries
 from history import services as history_services
@@ -235,27 +235,57 @@ class RetainedView(ProductScopedAPIView):
             OpenApiParameter("topic", str, description="MQTT filter, default #")
         ],
         responses=inline_serializer(
-            "Retained",
+            "RetainedListing",
             {
-                "topic": serializers.CharField(),
-                "payload": serializers.JSONField(),
-                "payload_encoding": serializers.CharField(),
-                "qos": serializers.IntegerField(),
+                "results": inline_serializer(
+                    "Retained",
+                    {
+                        "topic": serializers.CharField(),
+                        "payload": serializers.JSONField(),
+                        "payload_encoding": serializers.CharField(),
+                        "qos": serializers.IntegerField(),
+                    },
+                    many=True,
+                ),
+                "count": serializers.IntegerField(),
+                "complete": serializers.BooleanField(
+                    help_text="False when messages may be missing: see "
+                    "incomplete_reason."
+                ),
+                "incomplete_reason": serializers.ChoiceField(
+                    choices=Incomplete.choices,
+                    allow_blank=True,
+                    help_text="connection_lost, limit or timeout; empty when complete.",
+                ),
+                "note": serializers.CharField(
+                    help_text="A caveat, e.g. for brokers that do not replay "
+                    "retained messages to wildcard subscriptions (RabbitMQ)."
+                ),
             },
-            many=True,
         ),
     )
     def get(self, request: Request, pk: int) -> Response:
         broker = self.get_scoped_object(Broker, pk=pk)
         topic_filter = request.query_params.get("topic") or "#"
         try:
-            found = retained_list(ConnectionSettings.from_broker(broker), topic_filter)
+            listing = services.broker_retained_list(
+                broker=broker, topic_filter=topic_filter
+            )
         except ValidationError as exc:
             raise _field_error("topic", exc) from None
         except PublishError as exc:
             raise BrokerUnreachable(str(exc)) from exc
         return Response(
-            [{"topic": m.topic, **payload_view(m.payload), "qos": m.qos} for m in found]
+            {
+                "results": [
+                    {"topic": m.topic, **payload_view(m.payload), "qos": m.qos}
+                    for m in listing.messages
+                ],
+                "count": len(listing.messages),
+                "complete": listing.complete,
+                "incomplete_reason": listing.incomplete,
+                "note": listing.note,
+            }
         )
 
     @extend_schema(
