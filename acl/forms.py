@@ -13,11 +13,11 @@ from acl.choices import Access
 from acl.models import (
     ManagedBroker,
     MqttRole,
+    validate_managed_client_id,
     validate_managed_username,
     validate_role_name,
     validate_rule_filter,
 )
-from mqttadmin.lib.topics import validate_client_id
 
 PASSWORD_WIDGET = forms.PasswordInput(
     render_value=False, attrs={"autocomplete": "new-password"}
@@ -110,7 +110,7 @@ class MqttUserForm(forms.Form):
         label=_l("client id"),
         max_length=128,
         required=False,
-        validators=[validate_client_id],
+        validators=[validate_managed_client_id],
         help_text=_l("When set, this user may connect only with this client id."),
     )
 

@@ -44,12 +44,25 @@ def validate_role_name(value: str) -> None:
         )
 
 
+def _check_mosquitto_acl_safe(value: str, what: str) -> None:
+    """Mosquitto refuses ACL matches (and `%u` / `%c` patterns) for usernames and
+    client ids with `+`, `#` or `/`. Only the users the portal manages on
+    Mosquitto keep clear of them: a broker connection's own credentials follow
+    MQTT's rules alone (RabbitMQ's `vhost:user`, for one)."""
+    if any(ch in value for ch in "+#/"):
+        raise ValidationError(
+            _("%s must not contain +, # or / (Mosquitto's ACLs refuse them).") % what,
+            code="acl_chars",
+        )
+
+
 def validate_managed_username(value: str) -> None:
     """An MQTT username both backends can hold: Mosquitto's ACL rules (no +, #, /),
     and a password file line `user:hash` (no colon)."""
     if not value:
         raise ValidationError(_("A username is required."), code="required")
     validate_mqtt_username(value)
+    _check_mosquitto_acl_safe(value, _("Username"))
     if ":" in value:
         raise ValidationError(
             _("A username must not contain : (the password file's separator)."),
@@ -59,6 +72,14 @@ def validate_managed_username(value: str) -> None:
         raise ValidationError(
             _("A username must not contain control characters."), code="control"
         )
+
+
+def validate_managed_client_id(value: str) -> None:
+    """The client id a managed user is bound to: MQTT's rules and Mosquitto's ACL
+    rules (no +, #, /)."""
+    if value:
+        validate_client_id(value)
+        _check_mosquitto_acl_safe(value, _("Client id"))
 
 
 def validate_rule_filter(value: str) -> None:
@@ -355,7 +376,7 @@ class MqttUser(models.Model):
         _l("client id"),
         max_length=128,
         blank=True,
-        validators=[validate_client_id],
+        validators=[validate_managed_client_id],
         help_text=_l("When set, this user may connect only with this client id."),
     )
     roles = models.ManyToManyField(

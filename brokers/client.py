@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -103,7 +103,61 @@ def connect_properties(settings: ConnectionSettings) -> Properties | None:
     return properties
 
 
-class BufferedReadClient(mqtt.Client):
+class SocketErrorMemoryClient(mqtt.Client):
+    """A paho client that remembers why its socket last failed to read.
+
+    paho logs a failed read or write and reports only "Unspecified error" to
+    on_disconnect; the TLS alert that says why the broker hung up (no client
+    certificate, an untrusted one) is lost. Kept per connection attempt.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_socket_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        self.last_socket_error = None
+        return super().reconnect()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        try:
+            return super()._sock_recv(bufsize)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            self.last_socket_error = exc
+            raise
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        try:
+            return super()._sock_send(buf)
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            self.last_socket_error = self._pending_alert() or exc
+            raise
+
+    def _pending_alert(self) -> ssl.SSLError | None:
+        """The TLS alert the broker sent before hanging up, if one is unread.
+
+        With TLS 1.3 a broker refuses a client certificate after the client has
+        finished its handshake; when the client's CONNECT is written after the
+        broker closed, the write fails with a bare EOF while the alert that says
+        why still waits in the receive buffer.
+        """
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        try:
+            sock.recv(1)
+        except ssl.SSLError as alert:
+            return alert if "ALERT" in (alert.reason or "") else None
+        except OSError:
+            return None
+        return None
+
+
+class BufferedReadClient(SocketErrorMemoryClient):
     """A paho client that reads the socket in 64 KiB chunks.
 
     Stock paho reads each packet with three recv() calls (type byte, length bytes,
@@ -218,7 +272,7 @@ class BufferedReadClient(mqtt.Client):
 def build_client(
     settings: ConnectionSettings,
     client_id: str | None = None,
-    client_class: type[mqtt.Client] = mqtt.Client,
+    client_class: type[mqtt.Client] = SocketErrorMemoryClient,
     **kwargs: Any,
 ) -> mqtt.Client:
     """A configured, unconnected paho client (CallbackAPIVersion.VERSION2)."""
@@ -263,15 +317,143 @@ def side_client(
     """A short-lived client beside the runtime's session, and its connect() args.
 
     It has a client id of its own (so it never takes the runtime's session over)
-    and starts clean (so it never wipes the persistent session the runtime keeps).
+    and always starts clean, whatever the connection's own setting: with clean
+    session off, every one-shot connection on MQTT 3.1.1 would leave a session
+    behind on the broker (MQTT 5: clean start, and no Session Expiry Interval,
+    so the session ends with the connection).
     """
     client_id = f"{(settings.client_id or 'mqttadmin')[:14]}-{tag}{os.urandom(3).hex()}"
-    client = build_client(settings, client_id=client_id, reconnect_on_failure=False)
-    kwargs = connect_kwargs(settings)
-    if settings.is_v5:
-        kwargs["clean_start"] = True
+    one_shot = replace(settings, clean_start=True, session_expiry_interval=0)
+    client = build_client(
+        one_shot,
+        client_id=client_id,
+        client_class=OneShotClient,
+        reconnect_on_failure=False,
+    )
+    kwargs = connect_kwargs(one_shot)
+    if one_shot.is_v5:
         kwargs["properties"] = None
     return client, kwargs
+
+
+class OneShotClient(SocketErrorMemoryClient):
+    """The client of one-shot connections (publish, connection test, retained).
+
+    paho ignores the reason code of a PUBREC and sends PUBREL anyway, so an MQTT 5
+    broker's refusal of a QoS 2 message (0x87 not authorised, ...) is lost and
+    the PUBCOMP that follows says "packet identifier not found". Here a refusing
+    PUBREC ends the message's flow, as MQTT 5 (4.3.3) says, and on_publish gets
+    the refusal's reason code.
+    """
+
+    def _handle_pubrec(self) -> MQTTErrorCode:
+        if self._protocol == mqtt.MQTTv5:
+            result = _packet.decode_pubrec(
+                self._in_packet["command"], self._in_packet["packet"], self._protocol
+            )
+            if result.reason.is_failure:
+                with self._out_message_mutex:
+                    if result.mid in self._out_messages:
+                        return self._do_on_publish(
+                            result.mid, result.reason, result.properties
+                        )
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_pubrec()
+
+
+# --- Why a connection failed -------------------------------------------------------
+
+# OpenSSL's names of the TLS alerts a broker sends when it refuses the client's
+# certificate. With TLS 1.3 the client believes the handshake done before the
+# broker has checked its certificate, so the alert arrives on the first read and
+# looks like the connection closing before CONNACK.
+CLIENT_CERTIFICATE_ALERTS = {
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the broker requires a client certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": (
+        "the broker does not trust the client certificate (its issuer is unknown "
+        "to the broker)"
+    ),
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the broker refused the client certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the broker refused the client certificate",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": (
+        "the broker refused the client certificate (unsupported certificate)"
+    ),
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": (
+        "the broker refused the client certificate: it has expired"
+    ),
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": (
+        "the broker refused the client certificate: it is revoked"
+    ),
+    "TLSV1_ALERT_ACCESS_DENIED": "the broker denied access to this client certificate",
+}
+# What a TLS handshake with a port that speaks plain MQTT ends in: the broker
+# reads the ClientHello as a malformed packet and hangs up, or answers bytes that
+# are no TLS record.
+NOT_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER",
+    "UNEXPECTED_EOF_WHILE_READING",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "HTTP_REQUEST",
+}
+NOT_TLS = "the broker did not speak TLS (is this port plain MQTT?)"
+
+
+def tls_failure_cause(
+    exc: BaseException | None, settings: ConnectionSettings, *, handshake: bool
+) -> str | None:
+    """Why TLS failed, in words, or None when `exc` is no TLS problem.
+
+    `handshake`: `exc` came from opening the connection (TCP connect and the TLS
+    handshake), not from a read after it.
+    """
+    if not settings.use_tls or exc is None:
+        return None
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"the broker's certificate was not accepted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        if reason in CLIENT_CERTIFICATE_ALERTS:
+            return CLIENT_CERTIFICATE_ALERTS[reason]
+        if handshake and (
+            reason in NOT_TLS_REASONS or isinstance(exc, ssl.SSLEOFError)
+        ):
+            return NOT_TLS
+        return f"TLS failed: {reason or exc}"
+    if handshake and isinstance(
+        exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+    ):
+        return NOT_TLS
+    return None
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def describe_connection_lost(
+    client: mqtt.Client,
+    reason: ReasonCode,
+    settings: ConnectionSettings,
+    *,
+    from_broker: bool,
+) -> str:
+    """Why an open connection (or one awaiting CONNACK) ended, in words.
+
+    paho reports a connection it lost itself as "Unspecified error"; a broker
+    that sent DISCONNECT (MQTT 5) gave its own reason, which is kept.
+    """
+    error = getattr(client, "last_socket_error", None)
+    cause = tls_failure_cause(error, settings, handshake=False)
+    if cause:
+        return _sentence(cause)
+    if from_broker:
+        return f"The broker closed the connection: {reason}"
+    if str(reason) == "Keep alive timeout":
+        return "Connection lost: no answer within the keepalive"
+    if error is not None:
+        return f"Connection lost: {error.strerror or error}"
+    return "Connection lost"
 
 
 # --- Connection test ----------------------------------------------------------
@@ -357,9 +539,22 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
         done.set()
 
     def on_disconnect(
-        client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        props: Any,
     ) -> None:
-        outcome.setdefault("closed", reason)
+        if "closed" not in outcome:
+            outcome["closed"] = describe_connection_lost(
+                client,
+                reason,
+                settings,
+                from_broker=flags.is_disconnect_packet_from_server,
+            )
+            outcome["tls"] = tls_failure_cause(
+                getattr(client, "last_socket_error", None), settings, handshake=False
+            )
         done.set()
 
     try:
@@ -371,8 +566,6 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
     client.connect_timeout = max(0.1, deadline - time.monotonic())
     try:
         client.connect(**kwargs)
-    except ssl.SSLError as exc:
-        return ConnectionTestResult(False, None, _tls_reason(exc), elapsed_ms(), "tls")
     except ConnectionRefusedError:
         return ConnectionTestResult(
             False,
@@ -390,7 +583,12 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
             elapsed_ms(),
             "timeout",
         )
-    except OSError as exc:
+    except OSError as exc:  # ssl.SSLError included
+        cause = tls_failure_cause(exc, settings, handshake=True)
+        if cause:
+            return ConnectionTestResult(
+                False, None, _sentence(cause), elapsed_ms(), "tls"
+            )
         return ConnectionTestResult(
             False,
             None,
@@ -415,11 +613,19 @@ def probe_connection(settings: ConnectionSettings) -> ConnectionTestResult:
         )
     reason = outcome.get("reason")
     if reason is None:
-        closed = outcome.get("closed")
+        if outcome.get("tls"):
+            return ConnectionTestResult(
+                False,
+                None,
+                f"{_sentence(outcome['tls'])} (it closed the connection before "
+                "CONNACK)",
+                elapsed_ms(),
+                "tls",
+            )
         return ConnectionTestResult(
             False,
             None,
-            f"Connection closed before CONNACK ({closed})",
+            f"Connection closed before CONNACK: {outcome['closed']}",
             elapsed_ms(),
             "network",
         )
@@ -442,7 +648,32 @@ class OutgoingMessage:
 
 
 class PublishError(RuntimeError):
-    """Publishing failed; the message says where (connect, publish, ack)."""
+    """Publishing failed; the message says where (connect, publish, ack).
+
+    `acknowledged` of `total` messages had been accepted by the broker (QoS 1/2
+    acknowledged, QoS 0 written) when it failed; messages are not taken back, so
+    a failed batch may be partly delivered. `reason_code` is the broker's MQTT 5
+    reason code when it refused a message (e.g. 0x87 not authorised).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        acknowledged: int = 0,
+        total: int = 0,
+        reason_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
+        self.total = total
+        self.reason_code = reason_code
+
+
+def _delivered_before(acknowledged: int, total: int) -> str:
+    if total <= 1:
+        return "nothing was published"
+    return f"{acknowledged} of the {total} messages were acknowledged before it"
 
 
 def publish_messages(
@@ -452,37 +683,88 @@ def publish_messages(
 ) -> int:
     """Connect with the broker's credentials, publish, wait for every ack, disconnect.
 
-    Uses its own client id so the runtime's session is never taken over.
+    Uses its own client id so the runtime's session is never taken over. Raises
+    PublishError as soon as the broker refuses a message (an MQTT 5 PUBACK or
+    PUBREC reason code >= 0x80) or closes the connection, saying how many of the
+    messages it had acknowledged; those stay delivered.
     """
     timeout = timeout or max(settings.connect_timeout, 5.0)
+    total = len(messages)
     client, kwargs = side_client(settings, "p")
-    connected = threading.Event()
-    result: dict[str, Any] = {}
+    changed = threading.Condition()
+    state: dict[str, Any] = {"acked": set(), "refused": {}}
 
     def on_connect(
         client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
-        result["reason"] = reason
-        connected.set()
+        with changed:
+            state["connack"] = reason
+            changed.notify_all()
+
+    def on_disconnect(
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        props: Any,
+    ) -> None:
+        with changed:
+            state.setdefault(
+                "closed",
+                describe_connection_lost(
+                    client,
+                    reason,
+                    settings,
+                    from_broker=flags.is_disconnect_packet_from_server,
+                ),
+            )
+            changed.notify_all()
+
+    def on_publish(
+        client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+    ) -> None:
+        with changed:
+            if reason.is_failure:
+                state["refused"][mid] = reason
+            else:
+                state["acked"].add(mid)
+            changed.notify_all()
 
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_publish = on_publish
+    where = f"{settings.host}:{settings.port}"
     try:
         client.connect(**kwargs)
-    except (OSError, ssl.SSLError) as exc:
+    except OSError as exc:  # ssl.SSLError included
+        cause = tls_failure_cause(exc, settings, handshake=True)
         raise PublishError(
-            f"cannot connect to {settings.host}:{settings.port}: {exc}"
+            f"cannot connect to {where}: {cause or exc}", total=total
         ) from exc
     client.loop_start()
     try:
-        if not connected.wait(timeout):
-            raise PublishError("no CONNACK from the broker")
-        reason = result["reason"]
+        deadline = time.monotonic() + timeout
+        with changed:
+            changed.wait_for(
+                lambda: "connack" in state or "closed" in state,
+                max(0.0, deadline - time.monotonic()),
+            )
+            reason = state.get("connack")
+            if reason is None and "closed" in state:
+                raise PublishError(
+                    f"the connection to {where} closed before CONNACK: "
+                    f"{state['closed']}",
+                    total=total,
+                )
+        if reason is None:
+            raise PublishError("no CONNACK from the broker", total=total)
         if reason.is_failure:
             raise PublishError(
                 "the broker refused the connection: "
-                + describe_connack(reason, settings)[1]
+                + describe_connack(reason, settings)[1],
+                total=total,
             )
-        infos = []
+        topics: dict[int, str] = {}
         for message in messages:
             info = client.publish(
                 message.topic,
@@ -492,18 +774,50 @@ def publish_messages(
                 message.properties,
             )
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                raise PublishError(
-                    f"publish to {message.topic!r} failed: {mqtt.error_string(info.rc)}"
-                )
-            infos.append(info)
-        deadline = time.monotonic() + timeout
-        for info in infos:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            if not info.is_published():
-                raise PublishError(
-                    "the broker did not acknowledge every message in time"
-                )
-        return len(infos)
+                break  # the connection is gone: said below, with its reason
+            topics[info.mid] = message.topic
+
+        def settled() -> bool:
+            return (
+                "closed" in state
+                or bool(state["refused"])
+                or len(state["acked"]) >= len(topics) == total
+            )
+
+        with changed:
+            changed.wait_for(settled, max(0.0, deadline - time.monotonic()))
+            acked = len(state["acked"])
+            refused: dict[int, ReasonCode] = dict(state["refused"])
+            closed = state.get("closed")
+        if refused:
+            mid, refusal = min(refused.items())
+            raise PublishError(
+                f"the broker refused the message to {topics.get(mid, '?')!r}: "
+                f"{refusal} (reason code 0x{refusal.value:02X}); "
+                + _delivered_before(acked, total),
+                acknowledged=acked,
+                total=total,
+                reason_code=refusal.value,
+            )
+        if acked == total:
+            return total
+        if closed is not None:
+            hint = ""
+            if any(m.qos == 2 for m in messages):
+                hint = " (some brokers, NATS for one, close it on a QoS 2 publish)"
+            why = "" if closed == "Connection lost" else f" ({closed})"
+            raise PublishError(
+                f"the broker closed the connection{why}{hint}; "
+                + _delivered_before(acked, total),
+                acknowledged=acked,
+                total=total,
+            )
+        raise PublishError(
+            f"the broker did not acknowledge every message within {timeout:g}s; "
+            + _delivered_before(acked, total),
+            acknowledged=acked,
+            total=total,
+        )
     finally:
         client.disconnect()
         client.loop_stop()

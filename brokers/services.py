@@ -29,6 +29,7 @@ from brokers.client import (
     ConnectionSettings,
     ConnectionTestResult,
     OutgoingMessage,
+    PublishError,
     probe_connection,
     publish_messages,
 )
@@ -326,6 +327,12 @@ def broker_publish(
     In a batch, errors name the message: `messages[3].topic`. The broker's `$`
     topics are refused; `$CONTROL/...` only for a product admin (the connection's
     credentials may be the broker's Dynamic Security admin's).
+
+    A batch is validated as a whole but not delivered as a whole: MQTT has no
+    transaction, so when the broker refuses a message (MQTT 5 reason code >= 0x80)
+    or closes the connection, the messages it acknowledged before stay delivered.
+    PublishError then says how many those were; the failure is audited as
+    `broker.publish_failed` with the broker's reason.
     """
     control = may_control(actor, broker)
     messages = []
@@ -340,12 +347,27 @@ def broker_publish(
             ) from None
     if not messages:
         raise ValidationError({"messages": _("Nothing to publish.")})
-    published = publish_messages(ConnectionSettings.from_broker(broker), messages)
+    topics = sorted({m.topic for m in messages})[:20]
+    try:
+        published = publish_messages(ConnectionSettings.from_broker(broker), messages)
+    except PublishError as exc:
+        audit_record(
+            actor=actor,
+            action="broker.publish_failed",
+            target=broker,
+            changes={
+                "topics": [None, topics],
+                "error": [None, str(exc)],
+                "reason_code": [None, exc.reason_code],
+                "acknowledged": [None, f"{exc.acknowledged} of {len(messages)}"],
+            },
+        )
+        raise
     audit_record(
         actor=actor,
         action="broker.publish",
         target=broker,
-        changes={"topics": [None, sorted({m.topic for m in messages})[:20]]},
+        changes={"topics": [None, topics]},
     )
     return published
 

@@ -36,6 +36,8 @@ from brokers.client import (
     build_client,
     connect_kwargs,
     describe_connack,
+    describe_connection_lost,
+    tls_failure_cause,
 )
 from brokers.models import Broker
 from mqttadmin.pipeline import ReceivedMessage
@@ -129,7 +131,9 @@ class _Subscriptions:
     poisoned: set[str] = field(default_factory=set)
 
 
-def _failure_reason(host: str, port: int) -> tuple[str, str]:
+def _failure_reason(
+    host: str, port: int, settings: ConnectionSettings
+) -> tuple[str, str]:
     """(state, text) for a failed connection attempt.
 
     on_connect_fail runs inside paho's `except OSError:` block, so the exception
@@ -142,8 +146,10 @@ def _failure_reason(host: str, port: int) -> tuple[str, str]:
         return ConnectionState.ERROR, (
             f"TLS certificate verification failed for {where}: {exc.verify_message}"
         )
-    if isinstance(exc, ssl.SSLError):
-        return ConnectionState.ERROR, f"TLS handshake with {where} failed: {exc}"
+    tls_cause = tls_failure_cause(exc, settings, handshake=True)
+    if tls_cause:
+        # A plain port, or a certificate the broker refuses: retrying will not fix it.
+        return ConnectionState.ERROR, f"TLS with {where} failed: {tls_cause}"
     if isinstance(exc, ConnectionRefusedError):
         return ConnectionState.DISCONNECTED, f"Connection refused by {where}"
     if isinstance(exc, socket.gaierror):
@@ -546,7 +552,7 @@ class BrokerSession:
             if self._closing.is_set():
                 return
             host, port = self.hosts[self._host_index]
-            state, text = _failure_reason(host, port)
+            state, text = _failure_reason(host, port, self.settings)
             self._emit(state=state, connection_error=text, connected_host="")
             self._next_host()
         except Exception:
@@ -575,12 +581,33 @@ class BrokerSession:
                 # The refusal (state "error") says more than the close that follows.
                 self._next_host()
                 return
+            lost = describe_connection_lost(
+                client,
+                reason,
+                self.settings,
+                from_broker=flags.is_disconnect_packet_from_server,
+            )
             if not was_connected:
+                # Closed before CONNACK: with TLS, most often a client
+                # certificate the broker wants or refuses (said by its alert).
+                tls_cause = tls_failure_cause(
+                    getattr(client, "last_socket_error", None),
+                    self.settings,
+                    handshake=False,
+                )
+                self._emit(
+                    state=ConnectionState.ERROR
+                    if tls_cause
+                    else ConnectionState.DISCONNECTED,
+                    connection_error=f"{self.current_host} closed the connection "
+                    f"before CONNACK: {tls_cause or lost}",
+                    connected_host="",
+                )
                 return
             self._emit(
                 state=ConnectionState.DISCONNECTED,
                 last_disconnected_at=timezone.now(),
-                connection_error="" if not reason.is_failure else str(reason),
+                connection_error="" if not reason.is_failure else lost,
                 subscribed_topics_count=0,
             )
         except Exception:

@@ -461,7 +461,10 @@ class PublishMessageSerializer(serializers.Serializer):
 
 
 class PublishBatchSerializer(serializers.Serializer):
-    """Several messages, published together or not at all."""
+    """Several messages, all checked before any is sent, then sent in order on one
+    connection. Not all-or-nothing: if the broker refuses one or closes the
+    connection, those it acknowledged before stay published (the error says how
+    many)."""
 
     # many=True makes a ListSerializer, which takes max_length; the stubs type the
     # call as the child's constructor.
