@@ -3,11 +3,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from brokers import urls as broker_urls
 from history import urls as history_urls
 from mqttadmin import security, views
+from mqttadmin.api.schema import SchemaView
 from observe import urls as observe_urls
 
 urlpatterns = [
@@ -46,7 +47,7 @@ urlpatterns = [
     path("devices/", include("devices.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("mqttadmin.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path(
         "api/docs/",
         # The split view serves its init script as a file: no inline script (CSP).

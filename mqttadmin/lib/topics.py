@@ -2,8 +2,9 @@
 
 Topic names and filters are 1 to 65,535 UTF-8 bytes without U+0000. Names (for
 publishing) have no wildcards. In filters `#` is last and alone in its level and `+`
-fills a whole level. `$share/<group>/<filter>` is a shared subscription. Mosquitto
-refuses ACL matches for usernames or client ids containing `+`, `#` or `/`.
+fills a whole level. `$share/<group>/<filter>` is a shared subscription. Client ids
+and usernames follow MQTT's rules only; Mosquitto's ACL rules for them (no `+`,
+`#`, `/`) apply to the users the portal manages on Mosquitto (`acl.models`).
 
 Mosquitto also drops a client whose SUBSCRIBE holds a filter of more than 200
 levels or a string with a control character: such a filter would put the portal's
@@ -248,16 +249,13 @@ def topic_matches(filter_: str, topic: str) -> bool:
 
 
 def _validate_identity(value: str, what: str, max_bytes: int) -> None:
+    """MQTT's own rules (UTF-8 without NUL or control characters, bounded). Other
+    brokers take what Mosquitto's ACLs refuse (RabbitMQ's `vhost:user`, with `/`
+    as the default vhost): those rules belong to the users the portal manages on
+    Mosquitto (`acl.models`)."""
     if "\x00" in value:
         raise ValidationError(_("%s must not contain NUL (U+0000).") % what, code="nul")
     _check_characters(value, what)
-    if any(ch in value for ch in "+#/"):
-        raise ValidationError(
-            _("%s must not contain +, # or / (Mosquitto's ACLs refuse them).") % what,
-            code="acl_chars",
-        )
-    if any(ch.isspace() for ch in value):
-        raise ValidationError(_("%s must not contain spaces.") % what, code="space")
     if len(value.encode("utf-8")) > max_bytes:
         raise ValidationError(
             _("%(what)s is longer than %(max)d UTF-8 bytes.")
@@ -267,7 +265,7 @@ def _validate_identity(value: str, what: str, max_bytes: int) -> None:
 
 
 def validate_client_id(value: str) -> None:
-    """Client ids: any ids brokers accept, minus what breaks Mosquitto's ACLs."""
+    """Client ids: any ids brokers accept (MQTT's rules only)."""
     if value:
         _validate_identity(value, _("Client id"), 128)
 

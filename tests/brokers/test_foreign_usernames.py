@@ -19,16 +19,7 @@ pytestmark = pytest.mark.django_db
 RABBITMQ_USERNAME = "/:plant-gateway"  # vhost "/" and user "plant-gateway"
 CLIENT_ID = "plant/line-1#2"
 
-# The broker side needs mqttadmin.lib.topics to apply only MQTT's own rules to
-# validate_mqtt_username / validate_client_id (the change is described with it).
-NEEDS_PROTOCOL_ONLY_IDENTITIES = pytest.mark.xfail(
-    strict=True,
-    reason="mqttadmin.lib.topics still applies Mosquitto's ACL rules to every "
-    "broker connection's username and client id",
-)
 
-
-@NEEDS_PROTOCOL_ONLY_IDENTITIES
 def test_the_api_saves_a_rabbitmq_username_and_a_foreign_client_id(
     world: dict,
 ) -> None:
@@ -48,7 +39,6 @@ def test_the_api_saves_a_rabbitmq_username_and_a_foreign_client_id(
     assert (broker.username, broker.client_id) == (RABBITMQ_USERNAME, CLIENT_ID)
 
 
-@NEEDS_PROTOCOL_ONLY_IDENTITIES
 def test_the_form_saves_a_rabbitmq_username(world: dict) -> None:
     client = logged_in(world["users"]["operator"], world["product"])
     client.post(

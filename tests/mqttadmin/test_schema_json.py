@@ -1,6 +1,5 @@
 """`/api/schema/?format=json` answers the OpenAPI document as JSON, YAML stays the
-default. The site's route is `mqttadmin.urls`; this module mounts the schema view
-the same way in front of it."""
+default (the site's own route)."""
 
 from __future__ import annotations
 
@@ -9,17 +8,8 @@ import json
 import pytest
 import yaml
 from django.test import Client
-from django.urls import path
 
-from mqttadmin import urls as site_urls
-from mqttadmin.api.schema import SchemaView
-
-urlpatterns = [
-    path("api/schema/", SchemaView.as_view(), name="schema"),
-    *site_urls.urlpatterns,
-]
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+pytestmark = pytest.mark.django_db
 
 
 def test_format_json_answers_json() -> None:
