@@ -18,6 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker, BrokerStatus
 from history.models import StoredMessage, Topic
 from tests.clients import as_user, logged_in
@@ -207,3 +208,32 @@ def test_pages_show_payloads_byte_exact(ingested: tuple[Broker, Any]) -> None:
         panel = _ok(retrying(page.get, f"{base}topics/{topic.pk}/")).content.decode()
         # Its last value and its row in the recent messages.
         assert panel.count(_pre(payload)) == 2, topic.topic
+
+
+def test_retained_messages_are_listed_byte_exact(mosquitto: Any) -> None:
+    server = mosquitto()
+    viewer = make_user("vera")
+    product = make_product("Plant", viewer=viewer)
+    broker = make_broker_subscribed_to_all(
+        product, name="plant", port=server.port, via_service=False
+    )
+    publish_messages(
+        ConnectionSettings.from_broker(broker),
+        [
+            OutgoingMessage(topic, payload, qos=1, retain=True)
+            for topic, (payload, _json) in PUBLISHED.items()
+        ],
+    )
+    listed = _ok(as_user(viewer).get(f"/api/v1/brokers/{broker.pk}/retained/"))
+    found = {m["topic"]: m for m in listed.json()}
+    assert {t: m["payload"] for t, m in found.items()} == {
+        t: payload.decode() for t, (payload, _json) in PUBLISHED.items()
+    }
+    for topic, (_payload, is_json) in PUBLISHED.items():
+        assert found[topic]["payload_is_json"] is is_json
+
+    page = _ok(
+        logged_in(viewer).get(f"/brokers/{broker.pk}/retained/", HTTP_HX_REQUEST="true")
+    )
+    for _topic, (payload, _json) in PUBLISHED.items():
+        assert _pre(payload) in page.content.decode()
