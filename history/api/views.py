@@ -224,7 +224,12 @@ class TopicSerializer(serializers.ModelSerializer):
         ]
 
     def _exact(self, obj: Topic) -> ExactPayload:
-        return topic_last_payload(obj)
+        # Three fields read it: decode and parse each last value once.
+        cached: ExactPayload | None = getattr(obj, "_exact_last_payload", None)
+        if cached is None:
+            cached = topic_last_payload(obj)
+            obj._exact_last_payload = cached  # type: ignore[attr-defined]
+        return cached
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_last_payload(self, obj: Topic) -> str:
