@@ -17,6 +17,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 
 from brokers import selectors
+from mqttadmin.lib.payloads import exact_payload, properties_summary
 
 # What a feed row shows of a payload.
 LIVE_PREVIEW_CHARS = 300
@@ -33,6 +34,7 @@ class LiveRow:
         retain: bool,
         preview: selectors.PayloadPreview,
         stored_id: int | None = None,
+        properties: list[tuple[str, str]] | None = None,
     ) -> None:
         self.topic = topic
         self.received_at = received_at
@@ -40,22 +42,36 @@ class LiveRow:
         self.retain = retain
         self.preview = preview
         self.stored_id = stored_id
+        # MQTT 5 properties as (label, value) pairs for the compact cell.
+        self.properties = properties or []
 
     @classmethod
     def from_frame(cls, item: dict[str, Any]) -> LiveRow:
+        """A row from a live frame's message item, its payload shown byte-exact
+        (text as received, base64 for binary; labelled JSON only when whole)."""
         text = item.get("text")
         data = base64.b64decode(item["data"]) if text is None else None
-        preview = selectors.payload_preview(data, text, LIVE_PREVIEW_CHARS)
-        size = int(item.get("size", preview.size))
-        if size != preview.size:
-            # The frame carries a cut payload: say how big the message was.
-            preview = selectors.PayloadPreview(preview.kind, preview.text, size, True)
+        carried = len(text.encode("utf-8")) if text is not None else len(data or b"")
+        size = int(item.get("size", carried))
+        # A frame carries at most a prefix of a large payload: never JSON then.
+        exact = exact_payload(data, text, complete=size == carried)
+        shown = exact.text[:LIVE_PREVIEW_CHARS]
+        preview = selectors.PayloadPreview(
+            "json" if exact.is_json else exact.encoding,
+            shown,
+            size,
+            size != carried or len(exact.text) > LIVE_PREVIEW_CHARS,
+        )
+        properties = item.get("properties")
         return cls(
             item["topic"],
             parse_datetime(item.get("received_at") or ""),
             int(item.get("qos", 0)),
             bool(item.get("retain")),
             preview,
+            properties=properties_summary(properties)
+            if isinstance(properties, dict)
+            else None,
         )
 
 

@@ -1,4 +1,8 @@
-"""History exports: CSV and NDJSON, streamed in chunks (never all in memory)."""
+"""History exports: CSV and NDJSON, streamed in chunks (never all in memory).
+
+Payloads are exported byte-exact: the text as received (base64 for binary),
+never a parsed value written back, so `1.50` stays `1.50`.
+"""
 
 from __future__ import annotations
 
@@ -20,34 +24,38 @@ EXPORT_FIELDS = (
     "retain",
     "payload_encoding",
     "payload",
+    # Beside the payload it describes; the size and truncated flag stay last.
+    "properties",
     "payload_size",
     "payload_truncated",
 )
 
 
-def export_ndjson(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
+def export_ndjson(
+    queryset: QuerySet[StoredMessage], *, parsed: bool = False
+) -> Iterator[str]:
     """One JSON document per line, streamed in chunks (never all in memory).
 
-    Always valid JSON: `payload_view` never parses NaN or Infinity, and
-    allow_nan=False would rather fail than write them.
+    Always strict JSON: the payload is a string, and `payload_json` (with
+    `parsed`) is only ever a value `parse_json` read, which refuses NaN, Infinity
+    and overflowing numbers; allow_nan=False would rather fail than write them.
     """
     for message in queryset.iterator(chunk_size=2000):
-        row = message_as_dict(message)
+        row = message_as_dict(message, parsed=parsed)
         del row["payload_cut"]  # exports read every payload whole
         yield json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def export_csv(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
     """CSV streamed in chunks; cells that a spreadsheet would run as a formula get
-    a leading single quote (`mqttadmin.lib.csv_cells`)."""
+    a leading single quote (`mqttadmin.lib.csv_cells`). MQTT 5 properties are one
+    JSON cell (empty for none)."""
     buffer = io.StringIO()
     writer = SafeWriter(buffer)
     writer.writerow(EXPORT_FIELDS)
     for message in queryset.iterator(chunk_size=2000):
         row = message_as_dict(message)
-        payload = row["payload"]
-        if row["payload_encoding"] == "json":
-            payload = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+        properties = row["properties"]
         writer.writerow(
             [
                 row["id"],
@@ -56,7 +64,10 @@ def export_csv(queryset: QuerySet[StoredMessage]) -> Iterator[str]:
                 row["qos"],
                 int(row["retain"]),
                 row["payload_encoding"],
-                payload,
+                row["payload"],
+                json.dumps(properties, ensure_ascii=False, allow_nan=False)
+                if properties
+                else "",
                 row["payload_size"],
                 int(row["payload_truncated"]),
             ]

@@ -10,10 +10,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
 from brokers.feed import LiveRow
-from brokers.selectors import SHORT_PREVIEW_CHARS, payload_preview
 from history.models import StoredMessage, Topic
 from history.queries import filter_to_q, with_payload_heads
-from history.selectors import message_preview
+from history.selectors import (
+    last_value_cut_html,
+    message_preview,
+    message_properties,
+    topic_last_preview,
+)
 
 
 def feed_rows(
@@ -27,7 +31,13 @@ def feed_rows(
     heads = with_payload_heads(messages.order_by("-id"))
     return [
         LiveRow(
-            m.topic, m.received_at, m.qos, m.retain, message_preview(m, chars), m.id
+            m.topic,
+            m.received_at,
+            m.qos,
+            m.retain,
+            message_preview(m, chars),
+            m.id,
+            properties=message_properties(m),
         )
         for m in heads[:limit]
     ]
@@ -40,7 +50,9 @@ def topic_updates(broker_id: int, since: datetime.datetime, limit: int) -> str:
         broker_id=broker_id, last_seen_at__gte=since
     ).order_by("-last_seen_at")[:limit]
     parts = []
-    for topic in topics.only("id", "messages", "last_payload"):
+    for topic in topics.only(
+        "id", "messages", "last_payload", "last_payload_truncated"
+    ):
         parts.append(
             format_html(
                 '<span class="count" id="topic-count-{}" hx-swap-oob="true">{}</span>',
@@ -48,20 +60,21 @@ def topic_updates(broker_id: int, since: datetime.datetime, limit: int) -> str:
                 topic.messages,
             )
         )
-        raw = bytes(topic.last_payload) if topic.last_payload is not None else b""
-        if raw:
-            preview = payload_preview(raw, limit=SHORT_PREVIEW_CHARS)
+        if topic.last_payload:
+            preview = topic_last_preview(topic)
             shown = (
                 _("binary")
                 if preview.is_binary
                 else preview.text + ("…" if preview.truncated else "")
             )
+            cut = last_value_cut_html() if topic.last_payload_truncated else ""
             parts.append(
                 format_html(
                     '<code class="last" id="topic-last-{}" hx-swap-oob="true">'
-                    "{}</code>",
+                    "{}{}</code>",
                     topic.pk,
                     shown,
+                    cut,
                 )
             )
     return "".join(parts)

@@ -21,8 +21,8 @@ from django.db.models.functions import Coalesce, Length, Substr
 from django.utils.translation import gettext as _
 
 from brokers.models import Broker
-from brokers.selectors import payload_view
 from history.models import StoredMessage, Topic
+from mqttadmin.lib.payloads import exact_payload, parsed_json, properties_shown
 from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.lib.topics import parse_topic_filter
 
@@ -238,33 +238,50 @@ def stored_payload(
 
 
 def message_as_dict(
-    message: StoredMessage, chars: int = LIST_PAYLOAD_CHARS
+    message: StoredMessage, chars: int = LIST_PAYLOAD_CHARS, *, parsed: bool = False
 ) -> dict[str, Any]:
-    """A message as the API and exports give it. A payload history kept only part
-    of is `payload_truncated`; one a list read only part of is `payload_cut`: both
-    are shown as text (or base64), never as JSON, since their JSON is incomplete."""
+    """A message as the API and exports give it, its payload byte-exact: the text
+    as received (or base64 for binary), never re-encoded from a parsed value.
+
+    `payload_is_json` says the whole payload is strict JSON; with `parsed` the
+    parsed value comes too, as `payload_json` (null when it is not strict JSON).
+    A payload history kept only part of is `payload_truncated`; one a list read
+    only part of is `payload_cut`: neither is JSON, their document is incomplete.
+    """
     stored = stored_payload(message, chars)
-    if (stored.truncated or stored.cut) and stored.text is not None:
-        view = {"payload": stored.text, "payload_encoding": "text"}
-    elif stored.truncated or stored.cut:
-        view = {
-            "payload": base64.b64encode(stored.data or b"").decode("ascii"),
-            "payload_encoding": "base64",
-        }
-    else:
-        view = payload_view(stored.data, stored.text)
-    return {
+    exact = exact_payload(
+        stored.data, stored.text, complete=not (stored.truncated or stored.cut)
+    )
+    row: dict[str, Any] = {
         "id": message.id,
         "topic": message.topic,
-        **view,
+        "payload": exact.text,
+        "payload_encoding": exact.encoding,
+        "payload_is_json": exact.is_json,
         "payload_size": stored.size,
         "payload_truncated": stored.truncated,
         "payload_cut": stored.cut,
         "qos": message.qos,
         "retain": message.retain,
-        "properties": message.properties or {},
+        "properties": properties_shown(message.properties),
         "received_at": message.received_at.isoformat(),
     }
+    if parsed:
+        value = parsed_json(exact.text) if exact.is_json else None
+        row["payload_json"] = value.value if value is not None else None
+    return row
+
+
+_FLAG_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False}
+_FLAG_VALUES |= {"no": False, "": False}
+
+
+def parse_flag(params: Any, name: str) -> bool:
+    """A yes/no query parameter (1/0, true/false, yes/no; absent is no)."""
+    value = str(params.get(name) or "").strip().lower()
+    if value not in _FLAG_VALUES:
+        raise ValidationError({name: _("%s is 1 or 0 (true or false).") % name})
+    return _FLAG_VALUES[value]
 
 
 def topics_for(broker: Broker, topic_filter: str | None) -> QuerySet[Topic]:

@@ -3,19 +3,16 @@ recent messages and the chart of their numbers."""
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+
 from brokers.models import Broker
-from brokers.selectors import (
-    PREVIEW_CHARS,
-    SHORT_PREVIEW_CHARS,
-    PayloadPreview,
-    payload_preview,
-    payload_view,
-)
+from brokers.selectors import PREVIEW_CHARS, SHORT_PREVIEW_CHARS, PayloadPreview
 from history.models import StoredMessage, Topic
 from history.queries import (
     HistoryQuery,
@@ -24,39 +21,111 @@ from history.queries import (
     topics_for,
     with_payload_heads,
 )
+from mqttadmin.lib.payloads import (
+    ExactPayload,
+    exact_payload,
+    parsed_json,
+    payload_text,
+    prefix_text,
+    properties_summary,
+)
 
 
 @dataclass(frozen=True)
 class MessageRow:
-    """A stored message and its payload preview, for the history tables."""
+    """A stored message, its payload preview and its MQTT 5 properties (label,
+    value), for the history tables."""
 
     message: StoredMessage
     preview: PayloadPreview
+    properties: list[tuple[str, str]] = field(default_factory=list)
+
+
+def exact_preview(
+    exact: ExactPayload,
+    size: int,
+    limit: int = PREVIEW_CHARS,
+    *,
+    cut: bool = False,
+    stored_truncated: bool = False,
+) -> PayloadPreview:
+    """At most `limit` characters of a payload exactly as received (base64 for
+    binary), labelled JSON when it is; `cut` marks a payload only partly at hand."""
+    kind = "json" if exact.is_json else exact.encoding
+    shown = exact.text[:limit]
+    truncated = cut or stored_truncated or len(exact.text) > limit
+    return PayloadPreview(kind, shown, size, truncated, stored_truncated)
 
 
 def message_preview(
     message: StoredMessage, limit: int = PREVIEW_CHARS
 ) -> PayloadPreview:
     """The preview of a stored message, read whole or through
-    `with_payload_heads`. A payload only partly at hand (cut by history's
-    cap or by the list's read) is shown as its raw prefix: its JSON is incomplete."""
+    `with_payload_heads`, byte-exact. A payload only partly at hand (cut by
+    history's cap or by the list's read) is never labelled JSON: it is incomplete."""
     stored = stored_payload(message)
-    if not (stored.truncated or stored.cut):
-        preview = payload_preview(stored.data, stored.text, limit)
-        return PayloadPreview(
-            preview.kind, preview.text, stored.size, preview.truncated
-        )
-    if stored.text is not None:
-        kind, shown = "text", stored.text
-    else:
-        kind, shown = "base64", base64.b64encode(stored.data or b"").decode("ascii")
-    return PayloadPreview(kind, shown[:limit], stored.size, True, stored.truncated)
+    partial = stored.truncated or stored.cut
+    exact = exact_payload(stored.data, stored.text, complete=not partial)
+    return exact_preview(
+        exact, stored.size, limit, cut=partial, stored_truncated=stored.truncated
+    )
+
+
+def message_properties(message: StoredMessage) -> list[tuple[str, str]]:
+    """A stored message's MQTT 5 properties for the compact properties cell."""
+    return properties_summary(message.properties)
+
+
+def topic_last_payload(topic: Topic) -> ExactPayload:
+    """The topic index's last value, byte-exact. The index keeps its first 4,096
+    bytes: a cut one is text up to the last whole character, and never JSON."""
+    raw = bytes(topic.last_payload) if topic.last_payload is not None else b""
+    if not topic.last_payload_truncated:
+        return exact_payload(raw)
+    return exact_payload(raw, prefix_text(raw), complete=False)
+
+
+def topic_last_preview(
+    topic: Topic, limit: int = SHORT_PREVIEW_CHARS
+) -> PayloadPreview:
+    """The last value as the topic tree and page show it (its full size unknown
+    when the index cut it: `size` is then the kept prefix's)."""
+    raw_size = len(topic.last_payload) if topic.last_payload is not None else 0
+    return exact_preview(
+        topic_last_payload(topic), raw_size, limit, cut=topic.last_payload_truncated
+    )
+
+
+def last_value_cut_html() -> SafeString:
+    """The mark of a last value the topic index cut (it keeps 4,096 bytes)."""
+    title = escape(
+        _("The topic index keeps the first 4,096 bytes; the full size is unknown.")
+    )
+    return mark_safe(  # noqa: S308 (the texts are escaped)
+        f' <small class="payload-kind truncated" title="{title}">'
+        f"{escape(_('cut at 4,096 bytes'))}</small>"
+    )
+
+
+def retained_as_dict(topic: str, payload: bytes, qos: int) -> dict[str, Any]:
+    """A retained message as the API gives it, byte-exact."""
+    exact = exact_payload(payload)
+    return {
+        "topic": topic,
+        "payload": exact.text,
+        "payload_encoding": exact.encoding,
+        "payload_is_json": exact.is_json,
+        "qos": qos,
+    }
 
 
 def message_rows(
     messages: list[StoredMessage], limit: int = PREVIEW_CHARS
 ) -> list[MessageRow]:
-    return [MessageRow(m, message_preview(m, limit)) for m in messages]
+    return [
+        MessageRow(m, message_preview(m, limit), message_properties(m))
+        for m in messages
+    ]
 
 
 # --- The topic tree ----------------------------------------------------------
@@ -120,6 +189,7 @@ def topic_tree(
         "topic",
         "messages",
         "last_payload",
+        "last_payload_truncated",
         "last_seen_at",
         "retained",
         "description",
@@ -140,8 +210,7 @@ def topic_tree(
             node = child
             node.total += topic.messages
         node.topic = topic
-        raw = bytes(topic.last_payload) if topic.last_payload is not None else b""
-        node.preview = payload_preview(raw, limit=SHORT_PREVIEW_CHARS)
+        node.preview = topic_last_preview(topic)
     open_all = expand_all or len(topics) <= TREE_OPEN_ALL_UP_TO
     rows: list[TreeRow] = []
     _flatten(root, rows, open_all)
@@ -229,10 +298,11 @@ def numeric_chart(
         stored = stored_payload(message)
         if stored.truncated or stored.cut:
             continue  # a prefix of a document carries no trustworthy numbers
-        view = payload_view(stored.data, stored.text)
-        if view["payload_encoding"] != "json":
+        text = stored.text if stored.text is not None else payload_text(stored.data)
+        parsed = parsed_json(text) if text is not None else None
+        if parsed is None:
             continue
-        numbers = _numbers_of(view["payload"])
+        numbers = _numbers_of(parsed.value)
         if not numbers:
             continue
         for name in numbers:

@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy as _l
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from brokers import selectors, services
+from brokers import services
 from brokers.client import PublishError
 from brokers.forms import RetainedClearForm, RetainedFilterForm, apply_errors
 from brokers.models import Broker
@@ -41,9 +41,18 @@ from history import services as history_services
 from history.forms import HistoryFilterForm, TopicAnnotationForm, TopicFilterForm
 from history.models import Topic
 from history.queries import PAGE_BUDGET_CHARS, messages_for, page_of, with_payload_heads
-from history.selectors import TopicTree, message_rows, topic_history, topic_tree
+from history.selectors import (
+    TopicTree,
+    exact_preview,
+    last_value_cut_html,
+    message_rows,
+    topic_history,
+    topic_last_preview,
+    topic_tree,
+)
 from mqttadmin.audit import audit_record
 from mqttadmin.http import PortalRequest
+from mqttadmin.lib.payloads import exact_payload
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -227,6 +236,7 @@ def _topic_tree_html(broker: Broker, tree: TopicTree) -> SafeString:
     """
     url_prefix = reverse("brokers:detail", args=[broker.pk]) + "topics/"
     binary = escape(_("binary"))
+    cut_note = last_value_cut_html()
     parts: list[str] = []
     for row in tree.rows:
         node, topic = row.node, row.node.topic
@@ -249,7 +259,10 @@ def _topic_tree_html(broker: Broker, tree: TopicTree) -> SafeString:
                 if preview.is_binary
                 else escape(preview.text) + ("…" if preview.truncated else "")
             )
-            label += f'<code class="last" id="topic-last-{topic.pk}">{shown}</code>'
+            cut = cut_note if topic.last_payload_truncated else ""
+            label += (
+                f'<code class="last" id="topic-last-{topic.pk}">{shown}{cut}</code>'
+            )
         if topic is not None:
             label += topic_note_html(topic)
         body = f'<span class="node" title="{escape(node.path)}">{label}</span>'
@@ -276,6 +289,10 @@ def _topic_of(request: PortalRequest, pk: int, tid: int, minimum: Role) -> Topic
     return get_for_user_or_404(Topic, request.user, minimum, pk=tid, broker_id=pk)
 
 
+# The topic page shows all the index keeps of the last value (4,096 bytes).
+LAST_VALUE_CHARS = 4096
+
+
 def _topic_panel_context(
     request: PortalRequest,
     topic: Topic,
@@ -291,6 +308,7 @@ def _topic_panel_context(
         "can_operate": can_operate,
         "panel": True,
         "panel_rows": recent.rows,
+        "last_value": topic_last_preview(topic, limit=LAST_VALUE_CHARS),
         "chart": recent.chart,
         "annotation_form": (
             (form or TopicAnnotationForm(instance=topic)) if can_operate else None
@@ -389,7 +407,12 @@ def _retained_context(
         return context
     context["retained_listing"] = listing
     context["retained"] = [
-        (message, selectors.payload_preview(message.payload, limit=PREVIEW_CHARS))
+        (
+            message,
+            exact_preview(
+                exact_payload(message.payload), len(message.payload), PREVIEW_CHARS
+            ),
+        )
         for message in listing.messages
     ]
     return context

@@ -25,19 +25,24 @@ from brokers.api.views import BrokerUnreachable
 from brokers.client import PublishError
 from brokers.models import Broker
 from brokers.retained import Incomplete
-from brokers.selectors import payload_view
 from history import queries
 from history import services as history_services
 from history.export import export_csv, export_ndjson
 from history.models import StoredMessage, Topic
+from history.selectors import retained_as_dict, topic_last_payload
 from mqttadmin.api.base import ProductScopedAPIView
 from mqttadmin.audit import audit_record
+from mqttadmin.lib.payloads import ExactPayload, parsed_json
 
 
 def _field_error(field: str, exc: ValidationError) -> ApiValidationError:
     """A Django validation error reported against the query parameter it came from."""
     return ApiValidationError({field: exc.messages})
 
+
+PARSED_PARAMETER = OpenApiParameter(
+    "parsed", bool, description="1 adds payload_json, the parsed payload"
+)
 
 HISTORY_PARAMETERS = [
     OpenApiParameter("topic", str, description="MQTT filter, e.g. sensors/+/temp"),
@@ -50,8 +55,21 @@ HISTORY_PARAMETERS = [
 class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     topic = serializers.CharField()
-    payload = serializers.JSONField()
-    payload_encoding = serializers.ChoiceField(["text", "json", "base64"])
+    payload = serializers.CharField(
+        help_text="Exactly as received: the text (UTF-8 without NUL), or the bytes "
+        "in base64 (payload_encoding)."
+    )
+    payload_encoding = serializers.ChoiceField(["text", "base64"])
+    payload_is_json = serializers.BooleanField(
+        help_text="The whole payload is strict JSON (no NaN, Infinity or numbers "
+        "beyond a double); never true for a truncated or cut payload."
+    )
+    payload_json = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="Only with ?parsed=1: the parsed payload, null when it is not "
+        "strict JSON.",
+    )
     payload_size = serializers.IntegerField(help_text="Bytes as received.")
     payload_truncated = serializers.BooleanField(
         help_text="History kept only the first history_payload_max_bytes bytes."
@@ -62,7 +80,10 @@ class MessageSerializer(serializers.Serializer):
     )
     qos = serializers.IntegerField()
     retain = serializers.BooleanField()
-    properties = serializers.DictField()
+    properties = serializers.DictField(
+        help_text="MQTT 5 properties; CorrelationData is text when it is "
+        "printable UTF-8, otherwise hex:<hex digits>."
+    )
     received_at = serializers.DateTimeField()
 
 
@@ -82,6 +103,7 @@ class MessagesView(ProductScopedAPIView):
             OpenApiParameter("limit", int, description="1-1000, default 100"),
             OpenApiParameter("cursor", str),
             OpenApiParameter("format", str, enum=["json", "csv", "ndjson"]),
+            PARSED_PARAMETER,
         ],
         responses=inline_serializer(
             "MessagePage",
@@ -95,11 +117,14 @@ class MessagesView(ProductScopedAPIView):
         broker = self.get_scoped_object(Broker, pk=pk)
         query = queries.HistoryQuery.from_params(request.query_params)
         queryset = queries.messages_for(broker, query)
+        parsed = queries.parse_flag(request.query_params, "parsed")
         export = request.query_params.get("format", "json")
         if export in ("csv", "ndjson"):
             stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
             stream = (
-                export_csv(queryset) if export == "csv" else export_ndjson(queryset)
+                export_csv(queryset)
+                if export == "csv"
+                else export_ndjson(queryset, parsed=parsed)
             )
             response = StreamingHttpResponse(
                 stream,
@@ -124,7 +149,7 @@ class MessagesView(ProductScopedAPIView):
         )
         return Response(
             {
-                "results": [queries.message_as_dict(m) for m in rows],
+                "results": [queries.message_as_dict(m, parsed=parsed) for m in rows],
                 "next_cursor": next_cursor,
             }
         )
@@ -150,19 +175,30 @@ class MessageDetailView(ProductScopedAPIView):
     """One stored message with all of its payload that history kept."""
 
     @extend_schema(
-        operation_id="v1_brokers_message_detail", responses=MessageSerializer
+        operation_id="v1_brokers_message_detail",
+        parameters=[PARSED_PARAMETER],
+        responses=MessageSerializer,
     )
     def get(self, request: Request, pk: int, message_id: int) -> Response:
         broker = self.get_scoped_object(Broker, pk=pk)
+        parsed = queries.parse_flag(request.query_params, "parsed")
         message = get_object_or_404(
             StoredMessage.objects.filter(broker=broker), pk=message_id
         )
-        return Response(queries.message_as_dict(message))
+        return Response(queries.message_as_dict(message, parsed=parsed))
 
 
 class TopicSerializer(serializers.ModelSerializer):
+    """A topic with its last value byte-exact (text, or base64 for binary).
+
+    The index keeps the first 4,096 bytes of the last value: a longer one is
+    `last_payload_truncated`, its full size unknown. With the context's `parsed`
+    the parsed last value comes too (`last_payload_json`, null when not JSON).
+    """
+
     last_payload = serializers.SerializerMethodField()
     last_payload_encoding = serializers.SerializerMethodField()
+    last_payload_is_json = serializers.SerializerMethodField()
 
     class Meta:
         model = Topic
@@ -172,44 +208,82 @@ class TopicSerializer(serializers.ModelSerializer):
             "messages",
             "last_payload",
             "last_payload_encoding",
+            "last_payload_is_json",
+            "last_payload_truncated",
             "last_seen_at",
             "retained",
             "description",
             "unit",
         ]
-        read_only_fields = ["topic", "messages", "last_seen_at", "retained"]
+        read_only_fields = [
+            "topic",
+            "messages",
+            "last_payload_truncated",
+            "last_seen_at",
+            "retained",
+        ]
 
-    def _view(self, obj: Topic) -> dict[str, Any]:
-        raw = bytes(obj.last_payload) if obj.last_payload is not None else b""
-        return payload_view(raw)
+    def _exact(self, obj: Topic) -> ExactPayload:
+        # Three fields read it: decode and parse each last value once.
+        cached: ExactPayload | None = getattr(obj, "_exact_last_payload", None)
+        if cached is None:
+            cached = topic_last_payload(obj)
+            obj._exact_last_payload = cached  # type: ignore[attr-defined]
+        return cached
 
-    @extend_schema_field(OpenApiTypes.ANY)
-    def get_last_payload(self, obj: Topic) -> Any:
-        return self._view(obj)["payload"]
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_last_payload(self, obj: Topic) -> str:
+        return self._exact(obj).text
 
     def get_last_payload_encoding(self, obj: Topic) -> str:
-        return self._view(obj)["payload_encoding"]
+        return self._exact(obj).encoding
+
+    def get_last_payload_is_json(self, obj: Topic) -> bool:
+        return self._exact(obj).is_json
+
+    def to_representation(self, instance: Topic) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if self.context.get("parsed"):
+            exact = self._exact(instance)
+            value = parsed_json(exact.text) if exact.is_json else None
+            data["last_payload_json"] = value.value if value is not None else None
+        return data
 
 
 class TopicsView(ProductScopedAPIView):
     """Topics seen on a broker, with counts and last values."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("filter", str, description="MQTT filter")],
+        parameters=[
+            OpenApiParameter("filter", str, description="MQTT filter"),
+            PARSED_PARAMETER,
+        ],
         responses=TopicSerializer(many=True),
     )
     def get(self, request: Request, pk: int) -> Response:
         broker = self.get_scoped_object(Broker, pk=pk)
+        parsed = queries.parse_flag(request.query_params, "parsed")
         topic_filter = request.query_params.get("filter") or None
         try:
             topics = queries.topics_for(broker, topic_filter)
         except ValidationError as exc:
             raise _field_error("filter", exc) from None
-        return Response(TopicSerializer(topics[:5000], many=True).data)
+        serializer = TopicSerializer(
+            topics[:5000], many=True, context={"parsed": parsed}
+        )
+        return Response(serializer.data)
 
 
 class TopicDetailView(ProductScopedAPIView):
-    """An operator annotates a topic with a description and a unit."""
+    """One topic with its last value; an operator annotates it with a description
+    and a unit."""
+
+    @extend_schema(parameters=[PARSED_PARAMETER], responses=TopicSerializer)
+    def get(self, request: Request, pk: int, topic_id: int) -> Response:
+        broker = self.get_scoped_object(Broker, pk=pk)
+        parsed = queries.parse_flag(request.query_params, "parsed")
+        topic = get_object_or_404(Topic, broker=broker, pk=topic_id)
+        return Response(TopicSerializer(topic, context={"parsed": parsed}).data)
 
     @extend_schema(request=TopicSerializer, responses=TopicSerializer)
     def patch(self, request: Request, pk: int, topic_id: int) -> Response:
@@ -241,8 +315,9 @@ class RetainedView(ProductScopedAPIView):
                     "Retained",
                     {
                         "topic": serializers.CharField(),
-                        "payload": serializers.JSONField(),
+                        "payload": serializers.CharField(),
                         "payload_encoding": serializers.CharField(),
+                        "payload_is_json": serializers.BooleanField(),
                         "qos": serializers.IntegerField(),
                     },
                     many=True,
@@ -278,7 +353,7 @@ class RetainedView(ProductScopedAPIView):
         return Response(
             {
                 "results": [
-                    {"topic": m.topic, **payload_view(m.payload), "qos": m.qos}
+                    retained_as_dict(m.topic, m.payload, m.qos)
                     for m in listing.messages
                 ],
                 "count": len(listing.messages),

@@ -259,13 +259,15 @@ def test_exports_stream_every_row() -> None:
     )
     assert rows[0][:3] == ["id", "received_at", "topic"]
     assert [r[2] for r in rows[1:]] == ["e/3", "e/2", "e/1"]
-    assert rows[1][5:] == ["base64", "//4=", "2", "0"]  # then size, truncated
+    # then properties (none), size, truncated
+    assert rows[1][5:] == ["base64", "//4=", "", "2", "0"]
     assert rows[2][6] == "plain, with comma"
     lines = list(export_ndjson(messages_for(broker, HistoryQuery())))
     documents = [json.loads(line) for line in lines]
     assert (
-        documents[2]["payload"] == {"v": 1}
-        and documents[2]["payload_encoding"] == "json"
+        documents[2]["payload"] == '{"v": 1}'
+        and documents[2]["payload_encoding"] == "text"
+        and documents[2]["payload_is_json"] is True
     )
 
 
