@@ -46,10 +46,17 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def connected_broker(actor: Any, port: int, **fields: Any) -> Broker:
+def connected_broker(
+    actor: Any,
+    port: int,
+    subscriptions: dict[str, str] | None = None,
+    subscribed: int | None = -1,
+    **fields: Any,
+) -> Broker:
     """A broker row (through the service) the running runtime holds connected with
-    each of its subscriptions acknowledged: `subscriptions` maps names to filters."""
-    subscriptions: dict[str, str] = fields.pop("subscriptions", {})
+    `subscribed` subscriptions acknowledged (all of `subscriptions`, which maps
+    names to filters, unless told; None: do not wait for any)."""
+    subscriptions = subscriptions or {}
     fields.setdefault("connect_timeout", 5)
     broker = running_broker(actor, port, **fields)
     for name, topic_filter in subscriptions.items():
@@ -60,10 +67,14 @@ def connected_broker(actor: Any, port: int, **fields: Any) -> Broker:
             name=name,
             topic_filter=topic_filter,
         )
+    if subscribed is None:
+        return broker
+    if subscribed == -1:
+        subscribed = len(subscriptions)
     wait_until(
-        state_is(broker, "connected", subscribed_topics_count=len(subscriptions)),
+        state_is(broker, "connected", subscribed_topics_count=subscribed),
         15,
-        f"connected and subscribed to {sorted(subscriptions.values())}",
+        f"connected and subscribed to {subscribed} of {sorted(subscriptions.values())}",
     )
     return broker
 
