@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import ClassVar
 
@@ -105,6 +106,7 @@ class NatsProcess(ForeignBrokerProcess):
             missing("nats-server is not installed (apt-get install nats-server)")
         super().__init__(workdir, **tls)
         self.client_port = free_port()
+        self.monitor_port = free_port()
         self.config_path = self.workdir / "nats.conf"
         if self.tls_port:
             # One MQTT listener per server: with TLS it is the TLS one.
@@ -119,6 +121,7 @@ class NatsProcess(ForeignBrokerProcess):
         )
         self.config_path.write_text(
             f"listen: 127.0.0.1:{self.client_port}\n"
+            f"http: 127.0.0.1:{self.monitor_port}\n"
             f'server_name: "compat-{self.client_port}"\n'
             f'jetstream {{\n  store_dir: "{self.workdir / "jetstream"}"\n}}\n'
             f"mqtt {{\n  listen: 127.0.0.1:{self.port}\n{tls}}}\n"
@@ -127,6 +130,18 @@ class NatsProcess(ForeignBrokerProcess):
     def command(self) -> list[str]:
         assert self.binary is not None
         return [self.binary, "-c", str(self.config_path)]
+
+    def stored_sessions(self) -> int:
+        """MQTT sessions the gateway keeps (one message each in the JetStream
+        stream `$MQTT_sess`), from the server's monitoring endpoint."""
+        url = f"http://127.0.0.1:{self.monitor_port}/jsz?streams=true"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            report = json.load(response)
+        for account in report.get("account_details", []):
+            for stream in account.get("stream_detail", []):
+                if stream["name"] == "$MQTT_sess":
+                    return int(stream["state"]["messages"])
+        return 0
 
 
 class AmqttProcess(ForeignBrokerProcess):
