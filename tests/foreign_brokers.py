@@ -91,7 +91,8 @@ class ForeignBrokerProcess:
 
 
 class NatsProcess(ForeignBrokerProcess):
-    """nats-server with its MQTT gateway (MQTT 3.1.1 only). The gateway keeps
+    """nats-server with its MQTT gateway (MQTT 3.1.1 only, over TCP or WebSocket
+    at /mqtt). The gateway keeps
     sessions and retained messages in JetStream, which needs a server name and a
     store directory: the test's own, so a restart finds them again."""
 
@@ -107,6 +108,7 @@ class NatsProcess(ForeignBrokerProcess):
         super().__init__(workdir, **tls)
         self.client_port = free_port()
         self.monitor_port = free_port()
+        self.ws_port = free_port()
         self.config_path = self.workdir / "nats.conf"
         if self.tls_port:
             # One MQTT listener per server: with TLS it is the TLS one.
@@ -125,6 +127,8 @@ class NatsProcess(ForeignBrokerProcess):
             f'server_name: "compat-{self.client_port}"\n'
             f'jetstream {{\n  store_dir: "{self.workdir / "jetstream"}"\n}}\n'
             f"mqtt {{\n  listen: 127.0.0.1:{self.port}\n{tls}}}\n"
+            # MQTT over WebSocket at path /mqtt (plain, on loopback).
+            f"websocket {{\n  listen: 127.0.0.1:{self.ws_port}\n  no_tls: true\n}}\n"
         )
 
     def command(self) -> list[str]:

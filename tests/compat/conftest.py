@@ -1,8 +1,8 @@
 """The broker compatibility matrix: every test runs once per foreign broker.
 
-What each broker does differently is written down once, in `BROKER_FACTS`, from
-../docs (README "Broker compatibility") and checked by the tests against the real
-broker; a test asserts the portal's own behaviour where the broker supports the
+What each broker does differently is written down once, in `BROKER_FACTS` (the
+README's "Broker compatibility" table says the same), and checked against the real
+broker: a test asserts the portal's own behaviour where the broker supports the
 feature and the broker's documented behaviour where it does not.
 """
 
@@ -35,8 +35,6 @@ class BrokerFacts:
     delivers_at_subscription_qos: bool
     # `#` also matches `$`-topics (NATS: its own `$JS/…`, `$MQTT/…` traffic).
     hash_matches_dollar_topics: bool
-    # Has a WebSocket listener the suite starts.
-    websockets: bool
 
 
 BROKER_FACTS: dict[str, BrokerFacts] = {
@@ -47,7 +45,6 @@ BROKER_FACTS: dict[str, BrokerFacts] = {
         retained_survive_restart=True,
         delivers_at_subscription_qos=False,
         hash_matches_dollar_topics=True,
-        websockets=False,
     ),
     "amqtt": BrokerFacts(
         mqtt5=False,
@@ -56,7 +53,6 @@ BROKER_FACTS: dict[str, BrokerFacts] = {
         retained_survive_restart=False,
         delivers_at_subscription_qos=True,
         hash_matches_dollar_topics=False,
-        websockets=True,
     ),
     "aedes": BrokerFacts(
         mqtt5=False,
@@ -65,7 +61,6 @@ BROKER_FACTS: dict[str, BrokerFacts] = {
         retained_survive_restart=False,
         delivers_at_subscription_qos=False,
         hash_matches_dollar_topics=False,
-        websockets=True,
     ),
 }
 assert set(BROKER_FACTS) == set(FOREIGN_BROKERS)

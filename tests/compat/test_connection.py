@@ -100,13 +100,8 @@ def test_tls_with_another_ca_is_refused_naming_the_certificate(
 
 
 def test_runtime_connects_over_websockets(
-    actor: Any,
-    broker_process: Any,
-    facts: BrokerFacts,
-    start_runtime: Any,
+    actor: Any, broker_process: Any, start_runtime: Any
 ) -> None:
-    if not facts.websockets:
-        pytest.skip("the suite starts no MQTT-over-WebSocket listener on this broker")
     start_runtime()
     broker = connected_broker(
         actor, broker_process.ws_port, transport="websockets", ws_path="/mqtt"
