@@ -11,6 +11,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker
 from brokers.services import subscription_create
 from history.models import StoredMessage
@@ -89,4 +90,12 @@ def wait_stored(broker: Broker, topic: str, count: int = 1) -> None:
         lambda: stored_topics(broker).count(topic) >= count,
         10,
         f"{count} stored message(s) on {topic}",
+    )
+
+
+def publish_in_order(port: int, *topics: str, qos: int = 1) -> None:
+    """One client, one connection: the broker forwards them in this order."""
+    publish_messages(
+        ConnectionSettings(host="127.0.0.1", port=port),
+        [OutgoingMessage(topic, topic.encode(), qos=qos) for topic in topics],
     )

@@ -6,24 +6,20 @@ from typing import Any
 
 import pytest
 
-from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from history.models import Topic
 from tests.compat.conftest import BrokerFacts
-from tests.compat.support import connected_broker, stored_topics, wait_stored
+from tests.compat.support import (
+    connected_broker,
+    publish_in_order,
+    stored_topics,
+    wait_stored,
+)
 from tests.runtime_support import state_is, status_of, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("sqlite_readers_do_not_wait"),
 ]
-
-
-def publish_in_order(port: int, *topics: str, qos: int = 1) -> None:
-    """One client, one connection: the broker forwards them in this order."""
-    publish_messages(
-        ConnectionSettings(host="127.0.0.1", port=port),
-        [OutgoingMessage(topic, topic.encode(), qos=qos) for topic in topics],
-    )
 
 
 def test_wildcard_subscription_stores_history(

@@ -6,8 +6,12 @@ from typing import Any
 
 import pytest
 
-from tests.compat.support import connected_broker, stored_topics, wait_stored
-from tests.compat.test_history import publish_in_order
+from tests.compat.support import (
+    connected_broker,
+    publish_in_order,
+    stored_topics,
+    wait_stored,
+)
 from tests.runtime_support import status_of, wait_until
 
 pytestmark = [
