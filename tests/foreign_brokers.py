@@ -211,7 +211,10 @@ class AedesProcess(ForeignBrokerProcess):
         if major < AEDES_NODE_MAJOR:
             missing(f"aedes needs Node.js {AEDES_NODE_MAJOR} or later, found {version}")
         if not (AEDES_DIR / "node_modules" / "aedes").is_dir():
-            missing(f"aedes is not installed (make install runs npm ci in {AEDES_DIR})")
+            missing(
+                "aedes is not installed (make install runs npm ci in "
+                "tests/brokers_foreign/aedes)"
+            )
         super().__init__(workdir, **tls)
         self.ws_port = free_port()
 
