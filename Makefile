@@ -4,11 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
+# The aedes broker of the broker compatibility tests (tests/compat/).
+AEDES := tests/brokers_foreign/aedes
+AEDES_STAMP := $(AEDES)/node_modules/.installed
 
-.PHONY: install run test lint typecheck format lock vendor clean
+.PHONY: install foreign-brokers run test lint typecheck format lock vendor clean
 
-# Idempotent: re-installs only when the lock file changes.
-install: $(STAMP)
+# Idempotent: re-installs only when a lock file changes.
+install: $(STAMP) foreign-brokers
+
+# Without npm the aedes tests skip and say why (CI, which requires every service,
+# installs npm first).
+foreign-brokers:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(AEDES_STAMP); \
+	else \
+		echo "npm not found: the aedes compatibility tests will be skipped"; \
+	fi
+
+$(AEDES_STAMP): $(AEDES)/package-lock.json
+	cd $(AEDES) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(STAMP): requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,4 +56,4 @@ lock: install
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3*
+	rm -rf $(VENV) var/*.sqlite3* $(AEDES)/node_modules

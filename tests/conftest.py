@@ -126,3 +126,24 @@ def sqlite_readers_do_not_wait(transactional_db: Any) -> Iterator[None]:
 def start_runtime(sqlite_readers_do_not_wait: Any) -> Iterator[Any]:
     """`start_runtime(owner="...", **options)` starts an in-process runtime."""
     yield from runtime_starter()
+
+
+@pytest.fixture
+def foreign_broker(tmp_path: Path) -> Iterator[Any]:
+    """A factory of non-Mosquitto brokers owned by the test (tests/foreign_brokers.py):
+    `foreign_broker("nats")`, or `foreign_broker("aedes", tls=tls_material)` for one
+    with a TLS listener too; all are stopped afterwards."""
+    from tests.foreign_brokers import FOREIGN_BROKERS, ForeignBrokerProcess
+
+    started: list[ForeignBrokerProcess] = []
+
+    def start(kind: str, tls: Any = None) -> ForeignBrokerProcess:
+        files = {"tls_cert": tls.server_cert, "tls_key": tls.server_key} if tls else {}
+        process = FOREIGN_BROKERS[kind](tmp_path / f"{kind}{len(started)}", **files)
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
