@@ -295,6 +295,9 @@ BROKER_REFUSED_LOGIN_BURST: int = _read("BROKER_REFUSED_LOGIN_BURST", env.int, 5
 BROKER_REFUSED_LOGIN_WINDOW_S: float = _read(
     "BROKER_REFUSED_LOGIN_WINDOW_S", env.float, 60.0
 )
+# A broker's dropped-messages alert resolves once its $SYS dropped counter has not
+# grown for this long (observe.broker_drops).
+BROKER_DROPS_QUIET_S: float = _read("BROKER_DROPS_QUIET_S", env.float, 300.0)
 # The queue subscription actions run on (workers: `-Q celery,actions`).
 MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}
