@@ -170,7 +170,7 @@ TEMPLATES = [
 # under a sustained stream a writer can wait many seconds for a gap between two
 # ingest batches (20 s were seen on a loaded 2-core machine), so the timeout is
 # generous; a write that still times out answers 500.
-SQLITE_BUSY_TIMEOUT_S: float = _read("SQLITE_BUSY_TIMEOUT_S", env.float, 60.0)
+SQLITE_BUSY_TIMEOUT_S: float = 60.0
 _SQLITE_OPTIONS: dict[str, Any] = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
@@ -309,7 +309,7 @@ BROKER_REFUSED_LOGIN_WINDOW_S: float = _read(
 )
 # A broker's dropped-messages alert resolves once its $SYS dropped counter has not
 # grown for this long (observe.broker_drops).
-BROKER_DROPS_QUIET_S: float = _read("BROKER_DROPS_QUIET_S", env.float, 300.0)
+BROKER_DROPS_QUIET_S: float = 300.0
 # The queue subscription actions run on (workers: `-Q celery,actions`).
 MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}

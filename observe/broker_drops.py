@@ -71,9 +71,12 @@ def check_dropped_messages(
     key = drops_rule_key(stats.broker_id)
     # A counter that went down is a restarted broker; a first reading has no
     # interval: neither says when the drops happened.
-    grew = previous is not None and current is not None and current > previous
-    if grew and seen_before is not None and current is not None:
-        assert previous is not None  # for the type checker: `grew` says so
+    dropped = (
+        current - previous
+        if previous is not None and current is not None and seen_before is not None
+        else 0
+    )
+    if dropped > 0 and seen_before is not None:
         stats.drops_seen_at = now
         if not Alert.objects.filter(rule_key=key, state=AlertState.OPEN).exists():
             broker = (
@@ -82,7 +85,6 @@ def check_dropped_messages(
                 .first()
             )
             if broker is not None:
-                dropped = current - previous
                 alert_open(
                     product_id=broker.product_id,
                     key=key,

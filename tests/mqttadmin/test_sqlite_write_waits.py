@@ -99,9 +99,9 @@ def in_threads(work: list[Callable[[], Any]]) -> list[tuple[int, str]]:
     return outcomes
 
 
-def answer(request: Callable[[], Any]) -> tuple[int, str]:
+def answer(request: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, str]:
     try:
-        response = request()
+        response = request(*args, **kwargs)
     except Exception as exc:  # the test client re-raises what a view raised
         return 500, f"{type(exc).__name__}: {exc}"
     return response.status_code, response.content[:200].decode(errors="replace")
@@ -138,26 +138,24 @@ def test_writes_wait_for_the_runtimes_ingest_instead_of_failing(
             for i in range(WRITES_PER_WRITER):
                 if i % 2 == 0:
                     yield answer(
-                        lambda i=i: client.post(
-                            "/api/v1/devices/",
-                            {
-                                "product": product.pk,
-                                "broker": targets[n].pk,
-                                "device_id": f"w{n}-{i}",
-                                "name": f"Device {n}-{i}",
-                                "type": "sensor",
-                                "topic": f"plant/w{n}/{i}",
-                            },
-                            format="json",
-                        )
+                        client.post,
+                        "/api/v1/devices/",
+                        {
+                            "product": product.pk,
+                            "broker": targets[n].pk,
+                            "device_id": f"w{n}-{i}",
+                            "name": f"Device {n}-{i}",
+                            "type": "sensor",
+                            "topic": f"plant/w{n}/{i}",
+                        },
+                        format="json",
                     )
                 else:
                     yield answer(
-                        lambda i=i: client.patch(
-                            f"/api/v1/brokers/{targets[n].pk}/",
-                            {"keepalive": 30 + i},
-                            format="json",
-                        )
+                        client.patch,
+                        f"/api/v1/brokers/{targets[n].pk}/",
+                        {"keepalive": 30 + i},
+                        format="json",
                     )
 
         return job
@@ -168,30 +166,28 @@ def test_writes_wait_for_the_runtimes_ingest_instead_of_failing(
             for i in range(WRITES_PER_WRITER):
                 if i % 2 == 0:
                     yield answer(
-                        lambda i=i: client.post(
-                            f"/brokers/{targets[n].pk}/edit/",
-                            form_data(
-                                name=f"target-{n}",
-                                port="1",
-                                enabled=None,
-                                keepalive=str(30 + i),
-                            ),
-                        )
+                        client.post,
+                        f"/brokers/{targets[n].pk}/edit/",
+                        form_data(
+                            name=f"target-{n}",
+                            port="1",
+                            enabled=None,
+                            keepalive=str(30 + i),
+                        ),
                     )
                 else:
                     yield answer(
-                        lambda i=i: as_user(admin).post(
-                            "/api/v1/devices/",
-                            {
-                                "product": product.pk,
-                                "broker": targets[n].pk,
-                                "device_id": f"p{n}-{i}",
-                                "name": f"Device {n}-{i}",
-                                "type": "sensor",
-                                "topic": f"plant/p{n}/{i}",
-                            },
-                            format="json",
-                        )
+                        as_user(admin).post,
+                        "/api/v1/devices/",
+                        {
+                            "product": product.pk,
+                            "broker": targets[n].pk,
+                            "device_id": f"p{n}-{i}",
+                            "name": f"Device {n}-{i}",
+                            "type": "sensor",
+                            "topic": f"plant/p{n}/{i}",
+                        },
+                        format="json",
                     )
 
         return job
