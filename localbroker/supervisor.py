@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 SYS_INTERVAL_S = 5
+# Per client: room for a whole ingest batch in flight, and a queue that rides out
+# a burst while the portal commits (messages of up to a few KiB: tens of MiB).
+MAX_INFLIGHT_MESSAGES = 5000
+MAX_QUEUED_MESSAGES = 100000
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 BACKOFF_FIRST_S = 0.5
@@ -280,6 +284,11 @@ class LocalBrokerFiles:
             "log_type unsubscribe",
             "log_timestamp true",
             f"sys_interval {SYS_INTERVAL_S}",
+            # The portal acknowledges a QoS 1/2 message only after committing it,
+            # once per batch: at Mosquitto's defaults (20 in flight, 1000 queued)
+            # a burst fills both while a commit runs and the rest is dropped.
+            f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
         ]
         _write_private(self.config, "\n".join(lines) + "\n")
 

@@ -162,6 +162,20 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------
+# SQLite, embedded or named by DATABASE_URL: the runtime's ingest commits batch
+# after batch while pages and the API write. WAL lets pages read meanwhile.
+# IMMEDIATE takes the write lock at BEGIN, so a transaction that read first never
+# has to upgrade its lock (SQLite fails such an upgrade at once, without waiting),
+# and the busy timeout then waits for the lock. SQLite's waiting is not a queue:
+# under a sustained stream a writer can wait many seconds for a gap between two
+# ingest batches (20 s were seen on a loaded 2-core machine), so the timeout is
+# generous; a write that still times out answers 500.
+SQLITE_BUSY_TIMEOUT_S: float = 60.0
+_SQLITE_OPTIONS: dict[str, Any] = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": SQLITE_BUSY_TIMEOUT_S,
+}
 _DATABASE_SCHEMES = ("postgres", "postgresql", "pgsql", "psql", "sqlite")
 if DATABASE_URL and DATABASE_URL.split("://", 1)[0] not in _DATABASE_SCHEMES:
     raise ImproperlyConfigured(
@@ -185,6 +199,9 @@ if DATABASE_URL:
         ":memory:",
     ):
         private_sqlite(Path(_db["NAME"]))
+    if _db["ENGINE"] == "django.db.backends.sqlite3":
+        # Options in the URL's query string win over these.
+        _db["OPTIONS"] = {**_SQLITE_OPTIONS, **_db.get("OPTIONS", {})}
     DATABASES = {"default": _db}
 else:
     # 0600 before SQLite first opens it; its -wal and -shm files inherit the mode.
@@ -202,12 +219,7 @@ else:
                     / f"mqttadmin-test-{os.getpid()}.sqlite3"
                 )
             },
-            # WAL lets the runtime thread write while pages read.
-            "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": _SQLITE_OPTIONS,
         }
     }
 
@@ -295,6 +307,9 @@ BROKER_REFUSED_LOGIN_BURST: int = _read("BROKER_REFUSED_LOGIN_BURST", env.int, 5
 BROKER_REFUSED_LOGIN_WINDOW_S: float = _read(
     "BROKER_REFUSED_LOGIN_WINDOW_S", env.float, 60.0
 )
+# A broker's dropped-messages alert resolves once its $SYS dropped counter has not
+# grown for this long (observe.broker_drops).
+BROKER_DROPS_QUIET_S: float = 300.0
 # The queue subscription actions run on (workers: `-Q celery,actions`).
 MQTTADMIN_ACTIONS_QUEUE: str = _read("MQTTADMIN_ACTIONS_QUEUE", env.str, "actions")
 CELERY_TASK_ROUTES = {"brokers.run_actions": {"queue": MQTTADMIN_ACTIONS_QUEUE}}

@@ -27,6 +27,9 @@ class BrokerSysStats(models.Model):
     sampled_at = models.DateTimeField(null=True, blank=True)
     # The last line of the broker's log (`$SYS/broker/log/...`): it publishes it.
     log_seen_at = models.DateTimeField(null=True, blank=True)
+    # When `publish/messages/dropped` last grew: the drop alert resolves once this
+    # is long enough ago (observe.broker_drops).
+    drops_seen_at = models.DateTimeField(null=True, blank=True)
 
     objects = BrokerScopedQuerySet.as_manager()
 

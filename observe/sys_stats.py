@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from brokers.models import Broker, BrokerStatus
-from observe import client_log
+from observe import broker_drops, client_log
 from observe.models import BrokerStatsSample, BrokerSysStats
 from observe.selectors import collects_sys_stats, managed_q
 
@@ -155,10 +155,14 @@ def record_sys_messages(
         stats.log_seen_at = log_lines[-1][0]
         fields.append("log_seen_at")
     client_log.check_refused_logins(broker_id, now)
-    if values:
+    if values and latest is not None:
+        before, seen_before = stats.values, stats.updated_at
         stats.values = {**stats.values, **values}
         stats.updated_at = latest
         fields += ["values", "updated_at"]
+        fields += broker_drops.check_dropped_messages(
+            stats, before, seen_before, latest
+        )
     if stats.values and (
         stats.sampled_at is None
         or (now - stats.sampled_at).total_seconds() >= sample_interval()
