@@ -9,7 +9,7 @@ import pytest
 
 from tests.clients import as_user
 from tests.compat.conftest import BrokerFacts
-from tests.compat.support import Subscriber
+from tests.compat.support import FOREIGN_PROTOCOL, Subscriber
 from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,9 @@ pytestmark = pytest.mark.django_db
 def test_publish_at_each_qos_reaches_a_subscriber(
     actor: Any, broker_process: Any, facts: BrokerFacts, qos: int
 ) -> None:
-    broker = make_broker(actor=actor, port=broker_process.port)
+    broker = make_broker(
+        actor=actor, port=broker_process.port, protocol=FOREIGN_PROTOCOL
+    )
     subscriber = Subscriber(broker_process.port, "compat/publish", qos=2)
     try:
         response = as_user(actor).post(
@@ -49,7 +51,9 @@ def test_publish_at_each_qos_reaches_a_subscriber(
 def test_a_qos0_subscriber_gets_a_qos1_publish_at_qos0(
     actor: Any, broker_process: Any
 ) -> None:
-    broker = make_broker(actor=actor, port=broker_process.port)
+    broker = make_broker(
+        actor=actor, port=broker_process.port, protocol=FOREIGN_PROTOCOL
+    )
     subscriber = Subscriber(broker_process.port, "compat/downgraded", qos=0)
     try:
         response = as_user(actor).post(

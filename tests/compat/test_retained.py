@@ -9,6 +9,7 @@ import pytest
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from tests.clients import as_user
 from tests.compat.conftest import BrokerFacts
+from tests.compat.support import FOREIGN_PROTOCOL
 from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +30,15 @@ def listed(actor: Any, broker: Any) -> list[dict[str, Any]]:
         f"/api/v1/brokers/{broker.pk}/retained/", {"topic": "plant/#"}
     )
     assert response.status_code == 200, response.content
-    return list(response.json())
+    return list(response.json()["results"])
 
 
 def test_retained_messages_are_listed_with_their_qos(
     actor: Any, broker_process: Any, facts: BrokerFacts
 ) -> None:
-    broker = make_broker(actor=actor, port=broker_process.port)
+    broker = make_broker(
+        actor=actor, port=broker_process.port, protocol=FOREIGN_PROTOCOL
+    )
     retain(broker_process.port, ("plant/a", "warm", 1), ("plant/b/c", "off", 0))
     publish_messages(
         ConnectionSettings(host="127.0.0.1", port=broker_process.port),
@@ -57,7 +60,9 @@ def test_retained_messages_are_listed_with_their_qos(
 def test_retained_messages_after_a_broker_restart(
     actor: Any, broker_process: Any, facts: BrokerFacts
 ) -> None:
-    broker = make_broker(actor=actor, port=broker_process.port)
+    broker = make_broker(
+        actor=actor, port=broker_process.port, protocol=FOREIGN_PROTOCOL
+    )
     retain(broker_process.port, ("plant/kept", "1", 1))
     assert [m["topic"] for m in listed(actor, broker)] == ["plant/kept"]
 
