@@ -33,7 +33,7 @@ $(STAMP): requirements.lock
 	mkdir -p var
 	touch $(STAMP)
 
-run: install
+run: $(STAMP)
 	$(PY) manage.py serve --host 127.0.0.1 --port 8000
 
 test: install
