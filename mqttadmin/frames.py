@@ -41,6 +41,8 @@ class MessageItem(TypedDict):
     size: int
     text: NotRequired[str | None]
     data: NotRequired[str]
+    # MQTT 5 properties as the history keeps them.
+    properties: NotRequired[dict[str, Any]]
 
 
 class BrokerMessagesFrame(TypedDict):

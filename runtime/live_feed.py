@@ -80,6 +80,8 @@ def message_frame_item(message: ReceivedMessage) -> dict[str, Any]:
         )
     if item["text"] is None:
         item["data"] = base64.b64encode(payload).decode("ascii")
+    if message.properties:
+        item["properties"] = message.properties
     return item
 
 

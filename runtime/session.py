@@ -170,6 +170,11 @@ def _properties_dict(properties: Properties | None) -> dict[str, Any]:
     # Identifiers of this connection's subscriptions: they say nothing of the
     # message itself (and differ between runtimes), so they are not kept.
     found.pop("SubscriptionIdentifier", None)
+    correlation = getattr(properties, "CorrelationData", None)
+    if isinstance(correlation, bytes | bytearray):
+        # paho writes the bytes as bare hex, which a text of hex digits would look
+        # the same as; marked, they are shown as text or hex without guessing.
+        found["CorrelationData"] = {"hex": bytes(correlation).hex()}
     return found
 
 

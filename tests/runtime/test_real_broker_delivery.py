@@ -10,13 +10,17 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Subscription
 from brokers.services import broker_control, subscription_create
 from history.models import StoredMessage, Topic
+from mqttadmin.lib.payloads import properties_shown
 from mqttadmin.pipeline import ReceivedMessage
 from runtime import ingest
+from runtime.live_feed import message_frame_item
 from tests.factories import make_broker, make_product, make_superuser
 from tests.runtime_support import (
     retrying,
@@ -217,3 +221,46 @@ def test_dollar_topics_count_only_when_a_subscription_names_them(
     ]
     assert status_of(broker).messages_received == 2
     assert StoredMessage.objects.filter(broker=broker).count() == 2
+
+
+def test_mqtt5_properties_are_kept_and_correlation_data_reads_as_it_was(
+    mosquitto: Any, actor: Any, start_runtime: Any
+) -> None:
+    # paho hands correlation data over as bare hex: a text of hex digits would
+    # read back as other bytes unless the runtime keeps the bytes marked.
+    broker_process = mosquitto()
+    start_runtime()
+    broker = running_broker(actor, broker_process.port, protocol="5")
+    subscribe(actor, broker, "req/#")
+    wait_until(state_is(broker, "connected", subscribed_topics_count=1), 10, "sub")
+
+    def with_properties(correlation: bytes) -> Properties:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.CorrelationData = correlation
+        properties.ContentType = "application/json"
+        properties.UserProperty = [("site", "north")]
+        return properties
+
+    publish_messages(
+        ConnectionSettings(host="127.0.0.1", port=broker_process.port, protocol="5"),
+        [
+            OutgoingMessage("req/a", b"{}", 1, properties=with_properties(b"cafe01")),
+            OutgoingMessage("req/b", b"{}", 1, properties=with_properties(b"\x00\xff")),
+        ],
+    )
+
+    wait_until(lambda: status_of(broker).messages_received == 2, 10, "both")
+    shown = {
+        m.topic: properties_shown(m.properties)
+        for m in StoredMessage.objects.filter(broker=broker)
+    }
+    assert shown["req/a"]["CorrelationData"] == "cafe01"
+    assert shown["req/b"]["CorrelationData"] == "hex:00ff"
+    assert shown["req/a"]["ContentType"] == "application/json"
+    assert shown["req/a"]["UserProperty"] == [["site", "north"]]
+    item = message_frame_item(
+        ReceivedMessage(
+            broker.pk, "req/a", b"{}", 1, False, timezone.now(), 0, {"ContentType": "x"}
+        )
+    )
+    assert item["properties"] == {"ContentType": "x"}
