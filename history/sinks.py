@@ -184,6 +184,28 @@ def _write_history(rows: list[tuple[Any, ...]]) -> None:
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             copy.write(data)
         return
+    if connection.vendor == "sqlite":
+        # One prepared INSERT run per row by SQLite itself: the ORM's bulk_create
+        # spends most of a batch building model instances and SQL (measured: 15k
+        # messages/s at 5,000 a batch, 3x slower than this).
+        columns = ", ".join(HISTORY_COLUMNS)
+        placeholders = ", ".join(["%s"] * len(HISTORY_COLUMNS))
+        # Table and column names are this module's constants; values are parameters.
+        sql = f"INSERT INTO {StoredMessage._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608, E501
+        # The messages of one socket read share their time: adapted once.
+        times: dict[Any, Any] = {}
+        adapt_time = connection.ops.adapt_datetimefield_value
+        params = []
+        for row in rows:
+            received_at = row[7]
+            stored_time = times.get(received_at)
+            if stored_time is None:
+                stored_time = times[received_at] = adapt_time(received_at)
+            properties = None if row[6] is None else json.dumps(row[6])
+            params.append((*row[:6], properties, stored_time, *row[8:]))
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+        return
     StoredMessage.objects.bulk_create(
         [StoredMessage(**dict(zip(HISTORY_COLUMNS, row, strict=True))) for row in rows],
         batch_size=500,
