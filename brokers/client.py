@@ -20,6 +20,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MQTTException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -157,6 +158,35 @@ class SocketErrorMemoryClient(mqtt.Client):
         return None
 
 
+def _varint(data: bytes | bytearray, position: int) -> tuple[int, int]:
+    """An MQTT variable byte integer at `position`: (value, position after it)."""
+    value, shift = 0, 0
+    for _ in range(4):
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+    raise ValueError("malformed variable byte integer")
+
+
+_SUBSCRIPTION_IDENTIFIER = 0x0B
+
+
+def _subscription_ids_only(block: bytes | bytearray) -> list[int] | None:
+    """The subscription identifiers of a PUBLISH properties block, or None when
+    it holds any other property."""
+    ids: list[int] = []
+    position = 0
+    while position < len(block):
+        if block[position] != _SUBSCRIPTION_IDENTIFIER:
+            return None
+        value, position = _varint(block, position + 1)
+        ids.append(value)
+    return ids
+
+
 class BufferedReadClient(SocketErrorMemoryClient):
     """A paho client that reads the socket in 64 KiB chunks.
 
@@ -179,11 +209,10 @@ class BufferedReadClient(SocketErrorMemoryClient):
         # Called on the network thread after each read burst, e.g. to hand the
         # messages its callbacks collected to a consumer in one go.
         self.after_read: Callable[[], None] | None = None
-        # (topic, payload, qos, retain, mid, properties) of each QoS 0/1 PUBLISH,
-        # instead of on_message (see _handle_publish).
-        self.on_publish_received: (
-            Callable[[str, bytes, int, bool, int, Properties | None], None] | None
-        ) = None
+        # (topic, payload, qos, retain, mid, properties[, subscription ids]) of
+        # each QoS 0/1 PUBLISH, instead of on_message (see _handle_publish); the
+        # identifiers come as a 7th argument when they are the only properties.
+        self.on_publish_received: Callable[..., None] | None = None
         self._read_buffer = b""
         self._read_offset = 0
         self._read_socket: object | None = None
@@ -201,18 +230,42 @@ class BufferedReadClient(SocketErrorMemoryClient):
         qos = (command & 0x06) >> 1
         if receive is None or qos == 2:
             return super()._handle_publish()
-        result = _packet.decode_publish(
-            command, self._in_packet["packet"], self._protocol
-        )
+        packet = self._in_packet["packet"]
         try:
-            topic = result.topic.decode("utf-8")
-        except UnicodeDecodeError:
+            topic_end = 2 + int.from_bytes(packet[:2], "big")
+            topic = packet[2:topic_end].decode("utf-8")
+            position, mid = topic_end, 0
+            if qos:
+                mid = int.from_bytes(packet[position : position + 2], "big")
+                position += 2
+            properties: Properties | None = None
+            subscription_ids: list[int] | None = None
+            if self._protocol == mqtt.MQTTv5:
+                start = position
+                length, position = _varint(packet, position)
+                block = packet[position : position + length]
+                position += length
+                if block:
+                    # Subscription identifiers alone (the runtime's own, on every
+                    # message) are read here: paho's Properties costs more per
+                    # message than the rest of the packet.
+                    subscription_ids = _subscription_ids_only(block)
+                    if subscription_ids is None:
+                        properties = Properties(PacketTypes.PUBLISH)
+                        properties.unpack(packet[start:])
+        except (UnicodeDecodeError, IndexError, ValueError, MQTTException):
+            # Not UTF-8, or malformed: paho's own path decides and reports.
             return super()._handle_publish()
-        receive(
-            topic, result.payload, qos, result.retain, result.mid, result.properties
-        )
+        if not topic and self._protocol != mqtt.MQTTv5:
+            return super()._handle_publish()  # paho refuses it as malformed
+        retain = bool(command & 0x01)
+        payload = packet[position:]
+        if subscription_ids is None:
+            receive(topic, payload, qos, retain, mid, properties)
+        else:
+            receive(topic, payload, qos, retain, mid, None, subscription_ids)
         if qos == 1 and not self._manual_ack:
-            return self._send_puback(result.mid)
+            return self._send_puback(mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _sock_recv(self, bufsize: int) -> bytes:

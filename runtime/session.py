@@ -717,6 +717,7 @@ class BrokerSession:
         retain: bool,
         mid: int,
         properties: Properties | None,
+        subscription_ids: list[int] | None = None,
     ) -> None:
         """Every received PUBLISH (network thread): queued for the ingest thread."""
         if not self._received:
@@ -741,8 +742,10 @@ class BrokerSession:
         self.received += 1
         copy = False
         rule = self._copy_rule
-        if rule is not None and properties is not None:
-            ids = getattr(properties, "SubscriptionIdentifier", None)
+        if rule is not None:
+            ids = subscription_ids or getattr(
+                properties, "SubscriptionIdentifier", None
+            )
             if ids:
                 copy = not rule.keeps(topic, ids)
         self._received.append(Delivery(received, self, self.generation, copy))
