@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import ClassVar
 
-from tests.services import free_port, missing, wait_for_port
+from tests.services import free_port, missing, stop_process, wait_for_port
 
 AEDES_DIR = Path(__file__).resolve().parent / "brokers_foreign" / "aedes"
 # aedes 1.x is an ES module package that needs Node.js 20 or later.
@@ -72,13 +72,7 @@ class ForeignBrokerProcess:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> None:
