@@ -441,9 +441,14 @@ class Subscription(models.Model):
         _l("granted QoS"), null=True, blank=True, editable=False
     )
     # Also set for a stored filter the broker would drop the connection on, which
-    # the runtime refuses to send.
+    # the runtime refuses to send. A database default too: code of the previous
+    # release (and its migrations' historical models) inserts rows without it.
     refused_reason = models.TextField(
-        _l("refused by the broker"), blank=True, editable=False
+        _l("refused by the broker"),
+        blank=True,
+        editable=False,
+        default="",
+        db_default="",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
