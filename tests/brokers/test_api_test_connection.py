@@ -162,7 +162,7 @@ def test_tls_with_the_right_ca_connects(
     [
         ({"host": "127.0.0.1", "port": 0}, "port"),
         ({"host": "127.0.0.1", "tls_insecure": True}, "tls_insecure"),
-        ({"host": "127.0.0.1", "username": "a/b"}, "username"),
+        ({"host": "127.0.0.1", "username": "a\x00b"}, "username"),
         ({"host": "127.0.0.1", "use_tls": True, "ca_cert": "x"}, "ca_cert"),
         ({"port": 1883}, "host"),
     ],

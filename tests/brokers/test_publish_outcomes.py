@@ -158,7 +158,9 @@ def nats_mqtt(tmp_path: Path) -> Iterator[int]:
 def test_a_broker_closing_on_qos2_fails_with_its_reason(
     world: dict, nats_mqtt: int
 ) -> None:
-    broker = make_broker(world["product"], port=nats_mqtt, client_id="nats-test")
+    broker = make_broker(
+        world["product"], port=nats_mqtt, client_id="nats-test", protocol="3.1.1"
+    )
     messages = [
         {"topic": "plant/1", "qos": 1},
         {"topic": "plant/2", "qos": 2},
