@@ -52,7 +52,9 @@ def drops_message(broker_name: str, dropped: int, seconds: float) -> str:
         "(possibly the portal, which acknowledges a message only after storing it) "
         "had more unacknowledged QoS 1/2 messages than the broker keeps for it. "
         "Raise max_queued_messages (default 1000) and max_inflight_messages "
-        "(default 20) in the broker's configuration, or slow the publishers down."
+        "(default 20) in the broker's configuration, or slow the publishers down; "
+        "a portal connection on MQTT 3.1.1 is held to that window, while on MQTT 5 "
+        "the portal sets its own."
     ) % {"broker": broker_name, "count": dropped, "seconds": round(seconds, 1)}
 
 
