@@ -46,16 +46,19 @@ def _counter(value: str | None) -> int | None:
         return None
 
 
-def drops_message(broker_name: str, dropped: int, seconds: float) -> str:
+def drops_message(broker_name: str, dropped: int) -> str:
+    # Since its previous report, not "in N s": the broker publishes its `$SYS`
+    # counters one topic at a time, so the time between two readings of this one
+    # is not known here.
     return _(
-        "%(broker)s dropped %(count)d messages in %(seconds)g s: a subscriber "
+        "%(broker)s dropped %(count)d messages since its previous report: a subscriber "
         "(possibly the portal, which acknowledges a message only after storing it) "
         "had more unacknowledged QoS 1/2 messages than the broker keeps for it. "
         "Raise max_queued_messages (default 1000) and max_inflight_messages "
         "(default 20) in the broker's configuration, or slow the publishers down; "
         "a portal connection on MQTT 3.1.1 is held to that window, while on MQTT 5 "
         "the portal sets its own."
-    ) % {"broker": broker_name, "count": dropped, "seconds": round(seconds, 1)}
+    ) % {"broker": broker_name, "count": dropped}
 
 
 def check_dropped_messages(
@@ -92,11 +95,7 @@ def check_dropped_messages(
                     key=key,
                     subject=broker.name,
                     severity=Severity.WARNING,
-                    message=drops_message(
-                        broker.name,
-                        dropped,
-                        max((now - seen_before).total_seconds(), 0.0),
-                    ),
+                    message=drops_message(broker.name, dropped),
                     value=dropped,
                     threshold=0,
                 )
