@@ -115,7 +115,7 @@ def _activity_context(
     except ValidationError as exc:
         apply_errors(form, exc)
         return context
-    api_url = reverse("broker-messages", args=[broker.pk])
+    api_url = reverse("api:broker-messages", args=[broker.pk])
     context.update(
         rows=message_rows(page),
         filters=filters,

@@ -46,7 +46,8 @@ urlpatterns = [
     path("brokers/<int:pk>/acl/", include("acl.urls")),
     path("devices/", include("devices.urls")),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("mqttadmin.api.urls")),
+    # Namespaced: the API's route names (`product-list`, ...) never shadow a page's.
+    path("api/v1/", include(("mqttadmin.api.urls", "api"), namespace="api")),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path(
         "api/docs/",

@@ -181,7 +181,9 @@ def all_routes() -> list[Route]:
         if "format" in kwargs:
             continue
         route = Route(
-            name=name,
+            # The API's routes are in the `api` namespace; the tables of this
+            # module name them as their views do, and paths tell pages apart.
+            name=name.removeprefix("api:"),
             path=path.replace("^", "").replace("$", ""),
             kwargs=kwargs,
             methods=_methods(pattern.callback),
