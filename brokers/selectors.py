@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
 
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
-from mqttadmin.lib.payloads import parse_json
 from mqttadmin.models import Product
 
 
@@ -79,52 +75,3 @@ class PayloadPreview:
     @property
     def is_binary(self) -> bool:
         return self.kind == "base64"
-
-
-def payload_view(payload: bytes | None, text: str | None = None) -> dict[str, Any]:
-    """A payload shown as it fits: JSON, text, or base64 for binary.
-
-    JSON only when `mqttadmin.lib.payloads.parse_json` reads it within its bounds
-    (depth, size, finite numbers); anything else is the text exactly as received.
-    """
-    if text is None and payload is not None:
-        try:
-            text = payload.decode("utf-8") if b"\x00" not in payload else None
-        except UnicodeDecodeError:
-            text = None
-    if text is not None:
-        stripped = text.strip()
-        if stripped[:1] in ("{", "[") or _is_json_scalar(stripped):
-            parsed = parse_json(stripped)
-            if parsed is not None:
-                return {"payload": parsed.value, "payload_encoding": "json"}
-        return {"payload": text, "payload_encoding": "text"}
-    return {
-        "payload": base64.b64encode(payload or b"").decode("ascii"),
-        "payload_encoding": "base64",
-    }
-
-
-def _is_json_scalar(text: str) -> bool:
-    return bool(re.fullmatch(r"-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null", text))
-
-
-def payload_preview(
-    payload: bytes | None, text: str | None = None, limit: int = PREVIEW_CHARS
-) -> PayloadPreview:
-    """At most `limit` characters of a payload, JSON indented, binary as base64."""
-    view = payload_view(payload, text)
-    value = view["payload"]
-    if view["payload_encoding"] == "json":
-        # Indented only where there is room: one-line previews stay compact.
-        indent = 2 if limit >= PREVIEW_CHARS else None
-        shown = json.dumps(value, indent=indent, ensure_ascii=False)
-    else:
-        shown = value
-    size = len(text.encode("utf-8")) if text is not None else len(payload or b"")
-    return PayloadPreview(
-        view["payload_encoding"],
-        shown[:limit],
-        size,
-        len(shown) > limit,
-    )
