@@ -159,7 +159,10 @@ class SocketErrorMemoryClient(mqtt.Client):
 
 
 def _varint(data: bytes | bytearray, position: int) -> tuple[int, int]:
-    """An MQTT variable byte integer at `position`: (value, position after it)."""
+    """An MQTT variable byte integer at `position`: (value, position after it).
+
+    paho's `VariableByteIntegers.decode` takes a buffer that starts at the integer:
+    on the read path that would copy each packet's payload once more."""
     value, shift = 0, 0
     for _ in range(4):
         byte = data[position]

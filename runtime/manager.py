@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -479,22 +480,20 @@ class Runtime:
                 return
             session = event.session
             fields = event.fields
-            if "refused" in fields:
+            # SUBACK answers go to the subscription rows, not to the broker's status.
+            answers: dict[str, Callable[[int, Any], None]] = {
+                "refused": self._isolate,
+                "granted_qos": self._apply_granted_qos,
+            }
+            if answers.keys() & fields.keys():
                 try:
-                    self._isolate(session.broker_id, fields["refused"])
+                    for name, apply in answers.items():
+                        if name in fields:
+                            apply(session.broker_id, fields[name])
                 except Exception:
                     self._requeue(event)
                     raise
-                fields = {k: v for k, v in fields.items() if k != "refused"}
-                if not fields:
-                    continue
-            if "granted_qos" in fields:
-                try:
-                    self._apply_granted_qos(session.broker_id, fields["granted_qos"])
-                except Exception:
-                    self._requeue(event)
-                    raise
-                fields = {k: v for k, v in fields.items() if k != "granted_qos"}
+                fields = {k: v for k, v in fields.items() if k not in answers}
                 if not fields:
                     continue
             if "subscribed_topics_count" in fields:
