@@ -2,7 +2,9 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from brokers import urls as broker_urls
@@ -13,6 +15,8 @@ from observe import urls as observe_urls
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    # Pages link the icon; the API's browsable pages and bookmarks ask here.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -13,7 +13,7 @@
     }
     chart = new uPlot(
       {
-        width: Math.max(el.clientWidth, 300),
+        width: Math.max(el.clientWidth, 200),
         height: 180,
         scales: { x: { time: true } },
         series: [{}, { label: "msg/s", stroke: "#1a73e8", width: 2 }],
@@ -21,6 +21,10 @@
       [xs, ys],
       el,
     );
+    // Follow the card's width: the layout reflows with the window (a phone).
+    new ResizeObserver(() => {
+      chart.setSize({ width: Math.max(el.clientWidth, 200), height: 180 });
+    }).observe(el);
   }
 
   document.addEventListener("DOMContentLoaded", setup);

@@ -121,3 +121,22 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@pytest.fixture
+def journey(
+    chromium: Any,
+    asgi_server: str,
+    sqlite_readers_do_not_wait: None,
+    request: pytest.FixtureRequest,
+) -> Iterator[Any]:
+    """A fresh browser context at desktop width wrapped in a `Journey`: each
+    `step` checks the whole page, console and requests, and screenshots it at
+    1,440 and 390 px into test-artifacts/journeys/<test name>/."""
+    from tests.browser.journey import DESKTOP, Journey
+
+    context = chromium.new_context(base_url=asgi_server, viewport=DESKTOP)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    walk = Journey(page=context.new_page(), name=request.node.name)
+    yield walk
+    context.close()
