@@ -137,6 +137,7 @@ MIDDLEWARE = [
     "mqttadmin.middleware.CurrentProductMiddleware",
     "csp.middleware.CSPMiddleware",
     "mqttadmin.security.SessionActivityMiddleware",
+    "mqttadmin.accounts.PasswordChangeRequiredMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
