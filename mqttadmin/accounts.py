@@ -101,6 +101,8 @@ def account_password(request: HttpRequest) -> HttpResponse:
     user: Any = request.user  # logged in: login_required
     forced = bool(request.session.get(MUST_CHANGE_KEY))
     form = PasswordChangeForm(user, request.POST or None)
+    if forced:
+        form.fields["old_password"].label = _("One-time password")
     if request.method == "POST" and form.is_valid():
         old_key = request.session.session_key
         ended = password_change(
