@@ -120,3 +120,25 @@ def test_viewer_walks_every_page_and_finds_no_write_control(
     ).first.click()
     visit(journey, "back to overview", "Overview")
     journey.assert_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_browsable_api_loads_its_styles_and_scripts_under_the_policy(
+    browser_page: Any,
+) -> None:
+    """DRF's browsable pages are not portal pages (no header to check), but they
+    must load without a refused style or script."""
+    page = browser_page
+    make_product("Demo", viewer=make_user("victor"))
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if message.type == "error" else None
+        ),
+    )
+    log_in(page, "victor", PASSWORD)
+    page.goto("/api/v1/brokers/")
+    page.wait_for_load_state("load")
+    assert page.locator(".response-info").count() == 1  # DRF's page, rendered
+    assert refused == [] and page.errors == []
