@@ -10,11 +10,14 @@ import pytest
 
 from alerts.models import alert_key
 from alerts.services import alert_open
+from brokers.models import Broker
 from devices.models import Device
+from mqttadmin.models import Membership
+from mqttadmin.roles import Role
 from runtime.manager import Runtime
 from tests.browser.conftest import log_in
 from tests.browser.test_live_pages import connected_broker, publish
-from tests.factories import PASSWORD, make_product, make_user
+from tests.factories import PASSWORD, make_broker, make_product, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.mosquitto]
 
@@ -142,3 +145,23 @@ def test_browsable_api_loads_its_styles_and_scripts_under_the_policy(
     page.wait_for_load_state("load")
     assert page.locator(".response-info").count() == 1  # DRF's page, rendered
     assert refused == [] and page.errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refused_htmx_request_shows_the_servers_reason(browser_page: Any) -> None:
+    """An operator demoted while the page is open clicks Disconnect: htmx swaps
+    nothing in for a 403, so the page says why at its top."""
+    page = browser_page
+    operator = make_user("oscar")
+    product = make_product("Demo", operator=operator)
+    broker = make_broker(product, name="Line 1")
+    log_in(page, "oscar", PASSWORD)
+    page.goto("/brokers/")
+    button = page.locator(f"#broker-{broker.pk} button[value=disconnect]")
+    button.wait_for()
+    Membership.objects.filter(user=operator, product=product).update(role=Role.VIEWER)
+    button.click()
+    notice = page.locator("#request-error [role=alert]")
+    notice.wait_for()
+    assert notice.inner_text() == "This needs the operator role in Demo."
+    assert Broker.objects.get(pk=broker.pk).enabled  # nothing changed
