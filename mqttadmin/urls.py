@@ -74,3 +74,8 @@ urlpatterns = [
     ),
     path("", include("dashboard.urls")),
 ]
+
+# Styled error pages with the reason and a way back (mqttadmin.errors); 500 stays
+# Django's, rendering templates/500.html without a request.
+handler403 = "mqttadmin.errors.permission_denied"
+handler404 = "mqttadmin.errors.page_not_found"

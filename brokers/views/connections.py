@@ -193,7 +193,7 @@ def broker_test(request: PortalRequest, pk: int | None = None) -> HttpResponse:
     }
     if request.htmx:
         return render(
-            request, "brokers/partials/test_result.html", context, status=status
+            request, "brokers/partials/test_answer.html", context, status=status
         )
     return render(request, "brokers/form.html", context, status=status)
 
