@@ -76,9 +76,27 @@ def test_tiles_show_status_values_and_inline_svg_sparklines(
     assert len(sparks) == 2
     found = re.search(r'points="([^"]+)"', sparks[1])
     assert found is not None
-    points = found.group(1)  # temperature
-    assert len(points.split()) == 6
+    # Six readings of the last hour in 15-minute averages: four or five points,
+    # all in the last hour's 24th of the 24-hour line (x is time, not a count).
+    xs = [float(point.split(",")[0]) for point in found.group(1).split()]
+    assert 4 <= len(xs) <= 5
+    assert min(xs) > 120 * (1 - 1.5 / 24)
+    assert 'title="env.hum"' in tile  # the whole key on hover
     assert "<script" not in html.split("</head>")[1]  # no inline scripts
+
+
+def test_a_sparkline_covers_a_day_and_leaves_a_silence_as_a_gap(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], [20 * 60, 20 * 60 - 15, 30, 15, 1])
+
+    html = page(plant, "/devices/").content.decode()
+
+    spark = re.findall(r'<svg class="sparkline"[^>]*>.*?</svg>', html, re.S)[1]
+    lines = re.findall(r'<polyline points="([^"]+)"', spark)
+    assert len(lines) == 2  # twenty hours without a reading are not drawn over
+    first_x = float(lines[0].split()[0].split(",")[0])
+    assert 120 * 3.5 / 24 < first_x < 120 * 4.5 / 24  # 20 h ago: a sixth in
 
 
 def test_a_device_without_recent_data_gets_an_empty_sparkline(
