@@ -277,3 +277,76 @@ def test_the_command_box_publishes(plant: dict[str, Any], plain_broker: Any) -> 
 def test_the_nav_shows_devices_and_alerts(plant: dict[str, Any]) -> None:
     html = page(plant, "/").content.decode()
     assert 'href="/devices/"' in html and 'href="/alerts/"' in html
+
+
+def test_the_detail_page_puts_command_and_rules_before_charts_and_raw_points(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], [3])
+    html = page(plant, f"/devices/{plant['device'].pk}/", who="operator")
+    text = html.content.decode()
+    order = [
+        text.index(marker)
+        for marker in (
+            'id="device-command"',
+            'id="device-rules"',
+            'class="device-charts"',
+            'id="device-raw"',
+        )
+    ]
+    assert order == sorted(order)
+
+
+def test_raw_points_come_fifty_a_page_with_and_without_htmx(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], list(range(1, 31)))  # 30 readings, two keys: 60 points
+    url = f"/devices/{plant['device'].pk}/"
+
+    first = page(plant, url).content.decode()
+    assert first.count("<td>temperature</td>") + first.count("<td>env.hum</td>") == 50
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+
+    second = page(plant, url + "?range=1h&page=2").content.decode()
+    assert "<main" in second  # a page of its own, without JavaScript
+    assert second.count("<td>temperature</td>") + second.count("<td>env.hum</td>") == 10
+    assert 'rel="prev"' in second and 'rel="next"' not in second
+
+    fragment = page(
+        plant, url + "?range=1h&page=2", HTTP_HX_TARGET="device-raw", **HTMX
+    ).content.decode()
+    assert fragment.lstrip().startswith('<div id="device-raw">')
+    assert "<main" not in fragment
+    assert 'hx-get="/devices/' in fragment and "page=1" in fragment
+
+    one_key = page(plant, url + "?key=env.hum").content.decode()
+    assert one_key.count("<td>env.hum</td>") == 30 and 'rel="next"' not in one_key
+    assert page(plant, url + "?page=abc").status_code == 200
+
+
+def test_new_device_and_import_without_a_broker_say_so_and_link_to_add_one(
+    world: dict[str, Any],
+) -> None:
+    operator = logged_in(world["users"]["operator"], world["product"])
+    for url in ("/devices/new/", "/devices/import/"):
+        html = operator.get(url).content.decode()
+        assert 'id="needs-broker"' in html, url
+        assert 'href="/brokers/new/"' in html
+        assert 'name="device_id"' not in html and 'type="file"' not in html
+    tiles = operator.get("/devices/").content.decode()
+    assert 'id="no-devices"' in tiles and 'href="/brokers/new/"' in tiles
+
+
+def test_an_empty_devices_page_offers_create_and_import_to_operators_only(
+    world: dict[str, Any],
+) -> None:
+    make_broker(world["product"])
+    operator = logged_in(world["users"]["operator"], world["product"])
+    html = operator.get("/devices/").content.decode()
+    empty = html[html.index('id="no-devices"') :]
+    assert 'href="/devices/new/"' in empty and 'href="/devices/import/"' in empty
+    viewer = logged_in(world["users"]["viewer"], world["product"])
+    html = viewer.get("/devices/").content.decode()
+    assert 'id="no-devices"' in html
+    assert "/devices/new/" not in html and "/devices/import/" not in html
+    assert "An operator of this product adds devices" in html
