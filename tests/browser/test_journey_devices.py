@@ -171,6 +171,34 @@ def test_operator_commands_a_device_and_acknowledges_its_alert(
     link(page.locator("#device-raw"), "Newer").click()
     page.locator("#device-raw nav", has_text="Page 1").wait_for()
     journey.step("raw page 1", title="Boiler")
+
+    # The tile: its sparkline is drawn, a long key ends in an ellipsis on one
+    # line with its whole name on hover.
+    long_key = "supply_water_temperature_after_the_mixing_valve"
+    publish_telemetry(process.port, "plant/b1/telemetry", [{long_key: 42.0}])
+    wait_until(
+        lambda: long_key in Device.objects.get(pk=device.pk).last_values,
+        15,
+        "the long key to arrive",
+    )
+    link(page.locator("header.topbar nav"), "Devices").click()
+    journey.step("tiles", title="Devices")
+    tile = page.locator(f"#device-tile-{device.pk}")
+    # Minutes of data in a 24-hour line: one 15-minute average, a dot at the end.
+    assert tile.locator("svg.sparkline:not(.empty) circle").count() >= 1
+    key = tile.locator(f'th[title="{long_key}"]')
+    for width in (1440, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        box = key.evaluate(
+            "th => { const text = document.createRange();"
+            " text.selectNodeContents(th);"
+            " return {scroll: th.scrollWidth, client: th.clientWidth,"
+            " lines: text.getBoundingClientRect().height"
+            " / parseFloat(getComputedStyle(th).lineHeight)}; }"
+        )
+        assert box["scroll"] > box["client"], box  # cut, with an ellipsis
+        assert box["lines"] < 1.5, box
+    page.set_viewport_size({"width": 1440, "height": 900})
     journey.assert_clean()
 
 
