@@ -104,13 +104,15 @@ def throughput_history(
     broker_ids: set[int], now: datetime.datetime | None = None
 ) -> list[list[float]]:
     """Messages per second of each complete minute of the last hour, summed over
-    the brokers: [[epoch seconds of the minute's start, rate], ...], oldest first,
-    minutes without messages as 0.
+    the brokers, then of the current minute so far (once it is 5 s old):
+    [[epoch seconds of the span's middle, rate], ...], oldest first, minutes
+    without messages as 0.
 
     It counts the stored history (messages a subscription keeps; `$SYS` is not
     traffic), grouped by minute in SQL over the (broker, received_at) index: at
-    most 60 rows leave the database. A complete minute does not change, so the
-    answer is cached until the next minute starts.
+    most 60 rows leave the database. A complete minute does not change, so those
+    are cached until the next minute starts; the current minute's count is read
+    each time (under a minute of rows).
     """
     if not broker_ids:
         return []
@@ -134,10 +136,18 @@ def throughput_history(
         counts = {int(minute.timestamp()): n for minute, n in rows}
         cache.set(key, counts, THROUGHPUT_BUCKET_S)
     first = int(start.timestamp())
-    return [
-        [float(at), round(counts.get(at, 0) / THROUGHPUT_BUCKET_S, 3)]
+    half = THROUGHPUT_BUCKET_S / 2
+    points = [
+        [at + half, round(counts.get(at, 0) / THROUGHPUT_BUCKET_S, 3)]
         for at in range(first, int(end.timestamp()), THROUGHPUT_BUCKET_S)
     ]
+    elapsed = (now - end).total_seconds()
+    if elapsed >= 5:
+        current = StoredMessage.objects.filter(
+            broker_id__in=broker_ids, received_at__gte=end, received_at__lte=now
+        ).count()
+        points.append([end.timestamp() + elapsed / 2, round(current / elapsed, 3)])
+    return points
 
 
 def overview_for(user: Any, product: Product | None) -> dict[str, Any]:

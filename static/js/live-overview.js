@@ -20,9 +20,9 @@
     } catch (error) {
       points = [];
     }
+    // Each point stands at the middle of the span it averages.
     for (const [at, rate] of points) {
-      // A minute's average stands at the minute's middle.
-      xs.push(at + 30);
+      xs.push(at);
       ys.push(rate);
     }
   }

@@ -89,9 +89,8 @@ def test_overview_chart_starts_from_history_and_the_rate_holds_steady(
 
     # The chart's data start with the stored hour, a point a minute.
     history = json.loads(page.locator("#throughput-history").text_content() or "[]")
-    assert len(history) == 60
-    assert max(rate for _at, rate in history) == 2.0
-    assert sorted(rate for _at, rate in history if rate)[:2] == [0.5, 2.0]
+    assert len(history) in (60, 61)  # and the current minute, once 5 s old
+    assert sorted(rate for _at, rate in history if rate) == [0.5, 2.0]
     assert page.locator("#throughput-chart canvas").count() == 1
     card = page.locator(f"#broker-card-{broker.pk}")
     assert "10 s average" in card.inner_text()

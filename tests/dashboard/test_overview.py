@@ -44,13 +44,18 @@ def test_throughput_history_is_a_rate_per_complete_minute_of_the_last_hour(
 
     points = throughput_history({broker.pk}, now=now)
 
-    assert len(points) == 60
-    assert points[0][0] == (minute - datetime.timedelta(hours=1)).timestamp()
-    assert points[-1][0] == (minute - datetime.timedelta(minutes=1)).timestamp()
-    rates = {at: rate for at, rate in points}
-    ten_ago = (minute - datetime.timedelta(minutes=10)).timestamp()
+    # Sixty complete minutes, then the 40 s of the current one, each at its middle.
+    assert len(points) == 61
+    assert points[0][0] == (minute - datetime.timedelta(hours=1)).timestamp() + 30
+    assert points[-2][0] == (minute - datetime.timedelta(minutes=1)).timestamp() + 30
+    assert points[-1] == [minute.timestamp() + 20, 15.0]  # 600 in 40 s
+    rates = {at: rate for at, rate in points[:-1]}
+    ten_ago = (minute - datetime.timedelta(minutes=10)).timestamp() + 30
     assert rates[ten_ago] == 1.5
     assert sum(rates.values()) == 1.5
+    # Three seconds into a minute there is too little to say: no point yet.
+    early = throughput_history({broker.pk}, now=minute.replace(second=3))
+    assert len(early) == 60
 
 
 def test_the_overview_page_carries_its_stored_hour(world: dict[str, Any]) -> None:
