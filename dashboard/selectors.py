@@ -8,6 +8,7 @@ fragments the consumer sends when something changed.
 from __future__ import annotations
 
 import datetime
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +120,10 @@ def throughput_history(
     now = now or timezone.now()
     end = now.replace(second=0, microsecond=0)
     start = end - THROUGHPUT_HISTORY
-    brokers = ",".join(str(pk) for pk in sorted(broker_ids))
+    # A product may have many brokers; cache keys stay short (memcached: 250).
+    brokers = hashlib.blake2b(
+        ",".join(str(pk) for pk in sorted(broker_ids)).encode(), digest_size=12
+    ).hexdigest()
     key = f"overview-throughput:{brokers}:{int(end.timestamp())}"
     counts: dict[int, int] | None = cache.get(key)
     if counts is None:
