@@ -43,6 +43,7 @@ from devices.forms import (
 from devices.models import AlertRule, Device, DeviceImport
 from devices.sparklines import line_chart_svg
 from mqttadmin.http import PortalRequest
+from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
 from mqttadmin.roles import Role
@@ -189,19 +190,22 @@ class RawPage:
 
 
 def _raw_page(
-    device: Device, range_key: str, key: str | None, page: str | None
+    device: Device,
+    range_key: str,
+    key: str | None,
+    page: str | None,
+    until: datetime.datetime,
 ) -> RawPage:
-    """Raw points of the range, RAW_ROWS a page. One row more than a page is read
-    to know whether another follows: no COUNT over a day of points."""
+    """Raw points of the range up to `until`, RAW_ROWS a page. One row more than a
+    page is read to know whether another follows: no COUNT over a day of points."""
     number = int(page) if page and page.isdigit() else 1
     number = min(max(number, 1), RAW_PAGES)
-    now = timezone.now()
     span = datetime.timedelta(seconds=RANGES[range_key][1])
     start = (number - 1) * RAW_ROWS
     rows = list(
         selectors.recent_points(
             device,
-            selectors.SeriesQuery(since=now - span, until=now, key=key),
+            selectors.SeriesQuery(since=until - span, until=until, key=key),
             start + RAW_ROWS + 1,
         )[start:]
     )
@@ -220,14 +224,17 @@ def device_detail(request: PortalRequest, pk: int) -> HttpResponse:
     if range_key not in RANGES:
         range_key = DEFAULT_RANGE
     key = request.GET.get("key") or None
+    # The pager's links pin the time the first page was read: points arriving
+    # meanwhile do not shift later pages (a bad value is read as now).
+    until = parse_iso_time(request.GET.get("until"), "until", {}) or timezone.now()
+    pinned = {"range": range_key, "until": until.isoformat()}
     raw = {
         "device": device,
         "range": range_key,
         "key": key or "",
-        "raw": _raw_page(device, range_key, key, request.GET.get("page")),
-        # The pager's links keep the range and key (escaped; `page=` follows).
-        "raw_query": urlencode({"range": range_key, **({"key": key} if key else {})})
-        + "&",
+        "raw": _raw_page(device, range_key, key, request.GET.get("page"), until),
+        # Escaped here; the template appends `page=`.
+        "raw_query": urlencode({**pinned, **({"key": key} if key else {})}) + "&",
     }
     if request.htmx and request.htmx.target == RAW_TARGET:
         return render(request, "devices/partials/raw.html", raw)

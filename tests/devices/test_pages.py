@@ -350,3 +350,19 @@ def test_an_empty_devices_page_offers_create_and_import_to_operators_only(
     assert 'id="no-devices"' in html
     assert "/devices/new/" not in html and "/devices/import/" not in html
     assert "An operator of this product adds devices" in html
+
+
+def test_raw_pages_stay_put_while_new_points_arrive(plant: dict[str, Any]) -> None:
+    feed(plant["broker"], list(range(2, 32)))  # 60 points
+    url = f"/devices/{plant['device'].pk}/"
+    first = page(plant, url).content.decode()
+    found = re.search(r'href="([^"]+)" hx-get="[^"]+" [^>]*rel="next"', first)
+    assert found is not None
+    older = found.group(1).replace("&amp;", "&")
+    assert "until=" in older
+
+    feed(plant["broker"], [0, 0, 0, 0, 0])  # 10 newer points
+    second = page(plant, older).content.decode()
+    rows = second.count("<td>temperature</td>") + second.count("<td>env.hum</td>")
+    assert rows == 10  # the same 10 oldest, not shifted by the newcomers
+    assert page(plant, url + "?until=yesterday").status_code == 200
