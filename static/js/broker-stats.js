@@ -7,6 +7,7 @@
 
   var HEIGHT = 220;
   var REFRESH_MS = 10000;
+  var MIN_SPAN_S = 300;
   var COLORS = { received: "#1f6feb", sent: "#1a9c4b", clients: "#8250df" };
 
   function widthOf(el) {
@@ -28,7 +29,20 @@
       width: widthOf(el),
       height: HEIGHT,
       series: [{}].concat(series),
-      scales: { x: { time: true } },
+      scales: {
+        // At least MIN_SPAN_S wide: the first samples of a new broker are
+        // seconds apart, and uPlot would label that range in milliseconds.
+        x: {
+          time: true,
+          range: function (u, min, max) {
+            if (min == null || max == null) {
+              var now = Date.now() / 1000;
+              return [now - MIN_SPAN_S, now];
+            }
+            return [Math.min(min, max - MIN_SPAN_S), max];
+          },
+        },
+      },
       axes: [{}, { size: 60 }],
     }, data, el);
     if ("ResizeObserver" in window) {
