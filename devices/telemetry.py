@@ -40,6 +40,7 @@ from devices.choices import DeviceStatus
 from devices.models import MAX_KEY_LENGTH, Device, TelemetryPoint
 from mqttadmin.lib.payloads import parse_json
 from mqttadmin.lib.topics import topic_matches
+from mqttadmin.lib.units import decimals_of
 
 if TYPE_CHECKING:
     from mqttadmin.pipeline import ReceivedMessage
@@ -330,7 +331,13 @@ def _write_devices(updates: dict[int, DeviceUpdate]) -> None:
                 # An older message handed over late must not overwrite a newer one.
                 if isinstance(previous, dict) and str(previous.get("ts", "")) > stamp:
                     continue
-                merged[key] = {"value": value, "ts": stamp}
+                # The key's precision only grows: its numbers keep one width.
+                decimals = decimals_of(value)
+                if isinstance(previous, dict):
+                    before = previous.get("decimals")
+                    if isinstance(before, int) and not isinstance(before, bool):
+                        decimals = max(decimals, before)
+                merged[key] = {"value": value, "ts": stamp, "decimals": decimals}
             fields["last_values"] = merged
         if update.seen_at and (last_seen_at is None or update.seen_at > last_seen_at):
             fields["last_seen_at"] = update.seen_at

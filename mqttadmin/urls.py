@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from brokers import urls as broker_urls
 from history import urls as history_urls
-from mqttadmin import security, views
+from mqttadmin import security, timezones, views
 from mqttadmin.api.schema import SchemaView
 from observe import urls as observe_urls
 
@@ -24,6 +24,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/security/", security.account_security, name="account-security"),
+    path("account/time-zone/", timezones.account_time_zone, name="account-time-zone"),
     path("products/", views.product_list, name="product-list"),
     path("products/switch/", views.product_switch, name="product-switch"),
     path("products/<int:pk>/", views.product_detail, name="product-detail"),

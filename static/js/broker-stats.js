@@ -24,12 +24,15 @@
   }
 
   function makeChart(el, series, data) {
+    // Times on the axis and in the legend as the tables write them (clock.js).
+    var clock = window.PortalClock ? window.PortalClock.uplot() : {};
     var plot = new window.uPlot({
       width: widthOf(el),
       height: HEIGHT,
-      series: [{}].concat(series),
+      series: [Object.assign({}, clock.xSeries)].concat(series),
       scales: { x: { time: true } },
-      axes: [{}, { size: 60 }],
+      tzDate: clock.tzDate,
+      axes: [Object.assign({}, clock.xAxis), { size: 60 }],
     }, data, el);
     if ("ResizeObserver" in window) {
       new ResizeObserver(function () {

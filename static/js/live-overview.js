@@ -11,12 +11,19 @@
     if (!el || chart || typeof uPlot === "undefined") {
       return;
     }
+    // Times on the axis and in the legend as the tables write them (clock.js).
+    const clock = window.PortalClock ? window.PortalClock.uplot() : {};
     chart = new uPlot(
       {
         width: Math.max(el.clientWidth, 200),
         height: 180,
         scales: { x: { time: true } },
-        series: [{}, { label: "msg/s", stroke: "#1a73e8", width: 2 }],
+        tzDate: clock.tzDate,
+        axes: [Object.assign({}, clock.xAxis), {}],
+        series: [
+          Object.assign({}, clock.xSeries),
+          { label: "msg/s", stroke: "#1a73e8", width: 2 },
+        ],
       },
       [xs, ys],
       el,

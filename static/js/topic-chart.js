@@ -27,7 +27,9 @@
       return;
     }
     var unit = chart.unit ? " " + chart.unit : "";
-    var series = [{}].concat(chart.series.map(function (name, index) {
+    // Times on the axis and in the legend as the tables write them (clock.js).
+    var clock = window.PortalClock ? window.PortalClock.uplot() : {};
+    var series = [Object.assign({}, clock.xSeries)].concat(chart.series.map(function (name, index) {
       return {
         label: name,
         stroke: COLORS[index % COLORS.length],
@@ -42,7 +44,8 @@
       height: HEIGHT,
       series: series,
       scales: { x: { time: true } },
-      axes: [{}, { values: function (u, ticks) { return ticks.map(function (v) { return v + unit; }); }, size: 70 }],
+      tzDate: clock.tzDate,
+      axes: [Object.assign({}, clock.xAxis), { values: function (u, ticks) { return ticks.map(function (v) { return v + unit; }); }, size: 70 }],
     }, [chart.x].concat(chart.y), el);
     el.dataset.drawn = "1";
     // Follow the panel's width (the layout reflows when the window changes).

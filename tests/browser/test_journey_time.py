@@ -1,0 +1,148 @@
+"""Journey: one clock. A user whose browser is in New York sees a message's time the
+same way in the live feed, the history table and the browser's own formatter
+(charts), in New York time with the zone named and the exact ISO time on hover;
+then picks Tokyo on the account page and the tables follow."""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from history.models import StoredMessage
+from mqttadmin.lib.units import format_instant
+from runtime.manager import Runtime
+from tests.browser.conftest import UI_TIMEOUT_MS, log_in, wait_until
+from tests.browser.journey import DESKTOP, Journey
+from tests.browser.test_live_pages import connected_broker
+from tests.factories import PASSWORD, make_product, make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.mosquitto]
+
+BROWSER_ZONE = "America/New_York"
+CHOSEN_ZONE = "Asia/Tokyo"
+TOPIC = "plant/clock/check"
+
+
+@pytest.fixture
+def new_york_journey(
+    chromium: Any,
+    asgi_server: str,
+    sqlite_readers_do_not_wait: None,
+    request: pytest.FixtureRequest,
+) -> Iterator[Journey]:
+    """A `Journey` in a browser whose system zone is New York (the server's is
+    UTC), so a time in the wrong zone cannot pass for the right one."""
+    context = chromium.new_context(
+        base_url=asgi_server, viewport=DESKTOP, timezone_id=BROWSER_ZONE
+    )
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    walk = Journey(page=context.new_page(), name=request.node.name)
+    yield walk
+    context.close()
+
+
+def written_in(at: datetime.datetime, zone: str) -> str:
+    with timezone.override(zoneinfo.ZoneInfo(zone)):
+        return format_instant(at)
+
+
+def open_activity(journey: Journey, broker_name: str) -> None:
+    page = journey.page
+    page.locator("header.topbar").get_by_role("link", name="Brokers").click()
+    journey.step("brokers", title="Brokers")
+    page.get_by_role("link", name=broker_name).first.click()
+    journey.step("broker", title=broker_name)
+    page.locator("nav.tabs").get_by_role("link", name="Activity").click()
+    page.locator("#live-state", has_text="Live").wait_for()
+    journey.step("activity", title=broker_name)
+
+
+def test_one_clock_in_the_user_s_zone(
+    new_york_journey: Journey, mosquitto: Any, runtime: Runtime
+) -> None:
+    journey, page = new_york_journey, new_york_journey.page
+    operator = make_user("nora")
+    product = make_product("Plant", operator=operator)
+    broker = connected_broker(product, mosquitto().port)
+
+    log_in(page, "nora", PASSWORD)
+    journey.step("logged in")
+    open_activity(journey, broker.name)
+
+    # Publish from the page; the live feed shows the message.
+    page.locator(".live-publish summary").click()
+    page.fill("#live-publish input[name=topic]", TOPIC)
+    page.fill("#live-publish input[name=payload]", "42")
+    page.locator("#live-publish button[type=submit]").click()
+    live_row = page.locator("#live-rows li", has_text=TOPIC).first
+    live_row.wait_for()
+    journey.step("published", title=broker.name)
+
+    wait_until(
+        lambda: StoredMessage.objects.filter(topic=TOPIC).exists(),
+        15,
+        "the message to be stored",
+    )
+    received_at = StoredMessage.objects.get(topic=TOPIC).received_at
+    in_new_york = written_in(received_at, BROWSER_ZONE)
+    zone_name = in_new_york.rsplit(" ", 1)[1]
+    assert zone_name in ("EST", "EDT")
+
+    # The live feed: New York time, the zone named, the exact instant on hover.
+    live_time = live_row.locator("time")
+    assert live_time.inner_text() == in_new_york
+    live_iso = live_time.get_attribute("title") or ""
+    assert datetime.datetime.fromisoformat(live_iso) == received_at.replace(
+        microsecond=received_at.microsecond // 1000 * 1000
+    )
+    assert live_iso.endswith(("-05:00", "-04:00"))
+    # The browser's formatter (the charts' axes and legends) writes it the same.
+    assert (
+        page.evaluate("s => window.PortalClock.format(s)", received_at.timestamp())
+        == in_new_york
+    )
+
+    # The history table (the same tab, loaded afresh) agrees with the feed.
+    page.locator("nav.tabs").get_by_role("link", name="Activity").click()
+    page.locator("#live-state", has_text="Live").wait_for()
+    journey.step("history", title=broker.name)
+    history_time = page.locator("#activity tr", has_text=TOPIC).first.locator("time")
+    assert history_time.inner_text() == in_new_york
+    assert history_time.get_attribute("title") == live_iso
+
+    # The account page names the zone the browser reported...
+    page.locator("header.topbar").get_by_role("link", name="Security").click()
+    journey.step("account", title="Security")
+    section = page.locator("#time-zone")
+    assert BROWSER_ZONE in section.inner_text()
+    # ...and a zone picked there wins, on every page.
+    page.select_option("#id_time_zone", CHOSEN_ZONE)
+    page.get_by_role("button", name="Save time zone").click()
+    page.locator(".flash", has_text=f"Times are now shown in {CHOSEN_ZONE}.").wait_for()
+    journey.step("zone chosen", title="Security")
+    assert CHOSEN_ZONE in section.inner_text()
+
+    open_activity(journey, broker.name)
+    in_tokyo = written_in(received_at, CHOSEN_ZONE)
+    assert in_tokyo.endswith(" JST")
+    history_time = page.locator("#activity tr", has_text=TOPIC).first.locator("time")
+    assert history_time.inner_text() == in_tokyo
+    tokyo_iso = history_time.get_attribute("title") or ""
+    assert tokyo_iso.endswith("+09:00")
+    assert datetime.datetime.fromisoformat(
+        tokyo_iso
+    ) == datetime.datetime.fromisoformat(live_iso)
+    # The live feed re-synced from the history in the new zone too.
+    live_time = page.locator("#live-rows li", has_text=TOPIC).first.locator("time")
+    assert live_time.inner_text() == in_tokyo
+    assert (
+        page.evaluate("s => window.PortalClock.format(s)", received_at.timestamp())
+        == in_tokyo
+    )
+
+    journey.assert_clean()
