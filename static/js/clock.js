@@ -99,7 +99,7 @@
     [3600, "{HH}:{mm}", NL + "{YYYY}-{MM}-{DD}", null, NL + "{MM}-{DD}", null, null, null, 1],
     [60, "{HH}:{mm}", NL + "{YYYY}-{MM}-{DD}", null, NL + "{MM}-{DD}", null, null, null, 1],
     [1, "{HH}:{mm}:{ss}", NL + "{YYYY}-{MM}-{DD}", null, NL + "{MM}-{DD}", null, null, null, 1],
-    [0.001, "{HH}:{mm}:{ss}.{fff}", NL + "{YYYY}-{MM}-{DD}", null, NL + "{MM}-{DD}", null, null, null, 1],
+    [0.001, ":{ss}.{fff}", NL + "{YYYY}-{MM}-{DD} {HH}:{mm}", null, NL + "{MM}-{DD} {HH}:{mm}", null, NL + "{HH}:{mm}", null, 1],
   ];
 
   // What a uPlot chart with a time x axis takes to speak the same clock: merge
@@ -111,7 +111,8 @@
     return {
       tzDate: tzDate,
       xSeries: { label: zone, value: (u, ts) => format(ts) },
-      xAxis: { values: axisValues },
+      // 24 h labels are wider than uPlot's default 50 px apart allows.
+      xAxis: { values: axisValues, space: 80 },
     };
   }
 

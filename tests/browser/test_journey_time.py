@@ -77,18 +77,21 @@ def test_one_clock_in_the_user_s_zone(
     # Publish from the page; the live feed shows the message.
     page.locator(".live-publish summary").click()
     page.fill("#live-publish input[name=topic]", TOPIC)
-    page.fill("#live-publish input[name=payload]", "42")
-    page.locator("#live-publish button[type=submit]").click()
+    # Two values, so the topic's chart has a line to draw later.
+    for value in ("42", "43"):
+        page.fill("#live-publish input[name=payload]", value)
+        page.locator("#live-publish button[type=submit]").click()
+        page.locator("#live-rows li", has_text=TOPIC).nth(int(value) - 42).wait_for()
     live_row = page.locator("#live-rows li", has_text=TOPIC).first
-    live_row.wait_for()
     journey.step("published", title=broker.name)
 
     wait_until(
-        lambda: StoredMessage.objects.filter(topic=TOPIC).exists(),
+        lambda: StoredMessage.objects.filter(topic=TOPIC).count() == 2,
         15,
-        "the message to be stored",
+        "the messages to be stored",
     )
-    received_at = StoredMessage.objects.get(topic=TOPIC).received_at
+    stored = StoredMessage.objects.filter(topic=TOPIC).order_by("-received_at", "-id")
+    received_at, earlier_at = (message.received_at for message in stored)
     in_new_york = written_in(received_at, BROWSER_ZONE)
     zone_name = in_new_york.rsplit(" ", 1)[1]
     assert zone_name in ("EST", "EDT")
@@ -145,4 +148,15 @@ def test_one_clock_in_the_user_s_zone(
         == in_tokyo
     )
 
+    # The topic's chart: its axis and legend speak the same clock.
+    page.locator("nav.tabs").get_by_role("link", name="Topics").click()
+    journey.step("topics", title=broker.name)
+    page.locator("#topic-tree a.node-name", has_text="check").click()
+    page.locator(".topic-chart canvas").wait_for()
+    journey.step("topic chart", title=broker.name)
+    chart = page.locator(".topic-chart")
+    chart.locator(".u-over").hover()
+    legend_time = chart.locator(".u-legend .u-series").first.locator(".u-value")
+    # The cursor lands on one of the two points.
+    assert legend_time.inner_text() in (in_tokyo, written_in(earlier_at, CHOSEN_ZONE))
     journey.assert_clean()
