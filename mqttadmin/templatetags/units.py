@@ -89,6 +89,19 @@ def duration(value: Any) -> SafeString | str:
     return units.format_duration(seconds)
 
 
+@register.filter(is_safe=True)
+def decimals(value: Any, places: Any) -> SafeString | str:
+    """A measured number with a fixed number of decimals (`7.30` -> `7.3` with 1):
+    one width for every value of the same quantity."""
+    if value is None:
+        return _DASH
+    try:
+        count = int(places)
+    except (TypeError, ValueError):
+        count = units.MAX_DECIMALS
+    return units.format_number(value, count)
+
+
 @register.simple_tag
 def clock_attributes() -> SafeString:
     """`data-time-zone` and `data-zone-labels` for <html>: what

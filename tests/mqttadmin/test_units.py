@@ -198,6 +198,13 @@ def test_one_key_has_one_precision() -> None:
     assert units.format_number(None, 2) == "—"
 
 
+def test_decimals_filter_gives_one_width() -> None:
+    rendered = [render("{{ v|decimals:1 }}", v=v) for v in (7.3, 12, 0.25)]
+    assert rendered == ["7.3", "12.0", "0.2"]
+    assert render("{{ v|decimals:1 }}", v=None) == '<span class="muted">—</span>'
+    assert render("{{ v|decimals:1 }}", v="n/a") == "n/a"
+
+
 @pytest.mark.django_db
 def test_the_reading_tag_uses_the_key_s_precision(world: dict[str, Any]) -> None:
     broker = make_broker(world["product"])
