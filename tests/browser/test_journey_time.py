@@ -78,10 +78,10 @@ def test_one_clock_in_the_user_s_zone(
     page.locator(".live-publish summary").click()
     page.fill("#live-publish input[name=topic]", TOPIC)
     # Two values, so the topic's chart has a line to draw later.
-    for value in ("42", "43"):
+    for shown, value in enumerate(("42", "42.5")):
         page.fill("#live-publish input[name=payload]", value)
         page.locator("#live-publish button[type=submit]").click()
-        page.locator("#live-rows li", has_text=TOPIC).nth(int(value) - 42).wait_for()
+        page.locator("#live-rows li", has_text=TOPIC).nth(shown).wait_for()
     live_row = page.locator("#live-rows li", has_text=TOPIC).first
     journey.step("published", title=broker.name)
 
@@ -155,8 +155,12 @@ def test_one_clock_in_the_user_s_zone(
     page.locator(".topic-chart canvas").wait_for()
     journey.step("topic chart", title=broker.name)
     chart = page.locator(".topic-chart")
-    chart.locator(".u-over").hover()
-    legend_time = chart.locator(".u-legend .u-series").first.locator(".u-value")
-    # The cursor lands on one of the two points.
-    assert legend_time.inner_text() in (in_tokyo, written_in(earlier_at, CHOSEN_ZONE))
+    # The cursor at the left edge is on the first point: 42, written with the
+    # series' precision (42.5 needs one decimal).
+    chart.locator(".u-over").hover(position={"x": 1, "y": 10})
+    legend = chart.locator(".u-legend .u-series")
+    assert legend.first.locator(".u-value").inner_text() == written_in(
+        earlier_at, CHOSEN_ZONE
+    )
+    assert legend.nth(1).locator(".u-value").inner_text() == "42.0"
     journey.assert_clean()
