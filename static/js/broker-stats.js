@@ -13,13 +13,15 @@
     return Math.max(280, Math.floor(el.getBoundingClientRect().width) || 600);
   }
 
-  function line(label, color) {
+  // One precision per series (rates to a tenth, client counts whole), so the
+  // legend does not jump between 3, 3.333 and 2.5.
+  function line(label, color, places) {
     return {
       label: label,
       stroke: color,
       width: 2,
       spanGaps: false,
-      value: function (u, v) { return v == null ? "—" : v; },
+      value: function (u, v) { return v == null ? "—" : v.toFixed(places); },
     };
   }
 
@@ -63,11 +65,11 @@
       var clients = [t, series.clients_connected];
       if (!charts.messages) {
         charts.messages = makeChart(messagesEl, [
-          line(section.dataset.labelReceived, COLORS.received),
-          line(section.dataset.labelSent, COLORS.sent),
+          line(section.dataset.labelReceived, COLORS.received, 1),
+          line(section.dataset.labelSent, COLORS.sent, 1),
         ], messages);
         charts.clients = makeChart(clientsEl, [
-          line(section.dataset.labelClients, COLORS.clients),
+          line(section.dataset.labelClients, COLORS.clients, 0),
         ], clients);
       } else {
         charts.messages.setData(messages);

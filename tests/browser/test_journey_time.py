@@ -15,17 +15,31 @@ from django.utils import timezone
 
 from history.models import StoredMessage
 from mqttadmin.lib.units import format_instant
+from observe.models import BrokerStatsSample
 from runtime.manager import Runtime
 from tests.browser.conftest import UI_TIMEOUT_MS, log_in, wait_until
 from tests.browser.journey import DESKTOP, Journey
 from tests.browser.test_live_pages import connected_broker
-from tests.factories import PASSWORD, make_product, make_user
+from tests.factories import PASSWORD, make_broker, make_product, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.mosquitto]
 
 BROWSER_ZONE = "America/New_York"
 CHOSEN_ZONE = "Asia/Tokyo"
 TOPIC = "plant/clock/check"
+
+
+def zoned_journey(
+    chromium: Any, asgi_server: str, name: str, zone: str
+) -> Iterator[Journey]:
+    """A `Journey` in a browser whose system zone is `zone` (the server's is UTC),
+    so a time in the wrong zone cannot pass for the right one."""
+    context = chromium.new_context(
+        base_url=asgi_server, viewport=DESKTOP, timezone_id=zone
+    )
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    yield Journey(page=context.new_page(), name=name)
+    context.close()
 
 
 @pytest.fixture
@@ -35,15 +49,20 @@ def new_york_journey(
     sqlite_readers_do_not_wait: None,
     request: pytest.FixtureRequest,
 ) -> Iterator[Journey]:
-    """A `Journey` in a browser whose system zone is New York (the server's is
-    UTC), so a time in the wrong zone cannot pass for the right one."""
-    context = chromium.new_context(
-        base_url=asgi_server, viewport=DESKTOP, timezone_id=BROWSER_ZONE
+    yield from zoned_journey(chromium, asgi_server, request.node.name, BROWSER_ZONE)
+
+
+@pytest.fixture
+def lord_howe_journey(
+    chromium: Any,
+    asgi_server: str,
+    sqlite_readers_do_not_wait: None,
+    request: pytest.FixtureRequest,
+) -> Iterator[Journey]:
+    """Lord Howe Island: a half-hour summer shift and no letters for its zone."""
+    yield from zoned_journey(
+        chromium, asgi_server, request.node.name, "Australia/Lord_Howe"
     )
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    walk = Journey(page=context.new_page(), name=request.node.name)
-    yield walk
-    context.close()
 
 
 def written_in(at: datetime.datetime, zone: str) -> str:
@@ -163,4 +182,45 @@ def test_one_clock_in_the_user_s_zone(
         earlier_at, CHOSEN_ZONE
     )
     assert legend.nth(1).locator(".u-value").inner_text() == "42.0"
+    journey.assert_clean()
+
+
+def test_stats_chart_speaks_the_tables_clock_in_a_far_zone(
+    lord_howe_journey: Journey,
+) -> None:
+    journey, page = lord_howe_journey, lord_howe_journey.page
+    operator = make_user("nora")
+    broker = make_broker(make_product("Plant", operator=operator), status="connected")
+    now = timezone.now().replace(microsecond=0)
+    samples = [
+        (now - datetime.timedelta(seconds=20), 10 / 3, 1),
+        (now - datetime.timedelta(seconds=10), 2.5, 2),
+        (now, 3.0, 2),
+    ]
+    for at, rate, clients in samples:
+        BrokerStatsSample.objects.create(
+            broker=broker,
+            sampled_at=at,
+            messages_received_per_s=rate,
+            messages_sent_per_s=0.0,
+            clients_connected=clients,
+        )
+
+    log_in(page, "nora", PASSWORD)
+    journey.step("logged in")
+    page.locator("header.topbar").get_by_role("link", name="Brokers").click()
+    journey.step("brokers", title="Brokers")
+    page.get_by_role("link", name=broker.name).first.click()
+    page.locator("nav.tabs").get_by_role("link", name="Stats").click()
+    chart = page.locator('[data-stats-chart="messages"]')
+    chart.locator("canvas").wait_for()
+    journey.step("stats", title=broker.name)
+
+    chart.locator(".u-over").hover(position={"x": 1, "y": 10})
+    legend = chart.locator(".u-legend .u-series")
+    first = written_in(samples[0][0], "Australia/Lord_Howe")
+    assert first.endswith((" UTC+11", " UTC+10:30"))
+    assert legend.first.locator(".u-value").inner_text() == first
+    # Rates to a tenth: 3.3, not 3.3333333333333335.
+    assert legend.nth(1).locator(".u-value").inner_text() == "3.3"
     journey.assert_clean()
