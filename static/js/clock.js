@@ -31,17 +31,30 @@
       "tz=" + browserZone + "; path=/; max-age=31536000; samesite=lax" + secure;
   }
 
-  const parts = new Intl.DateTimeFormat("en-GB", {
-    timeZone: zone,
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hourCycle: "h23",
-    timeZoneName: "longOffset",
-  });
+  function formatter(timeZone) {
+    return new Intl.DateTimeFormat("en-GB", {
+      timeZone: timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+      timeZoneName: "longOffset",
+    });
+  }
+
+  // A zone this browser's Intl does not know (an old alias) falls back to UTC,
+  // named as such, rather than breaking every chart on the page.
+  let known = true;
+  let parts;
+  try {
+    parts = formatter(zone);
+  } catch (error) {
+    known = false;
+    parts = formatter("UTC");
+  }
 
   function pad(n) {
     return String(n).padStart(2, "0");
@@ -80,7 +93,9 @@
     }
     const f = fields(new Date(seconds * 1000));
     const minutes = offsetMinutes(f.timeZoneName);
-    const name = labels[String(minutes)] || offsetLabel(minutes);
+    const name = known
+      ? labels[String(minutes)] || offsetLabel(minutes)
+      : "UTC";
     return (
       f.year + "-" + f.month + "-" + f.day + " " +
       f.hour + ":" + f.minute + ":" + f.second + " " + name
@@ -106,11 +121,11 @@
   // into its options (tzDate), its first series (legend) and its first axis.
   function uplot() {
     const tzDate = window.uPlot && window.uPlot.tzDate
-      ? (ts) => window.uPlot.tzDate(new Date(ts * 1000), zone)
+      ? (ts) => window.uPlot.tzDate(new Date(ts * 1000), known ? zone : "UTC")
       : undefined;
     return {
       tzDate: tzDate,
-      xSeries: { label: zone, value: (u, ts) => format(ts) },
+      xSeries: { label: known ? zone : "UTC", value: (u, ts) => format(ts) },
       // 24 h labels are wider than uPlot's default 50 px apart allows.
       xAxis: { values: axisValues, space: 80 },
     };
