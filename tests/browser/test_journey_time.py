@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from history.models import StoredMessage
 from mqttadmin.lib.units import format_instant
+from mqttadmin.models import UserPreferences
 from observe.models import BrokerStatsSample
 from runtime.manager import Runtime
 from tests.browser.conftest import UI_TIMEOUT_MS, log_in, wait_until
@@ -224,3 +225,62 @@ def test_stats_chart_speaks_the_tables_clock_in_a_far_zone(
     # Rates to a tenth: 3.3, not 3.3333333333333335.
     assert legend.nth(1).locator(".u-value").inner_text() == "3.3"
     journey.assert_clean()
+
+
+AGREEMENT_ZONES = [
+    "UTC",
+    "America/New_York",
+    "Europe/Berlin",
+    "America/St_Johns",
+    "America/Sao_Paulo",
+    "Asia/Kathmandu",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+]
+
+
+def test_the_browser_writes_every_instant_as_the_server_does(
+    browser_page: Any,
+) -> None:
+    """Charts (clock.js) and tables (the `when` filter) agree in zones with and
+    without letters, half- and quarter-hour offsets, and on both sides of each
+    summer-time change of 2026."""
+    page = browser_page
+    user = make_user("nora")
+    make_product("Plant", viewer=user)
+    instants = [
+        datetime.datetime(2026, 1, 15, 12, 0, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 7, 15, 23, 59, 59, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 12, 31, 23, 30, tzinfo=datetime.UTC),
+    ]
+    for zone in AGREEMENT_ZONES[1:]:
+        # Each second around each of the zone's 2026 offset changes.
+        local = zoneinfo.ZoneInfo(zone)
+        hour = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+        while hour.year == 2026:
+            after = hour + datetime.timedelta(hours=1)
+            if (
+                hour.astimezone(local).utcoffset()
+                != after.astimezone(local).utcoffset()
+            ):
+                for seconds in (-1, 0, 1, 3600):
+                    instants.append(after + datetime.timedelta(seconds=seconds))
+            hour = after
+    stamps = sorted({at.timestamp() for at in instants})
+    log_in(page, "nora", PASSWORD)
+    for zone in AGREEMENT_ZONES:
+        UserPreferences.objects.update_or_create(
+            user=user, defaults={"time_zone": zone}
+        )
+        page.goto("/account/security/")
+        assert page.locator("html").get_attribute("data-time-zone") == zone
+        browser = page.evaluate(
+            "ss => ss.map(s => window.PortalClock.format(s))", stamps
+        )
+        server = [
+            written_in(datetime.datetime.fromtimestamp(s, datetime.UTC), zone)
+            for s in stamps
+        ]
+        assert browser == server, zone
+    assert not page.errors
