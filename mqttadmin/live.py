@@ -108,6 +108,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.time_zone = await database_sync_to_async(zone_for)(
             user, cookies.get(TIME_ZONE_COOKIE)
         )
+        # This message (the connect) began before the zone was known: joined()
+        # renders the first fragments below, in it.
         timezone.activate(self.time_zone)
         if not await self.authorize():
             await self._refuse()
