@@ -34,6 +34,7 @@ from alerts.services import (
 from brokers.choices import ConnectionState
 from brokers.models import Broker
 from devices.models import AlertRule, Device, split_emails
+from mqttadmin.lib.units import format_instant_utc
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,8 @@ def _open_broker_alert(broker: Broker, since: datetime.datetime) -> bool:
     error = status.connection_error if status is not None else ""
     message = _("Broker %(broker)s has been disconnected since %(since)s.") % {
         "broker": broker.name,
-        "since": timezone.localtime(since).strftime("%Y-%m-%d %H:%M:%S"),
+        # Stored text read by users in any zone: written in UTC, and says so.
+        "since": format_instant_utc(since),
     }
     if error:
         message = f"{message} {error}"

@@ -40,6 +40,8 @@
       return;
     }
     load();
+    // Times on the axis and in the legend as the tables write them (clock.js).
+    const clock = window.PortalClock ? window.PortalClock.uplot() : {};
     chart = new uPlot(
       {
         width: Math.max(el.clientWidth, 200),
@@ -55,9 +57,10 @@
           // Rates start at zero: a calm hour is a flat line at the bottom.
           y: { range: (u, min, max) => [0, Math.max(1, (max || 0) * 1.1)] },
         },
-        axes: [{}, { size: 50 }],
+        tzDate: clock.tzDate,
+        axes: [Object.assign({}, clock.xAxis), { size: 50 }],
         series: [
-          {},
+          Object.assign({}, clock.xSeries),
           { label: "msg/s", stroke: "#1a73e8", width: 2, points: { show: false } },
         ],
       },

@@ -366,3 +366,31 @@ def test_raw_pages_stay_put_while_new_points_arrive(plant: dict[str, Any]) -> No
     rows = second.count("<td>temperature</td>") + second.count("<td>env.hum</td>")
     assert rows == 10  # the same 10 oldest, not shifted by the newcomers
     assert page(plant, url + "?until=yesterday").status_code == 200
+
+
+def test_a_key_s_values_share_one_precision_on_every_page(
+    plant: dict[str, Any],
+) -> None:
+    now = timezone.now()
+    store_batch(
+        [
+            ReceivedMessage(
+                plant["broker"].pk,
+                "plant/d1/t",
+                f'{{"temperature": {value}}}'.encode(),
+                0,
+                False,
+                now - datetime.timedelta(minutes=minutes),
+            )
+            for value, minutes in ((21.25, 3), (21.5, 2), (22, 1))
+        ]
+    )
+    device = plant["device"]
+    detail = page(plant, f"/devices/{device.pk}/").content.decode()
+    tiles = page(plant, "/devices/").content.decode()
+    # The latest value, 22, is written as wide as the key has needed.
+    assert "<strong>22.00</strong><small>temperature</small>" in detail
+    assert re.search(r'<td class="num">22\.00</td>', tiles)
+    # Raw rows of the key line up: 22.00, 21.50, 21.25.
+    raw = re.findall(r'<td class="num">(\d+\.\d+)</td>', detail)
+    assert raw[:3] == ["22.00", "21.50", "21.25"]
