@@ -25,6 +25,7 @@ GLOBAL_ROUTES = {
     "account-password",
     "account-sessions-end-others",
     "account-invite",
+    "account-time-zone",
     "api-token",
     "api-sessions",
     "api-root",
