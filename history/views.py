@@ -40,7 +40,13 @@ from brokers.tabs import (
 from history import services as history_services
 from history.forms import HistoryFilterForm, TopicAnnotationForm, TopicFilterForm
 from history.models import Topic
-from history.queries import PAGE_BUDGET_CHARS, messages_for, page_of, with_payload_heads
+from history.queries import (
+    LIST_PAYLOAD_CHARS,
+    PAGE_BUDGET_CHARS,
+    messages_for,
+    page_of,
+    with_payload_heads,
+)
 from history.selectors import (
     TopicTree,
     exact_preview,
@@ -117,7 +123,7 @@ def _activity_context(
         return context
     api_url = reverse("api:broker-messages", args=[broker.pk])
     context.update(
-        rows=message_rows(page),
+        rows=message_rows(page, LIST_PAYLOAD_CHARS),
         filters=filters,
         filters_ok=True,
         exports=[
