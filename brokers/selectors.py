@@ -10,6 +10,7 @@ from typing import Any
 from django.db import models
 
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
+from mqttadmin.listing import Listing
 from mqttadmin.models import Product
 
 
@@ -42,11 +43,14 @@ def brokers_for(user: Any, product: Product | None) -> models.QuerySet[Broker]:
     )
 
 
-def brokers_with_status(user: Any, product: Product | None) -> list[BrokerWithStatus]:
-    return [
-        BrokerWithStatus(broker, status_of(broker))
-        for broker in brokers_for(user, product)
-    ]
+def brokers_with_status(
+    user: Any, product: Product | None, listing: Listing | None = None
+) -> list[BrokerWithStatus]:
+    """By name, or as the list's sort and search ask."""
+    brokers = brokers_for(user, product)
+    if listing is not None:
+        brokers = listing.apply(brokers)
+    return [BrokerWithStatus(broker, status_of(broker)) for broker in brokers]
 
 
 def subscriptions_of(broker: Broker) -> models.QuerySet[Subscription]:

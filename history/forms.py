@@ -129,13 +129,22 @@ class HistoryFilterForm(forms.Form):
 
 
 class TopicFilterForm(forms.Form):
-    """The Topics tab's filter box: an MQTT filter that narrows the tree."""
+    """The Topics tab's filter box: an MQTT filter and a search (words anywhere
+    in a topic) that narrow the tree."""
 
     filter = forms.CharField(
         label=_l("Topic filter"),
         required=False,
         strip=False,
         widget=forms.TextInput(attrs={"placeholder": "sensors/#"}),
+    )
+    q = forms.CharField(
+        label=_l("Search"),
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": _l("Part of a topic or its note")}
+        ),
     )
 
     def clean_filter(self) -> str:
