@@ -146,6 +146,12 @@ def test_admin_sorts_and_searches_the_long_lists(journey: Any) -> None:
     journey.step("topics searched", title="Boiler house")
     assert deep.is_visible()
     assert page.locator(".topic-tree li.leaf").count() == 1
+    # Its panel lists its messages in the Activity tab's compact rows.
+    deep.get_by_role("link", name="pressure").click()
+    panel_row = page.locator("#topic-panel li.msg").first
+    panel_row.wait_for()
+    journey.step("topic panel", title="Boiler house")
+    assert "2.5" in panel_row.locator(".line").inner_text()
 
     # Devices: search, sort by ID from the sort links, and page on with both.
     page.get_by_role("link", name="Devices").first.click()

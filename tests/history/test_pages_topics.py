@@ -370,7 +370,7 @@ def test_panel_shows_recent_history_and_a_chart_of_numbers(world: dict) -> None:
         f"/brokers/{broker.pk}/topics/{target.pk}/", **HTMX
     ).content.decode()
     assert "<html" not in html
-    assert len(re.findall(r'<tr data-message="\d+"', html)) == 50
+    assert len(re.findall(r'<li class="msg" data-message="\d+"', html)) == 50
     chart = chart_data(html)
     assert chart["series"] == ["value"]
     # The last 50, oldest first, with their times.
@@ -418,7 +418,7 @@ def test_no_chart_for_payloads_without_numbers(world: dict, payloads: list) -> N
         .content.decode()
     )
     assert chart_data(html) is None and "data-topic-chart" not in html
-    assert len(re.findall(r'<tr data-message="\d+"', html)) == len(payloads)
+    assert len(re.findall(r'<li class="msg" data-message="\d+"', html)) == len(payloads)
 
 
 def test_panel_without_javascript_is_the_topics_tab(world: dict) -> None:
