@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.utils.translation import gettext_lazy as _l
 
 from history.models import Topic
 from history.queries import HistoryQuery, filter_to_q
+from mqttadmin.lib.times import to_utc
 
 # What a datetime-local input sends and shows: local wall time, to the second.
 LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -51,13 +53,16 @@ class LocalTimeInput(forms.DateTimeInput):
                 return value
             value = parsed
         if isinstance(value, datetime.datetime) and timezone.is_aware(value):
-            value = timezone.localtime(value).replace(tzinfo=None)
+            # At the edge of time the value is shown as given.
+            with contextlib.suppress(OverflowError):
+                value = timezone.localtime(value).replace(tzinfo=None)
         return super().format_value(value)
 
 
 class LocalTimeField(forms.CharField):
     """A time in the user's zone from a date-time picker; cleans to an aware
-    datetime, an error naming the field when it is not a time."""
+    datetime in UTC, an error naming the field when it is not a time or lies
+    outside the years history can be asked about."""
 
     widget = LocalTimeInput
 
@@ -72,7 +77,11 @@ class LocalTimeField(forms.CharField):
                 % {"field": self.label},
                 code="invalid",
             )
-        return parsed
+        errors: dict[str, str] = {}
+        in_utc = to_utc(parsed, str(self.label), errors)
+        if in_utc is None:
+            raise ValidationError(next(iter(errors.values())), code="invalid")
+        return in_utc
 
 
 class HistoryFilterForm(forms.Form):

@@ -206,6 +206,8 @@ def test_picker_times_are_the_users_wall_time(world: dict) -> None:
             "until",
             "Until is before Since",
         ),
+        ("&since=0001-01-01T00:00", "since", "Since must be between 0002-01-01"),
+        ("&until=9999-12-31T23:59", "until", "Until must be between 0002-01-01"),
     ],
 )
 def test_bad_filters_show_the_error_and_list_nothing(
