@@ -3,7 +3,9 @@
 // htmx swaps a socket message, this drops the out-of-band elements whose target
 // is not on the page (each would log htmx:oobErrorNoTarget); rows that are shown
 // update as before. Used as hx-ext="ws, oob-present" on the socket's element.
-(() => {
+// Loaded in the page's <head> before htmx: it defines the extension when the
+// document is parsed, before htmx (whose listener comes later) processes it.
+document.addEventListener("DOMContentLoaded", () => {
   htmx.defineExtension("oob-present", {
     transformResponse(text) {
       const template = document.createElement("template");
@@ -21,4 +23,4 @@
       return dropped ? template.innerHTML : text;
     },
   });
-})();
+});
