@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
 
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
+from mqttadmin.listing import Listing
 from mqttadmin.models import Product
 
 
@@ -40,11 +43,14 @@ def brokers_for(user: Any, product: Product | None) -> models.QuerySet[Broker]:
     )
 
 
-def brokers_with_status(user: Any, product: Product | None) -> list[BrokerWithStatus]:
-    return [
-        BrokerWithStatus(broker, status_of(broker))
-        for broker in brokers_for(user, product)
-    ]
+def brokers_with_status(
+    user: Any, product: Product | None, listing: Listing | None = None
+) -> list[BrokerWithStatus]:
+    """By name, or as the list's sort and search ask."""
+    brokers = brokers_for(user, product)
+    if listing is not None:
+        brokers = listing.apply(brokers)
+    return [BrokerWithStatus(broker, status_of(broker)) for broker in brokers]
 
 
 def subscriptions_of(broker: Broker) -> models.QuerySet[Subscription]:
@@ -59,6 +65,9 @@ def publish_templates_of(broker: Broker) -> models.QuerySet[PublishTemplate]:
 
 PREVIEW_CHARS = 2000
 SHORT_PREVIEW_CHARS = 80
+# A compact message row shows this much of a payload on its one line.
+LINE_CHARS = 160
+HEX_HEAD_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -75,3 +84,25 @@ class PayloadPreview:
     @property
     def is_binary(self) -> bool:
         return self.kind == "base64"
+
+    @property
+    def line(self) -> str:
+        """The text on one line for a compact message row: each run of
+        whitespace (line breaks of pretty JSON included) shows as one space. The
+        row's expansion shows the exact text; this is only a preview."""
+        line = " ".join(self.text[: LINE_CHARS * 2].split())
+        if len(line) > LINE_CHARS or self.truncated:
+            return line[:LINE_CHARS] + "…"
+        return line
+
+    @property
+    def hex_head(self) -> str:
+        """The first bytes of a binary payload in hex ("00 ff 72…"): base64 says
+        nothing to a reader, the leading bytes often name the format."""
+        # 24 characters of base64 are 18 whole bytes; a shorter text is complete.
+        try:
+            head = base64.b64decode(self.text[:24], validate=False)
+        except (binascii.Error, ValueError):
+            return ""
+        shown = head[:HEX_HEAD_BYTES].hex(" ")
+        return shown + ("…" if self.size > HEX_HEAD_BYTES else "")

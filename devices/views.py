@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models.functions import Lower
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -44,6 +45,7 @@ from devices.models import AlertRule, Device, DeviceImport
 from devices.sparklines import line_chart_svg
 from mqttadmin.http import PortalRequest
 from mqttadmin.lib.times import parse_iso_time
+from mqttadmin.listing import SortField, listing_from
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
 from mqttadmin.roles import Role
@@ -82,10 +84,29 @@ def _int_param(request: PortalRequest, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+DEVICE_COLUMNS: dict[str, tuple[SortField, ...]] = {
+    "name": (Lower("name"), "device_id"),
+    "id": ("device_id",),
+    "type": (Lower("type"),),
+    "status": ("status",),
+    "last": ("last_seen_at",),
+    "broker": (Lower("broker__name"),),
+}
+
+
 @login_required
 def device_list(request: PortalRequest) -> HttpResponse:
-    """The current product's devices as tiles; an HTMX poll gets only the tiles."""
+    """The current product's devices as tiles, filtered, searched and sorted as
+    asked; HTMX (the poll, the filters, the sort links, pages) gets the tiles."""
     product = getattr(request, "product", None)
+    listing = listing_from(
+        request,
+        columns=DEVICE_COLUMNS,
+        default="name",
+        search=("name", "device_id", "type", "topic"),
+        target="device-tiles",
+        descending_first=("last",),
+    )
     broker = _int_param(request, "broker")
     status = request.GET.get("status") or None
     if status not in (None, *selectors.STATUS_FILTERS):
@@ -95,9 +116,23 @@ def device_list(request: PortalRequest) -> HttpResponse:
         if product is not None
         else Device.objects.none()
     )
-    page = Paginator(devices, TILES_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(listing.apply(devices), TILES_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
     context = {
         "product": product,
+        "listing": listing,
+        "sort_links": [
+            (listing.headers[key], label)
+            for key, label in (
+                ("name", _("Name")),
+                ("id", _("Device ID")),
+                ("type", _("Type")),
+                ("status", _("Status")),
+                ("last", _("Last seen")),
+                ("broker", _("Broker")),
+            )
+        ],
         "page": page,
         "tiles": selectors.device_tiles(list(page.object_list)),
         "brokers": Broker.objects.filter(product=product).order_by("name")

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Q
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -177,14 +178,26 @@ class TopicTree:
 
 
 def topic_tree(
-    broker: Broker, topic_filter: str | None, expand_all: bool = False
+    broker: Broker,
+    topic_filter: str | None,
+    expand_all: bool = False,
+    search: str | None = None,
 ) -> TopicTree:
-    """The broker's topics matching `topic_filter`, split by "/" into a tree with
-    per-node counts (own messages and subtree total). One query.
+    """The broker's topics matching `topic_filter` and containing every word of
+    `search` (in the topic, its description or unit; any case), split by "/"
+    into a tree with per-node counts (own messages and subtree total). One query.
+    A search opens every branch: what it found may be deep down.
 
     Raises ValidationError for a bad filter.
     """
-    queryset = topics_for(broker, topic_filter).only(
+    queryset = topics_for(broker, topic_filter)
+    for word in (search or "").split():
+        queryset = queryset.filter(
+            Q(topic__icontains=word)
+            | Q(description__icontains=word)
+            | Q(unit__icontains=word)
+        )
+    queryset = queryset.only(
         "id",
         "topic",
         "messages",
@@ -211,7 +224,7 @@ def topic_tree(
             node.total += topic.messages
         node.topic = topic
         node.preview = topic_last_preview(topic)
-    open_all = expand_all or len(topics) <= TREE_OPEN_ALL_UP_TO
+    open_all = expand_all or bool(search) or len(topics) <= TREE_OPEN_ALL_UP_TO
     rows: list[TreeRow] = []
     _flatten(root, rows, open_all)
     return TopicTree(

@@ -40,7 +40,13 @@ from brokers.tabs import (
 from history import services as history_services
 from history.forms import HistoryFilterForm, TopicAnnotationForm, TopicFilterForm
 from history.models import Topic
-from history.queries import PAGE_BUDGET_CHARS, messages_for, page_of, with_payload_heads
+from history.queries import (
+    LIST_PAYLOAD_CHARS,
+    PAGE_BUDGET_CHARS,
+    messages_for,
+    page_of,
+    with_payload_heads,
+)
 from history.selectors import (
     TopicTree,
     exact_preview,
@@ -117,7 +123,7 @@ def _activity_context(
         return context
     api_url = reverse("api:broker-messages", args=[broker.pk])
     context.update(
-        rows=message_rows(page),
+        rows=message_rows(page, LIST_PAYLOAD_CHARS),
         filters=filters,
         filters_ok=True,
         exports=[
@@ -190,15 +196,21 @@ def _topics_context(
     """The filter box and the tree (one query); a bad filter shows no tree."""
     form = TopicFilterForm(request.GET)
     tree = None
+    kept: dict[str, str] = {}
     if form.is_valid():
+        kept = {
+            name: form.cleaned_data[name]
+            for name in ("filter", "q")
+            if form.cleaned_data[name]
+        }
         tree = topic_tree(
             broker,
             form.cleaned_data["filter"] or None,
             expand_all=request.GET.get("expand") == "all",
+            search=form.cleaned_data["q"] or None,
         )
     base = detail_url(broker, "topics")
-    topic_filter = form.cleaned_data.get("filter", "") if form.is_valid() else ""
-    suffix = f"&{urlencode({'filter': topic_filter})}" if topic_filter else ""
+    suffix = f"&{urlencode(kept)}" if kept else ""
     context.update(
         {
             "filter_form": form,

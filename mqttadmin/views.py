@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models.functions import Lower
 from django.db.utils import DatabaseError
 from django.forms import BaseForm
 from django.http import HttpResponse, JsonResponse
@@ -27,6 +28,7 @@ from mqttadmin.forms import (
 )
 from mqttadmin.health import extra_checks
 from mqttadmin.http import PortalRequest
+from mqttadmin.listing import SortField, listing_from
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import AuditEntry, Membership, Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
@@ -187,9 +189,27 @@ def product_switch(request: PortalRequest) -> HttpResponse:
     return redirect(target)
 
 
+AUDIT_COLUMNS: dict[str, tuple[SortField, ...]] = {
+    "when": ("created_at",),
+    "who": (Lower("actor_name"),),
+    "via": ("source",),
+    "action": ("action",),
+    "target": (Lower("target_repr"),),
+}
+
+
 @login_required
 def audit_list(request: PortalRequest) -> HttpResponse:
-    """The audit log of products the user administers; filter by product and action."""
+    """The audit log of products the user administers; filter by product and
+    action, search and sort; HTMX (filters, search, headers, pages) gets the table."""
+    listing = listing_from(
+        request,
+        columns=AUDIT_COLUMNS,
+        default="-when",
+        search=("actor_name", "action", "target_repr"),
+        target="audit-table",
+        descending_first=("when",),
+    )
     entries = AuditEntry.objects.for_user(request.user).select_related("product")
     product_id = request.GET.get("product")
     if product_id and product_id.isdigit():
@@ -197,9 +217,10 @@ def audit_list(request: PortalRequest) -> HttpResponse:
     action = request.GET.get("action", "").strip()
     if action:
         entries = entries.filter(action__startswith=action)
-    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    page = Paginator(listing.apply(entries), 50).get_page(request.GET.get("page"))
     context = {
         "page": page,
+        "listing": listing,
         "products": Product.objects.for_user(request.user, Role.ADMIN),
         "selected_product": product_id,
         "action": action,

@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -49,9 +50,10 @@ from brokers.views.common import (
     _product_for_create,
 )
 from brokers.views.publish import _publish_context, _template_of
-from brokers.views.subscriptions import _subscriptions_context
+from brokers.views.subscriptions import _subscriptions_context, subscription_rows
 from mqttadmin.http import PortalRequest
 from mqttadmin.lib.units import format_duration
+from mqttadmin.listing import SortField, htmx_target, listing_from
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -60,18 +62,41 @@ from mqttadmin.roles import Role
 # --- List ---------------------------------------------------------------------
 
 
+BROKER_COLUMNS: dict[str, tuple[SortField, ...]] = {
+    "status": ("status__state",),
+    "name": (Lower("name"),),
+    "address": ("host", "port"),
+    "messages": ("status__messages_received",),
+    "error": (Lower("status__connection_error"),),
+}
+
+
 @login_required
 def broker_list(request: PortalRequest) -> HttpResponse:
-    """The current product's brokers; an HTMX poll gets only the table body."""
+    """The current product's brokers, sorted and searched as asked; HTMX gets the
+    table (a header, the search) or, for the poll, its body."""
     product = getattr(request, "product", None)
+    listing = listing_from(
+        request,
+        columns=BROKER_COLUMNS,
+        default="name",
+        search=("name", "host"),
+        target="broker-table",
+        descending_first=("messages",),
+    )
     context = {
         "product": product,
-        "rows": selectors.brokers_with_status(request.user, product),
+        "listing": listing,
+        "rows": selectors.brokers_with_status(request.user, product, listing),
         "can_operate": product is not None and _can_operate(request.user, product),
     }
-    template = (
-        "brokers/partials/broker_rows.html" if request.htmx else "brokers/list.html"
-    )
+    template = "brokers/list.html"
+    if request.htmx:
+        template = (
+            "brokers/partials/broker_table.html"
+            if htmx_target(request) == listing.target
+            else "brokers/partials/broker_rows.html"
+        )
     return render(request, template, context)
 
 
@@ -244,7 +269,7 @@ def _overview_tab(
 def _subscriptions_tab(
     request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse:
-    context["subscriptions"] = selectors.subscriptions_of(broker)
+    subscription_rows(request, broker, context)
     return page_response(request, "brokers/partials/subscription_table.html", context)
 
 

@@ -4,12 +4,14 @@ actions, dry run)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models.functions import Lower
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -35,12 +37,50 @@ from brokers.tabs import (
     page_context,
 )
 from mqttadmin.http import PortalRequest
+from mqttadmin.listing import Listing, SortField, listing_from
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
 # What to check after a failed connection test, by the kind of failure.
 
 # --- Subscriptions ------------------------------------------------------------
+
+
+SUBSCRIPTION_COLUMNS: dict[str, tuple[SortField, ...]] = {
+    "name": (Lower("name"),),
+    "filter": ("topic_filter",),
+    "qos": ("qos",),
+    "enabled": ("enabled",),
+    "received": ("messages_received",),
+    "failed": ("actions_failed",),
+    "last": ("last_message_at",),
+}
+
+
+def subscription_listing(request: PortalRequest, broker: Broker) -> Listing:
+    """The Subscriptions tab's sort and search; the toggle and delete posts carry
+    them in their query, so the table they answer with keeps them."""
+    return listing_from(
+        request,
+        columns=SUBSCRIPTION_COLUMNS,
+        default="name",
+        search=("name", "topic_filter", "description"),
+        target="subscription-table",
+        path=reverse("brokers:detail", args=[broker.pk]),
+        descending_first=("received", "failed", "last"),
+    )
+
+
+def subscription_rows(
+    request: PortalRequest, broker: Broker, context: dict[str, Any]
+) -> None:
+    """The table's rows and listing into `context`."""
+    listing = subscription_listing(request, broker)
+    listing = dataclasses.replace(
+        listing, kept={**listing.kept, "tab": "subscriptions"}
+    )
+    context["listing"] = listing
+    context["subscriptions"] = listing.apply(selectors.subscriptions_of(broker))
 
 
 def _subscriptions_context(
@@ -128,7 +168,7 @@ def _subscription_table_response(
     if not fragment_wanted(request):
         return redirect(detail_url(broker, "subscriptions"))
     context = page_context(request, broker, "subscriptions")
-    context["subscriptions"] = selectors.subscriptions_of(broker)
+    subscription_rows(request, broker, context)
     return render(request, "brokers/partials/subscription_table.html", context)
 
 

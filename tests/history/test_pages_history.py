@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from brokers.models import Broker
@@ -60,11 +61,11 @@ def sensor_history(broker: Broker) -> None:
 
 
 def listed_ids(html: str) -> list[int]:
-    return [int(i) for i in re.findall(r'<tr data-message="(\d+)"', html)]
+    return [int(i) for i in re.findall(r'<li class="msg" data-message="(\d+)"', html)]
 
 
 def listed_topics(html: str) -> list[str]:
-    return re.findall(r'<td class="topic"><code>([^<]*)</code>', html)
+    return re.findall(r'<code class="topic" title="[^"]*">([^<]*)</code>', html)
 
 
 def activity(client: Any, broker: Broker, query: str = "", **extra: Any) -> str:
@@ -131,6 +132,11 @@ def test_lists_newest_first_with_payloads_as_they_fit(world: dict) -> None:
     assert '<pre class="payload">running hot</pre>' in html
     assert "binary, 5 bytes, base64" in html
     assert '<pre class="payload binary">AP9yYXc=</pre>' in html
+    # Each row's one line: badges, size, a preview; binary as its leading bytes.
+    assert html.count('<li class="msg" data-message=') == 5
+    assert '<span class="line">{&quot;celsius&quot;: 19}</span>' in html
+    assert "binary, 5 bytes · <code>00 ff 72 61 77</code>" in html
+    assert '<span class="badge qos" title="Quality of service">QoS 0</span>' in html
     # The place a later issue streams live messages into.
     assert '<div id="live-feed"' in html
 
@@ -164,16 +170,44 @@ def test_since_and_until_bound_the_time(world: dict) -> None:
     assert listed_topics(window) == ["sensors/a/hum", "sensors/b/temp"]
 
 
+def test_picker_times_are_the_users_wall_time(world: dict) -> None:
+    """A datetime-local value has no zone: it is read in the active time zone
+    (Berlin is UTC+1 in January), and the picker shows a link's UTC time back in
+    that zone."""
+    broker = make_broker_subscribed_to_all(world["product"])
+    sensor_history(broker)
+    client = logged_in(world["users"]["viewer"])
+    with override_settings(TIME_ZONE="Europe/Berlin"):
+        html = activity(
+            client, broker, "&since=2026-01-31T13:00:01&until=2026-01-31T13:00:02"
+        )
+        assert listed_topics(html) == ["sensors/a/hum", "sensors/b/temp"]
+        assert 'type="datetime-local"' in html
+        assert 'value="2026-01-31T13:00:01"' in html
+        # Export links carry UTC, which the API reads the same way.
+        assert "since=2026-01-31T12%3A00%3A01Z" in html
+        shown = activity(client, broker, "&since=2026-01-31T12:00:03Z")
+        assert 'value="2026-01-31T13:00:03"' in shown
+        assert listed_topics(shown) == ["sensors/c/temp", "plant/boiler/state"]
+
+
 @pytest.mark.parametrize(
     ("query", "field", "message"),
     [
         ("&topic=a/%23/b", "topic", "# must be the last level"),
-        ("&since=yesterday", "since", "is not an ISO 8601 time"),
+        ("&since=yesterday", "since", "Since is not a date and time"),
         (
             "&since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
             "until",
-            "until is before since",
+            "Until is before Since",
         ),
+        (
+            "&since=2026-02-01T10:00&until=2026-02-01T09:59",
+            "until",
+            "Until is before Since",
+        ),
+        ("&since=0001-01-01T00:00", "since", "Since must be between 0002-01-01"),
+        ("&until=9999-12-31T23:59", "until", "Until must be between 0002-01-01"),
     ],
 )
 def test_bad_filters_show_the_error_and_list_nothing(
@@ -213,7 +247,9 @@ def test_htmx_filtering_answers_with_the_panel_only(world: dict) -> None:
 
 
 def _older_url(html: str) -> str:
-    match = re.search(r'<tr id="history-more">.*?hx-get="([^"]+)"', html, re.S)
+    match = re.search(
+        r'<li id="history-more" class="more">.*?hx-get="([^"]+)"', html, re.S
+    )
     return unescape(match.group(1)) if match else ""
 
 
@@ -231,7 +267,7 @@ def test_older_pages_follow_without_gaps_or_repeats(world: dict) -> None:
         assert "topic=sensors%2F%23" in url  # paging keeps the filter
         # "Older" appends rows: HTMX gets just the rows (and the next button).
         part = client.get(url, **HTMX).content.decode()
-        assert "<form" not in part and "<table" not in part
+        assert "<form" not in part and 'id="history-rows"' not in part
         seen += listed_ids(part)
         url = _older_url(part)
         pages += 1

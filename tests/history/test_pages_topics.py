@@ -370,7 +370,7 @@ def test_panel_shows_recent_history_and_a_chart_of_numbers(world: dict) -> None:
         f"/brokers/{broker.pk}/topics/{target.pk}/", **HTMX
     ).content.decode()
     assert "<html" not in html
-    assert len(re.findall(r'<tr data-message="\d+"', html)) == 50
+    assert len(re.findall(r'<li class="msg" data-message="\d+"', html)) == 50
     chart = chart_data(html)
     assert chart["series"] == ["value"]
     # The last 50, oldest first, with their times.
@@ -418,7 +418,7 @@ def test_no_chart_for_payloads_without_numbers(world: dict, payloads: list) -> N
         .content.decode()
     )
     assert chart_data(html) is None and "data-topic-chart" not in html
-    assert len(re.findall(r'<tr data-message="\d+"', html)) == len(payloads)
+    assert len(re.findall(r'<li class="msg" data-message="\d+"', html)) == len(payloads)
 
 
 def test_panel_without_javascript_is_the_topics_tab(world: dict) -> None:
@@ -562,3 +562,33 @@ def test_retained_works_without_javascript(world: dict, plain_broker: Any) -> No
     html = client.get(response["Location"]).content.decode()
     assert "Cleared 1 retained message." in html and _retained_topics(html) == []
     assert retained_list(settings) == []
+
+
+def test_search_finds_a_deep_topic_and_opens_its_branches(world: dict) -> None:
+    broker = make_broker_subscribed_to_all(world["product"])
+    plant_topics(broker)
+    # More topics than open at once: without a search the branches start closed.
+    store(broker, *[(f"site/{i}/x", b"1") for i in range(70)])
+    store(broker, ("site/north/hall/boiler/pump/pressure", b"2.5"))
+    client = logged_in(world["users"]["viewer"])
+    closed = topics_tab(client, broker)
+    assert '<details><summary><span class="node" title="site/north">' in closed
+    html = topics_tab(client, broker, "&q=PUMP%20press", **HTMX)
+    assert "<html" not in html
+    deep = "site/north/hall/boiler/pump/pressure"
+    assert set(tree_of(html)) == {deep.rsplit("/", n)[0] for n in range(6)}
+    # Every branch down to the leaf is open.
+    assert (
+        '<details open><summary><span class="node" title="site/north/hall/boiler/pump">'
+        in html
+    )
+    assert html.count("<details open>") == 5
+    assert 'value="PUMP press"' in html
+    # The expand and collapse links keep the search; a search with no match says so.
+    assert "q=PUMP+press&amp;expand=all" in html
+    assert "No topic matches this search." in topics_tab(client, broker, "&q=zzz")
+    # With the MQTT filter both apply.
+    narrowed = tree_of(topics_tab(client, broker, "&filter=sensors/%23&q=temp"))
+    assert set(narrowed) == {"sensors", "sensors/a", "sensors/a/temp", "sensors/b"} | {
+        "sensors/b/temp"
+    }
