@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from mqttadmin import services
 from mqttadmin.forms import MemberAddForm, MemberRoleForm, ProductForm
 from mqttadmin.health import extra_checks
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, page_or_fragment
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import AuditEntry, Membership, Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
@@ -101,12 +101,12 @@ def product_detail(request: PortalRequest, pk: int) -> HttpResponse:
         "add_form": add_form,
         "roles": Role.choices,
     }
-    template = (
-        "mqttadmin/partials/members.html"
-        if request.htmx
-        else "mqttadmin/product_detail.html"
+    return page_or_fragment(
+        request,
+        "mqttadmin/product_detail.html",
+        "mqttadmin/partials/members.html",
+        context,
     )
-    return render(request, template, context)
 
 
 @login_required
@@ -164,9 +164,6 @@ def audit_list(request: PortalRequest) -> HttpResponse:
         "selected_product": product_id,
         "action": action,
     }
-    template = (
-        "mqttadmin/partials/audit_table.html"
-        if request.htmx
-        else "mqttadmin/audit.html"
+    return page_or_fragment(
+        request, "mqttadmin/audit.html", "mqttadmin/partials/audit_table.html", context
     )
-    return render(request, template, context)
