@@ -6,6 +6,8 @@ feed from the history (the last LIVE_RESYNC stored messages matching the filter)
 then live frames follow, newest first. Live push is at most once: a frame lost
 while the socket was down is in the history, which the next re-sync shows.
 A `{"action": "publish", ...}` request is a write and needs the operator role.
+A page without the status block (every tab but Overview) opens the socket with
+`?status=0`: pushing the block there would leave htmx with no target for it.
 """
 
 from __future__ import annotations
@@ -93,7 +95,13 @@ class BrokerConsumer(LiveConsumer):
         # Group name from the row the server looked up, never from the client.
         self.group = broker_group(self.broker.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.send_html(await database_sync_to_async(self._render_status)())
+        if self.status_on:
+            await self.send_html(await database_sync_to_async(self._render_status)())
+
+    @property
+    def status_on(self) -> bool:
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        return "status=0" not in query.split("&")
 
     async def left(self) -> None:
         for name in ("_topics_task", "_clients_task"):
@@ -194,7 +202,7 @@ class BrokerConsumer(LiveConsumer):
     # --- group events -----------------------------------------------------------
 
     async def broker_status(self, event: dict[str, Any]) -> None:
-        if not await self.still_allowed():
+        if not self.status_on or not await self.still_allowed():
             return
         await self.send_html(await database_sync_to_async(self._render_status)())
 

@@ -6,8 +6,10 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.functional import Promise
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
@@ -37,6 +39,31 @@ def apply_errors(form: forms.BaseForm, exc: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, errors)
     else:
         form.add_error(None, exc.messages)
+
+
+def _bounds_from_model(form: forms.ModelForm) -> None:
+    """Give number fields the model's range (a ModelForm copies only a
+    PositiveIntegerField's 0): the form refuses 99999 as a port by the field's
+    rule, and the input's min/max let the browser say so before posting."""
+    model = form._meta.model
+    for name, field in form.fields.items():
+        if not isinstance(field, forms.IntegerField | forms.FloatField):
+            continue
+        try:
+            model_field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        for validator in model_field.validators:
+            if isinstance(validator, MinValueValidator):
+                field.min_value = validator.limit_value
+                field.widget.attrs["min"] = validator.limit_value
+            elif isinstance(validator, MaxValueValidator):
+                field.max_value = validator.limit_value
+                field.widget.attrs["max"] = validator.limit_value
+            else:
+                continue
+            if validator not in field.validators:
+                field.validators.append(validator)
 
 
 class BrokerForm(forms.ModelForm):
@@ -180,6 +207,7 @@ class BrokerForm(forms.ModelForm):
                 self.fields[name].help_text = keep
             else:
                 del self.fields[f"clear_{name}"]
+        _bounds_from_model(self)
 
     @property
     def sections(self) -> list[tuple[str | Promise, list[forms.BoundField]]]:
@@ -259,15 +287,32 @@ class BrokerForm(forms.ModelForm):
         }
 
     def connection_errors(self) -> dict[str | Promise, list[str]]:
-        """Errors that stop a connection test (a missing name does not)."""
+        """Errors that stop a connection test (a missing name does not), by the
+        field's label as the form shows it ("" for the form as a whole)."""
         relevant = set(Broker.CONNECTION_FIELDS) | {"__all__"}
         return {
-            (self[name].label if name in self.fields else ""): [
+            (capfirst(self[name].label) if name in self.fields else ""): [
                 str(error) for error in errors
             ]
             for name, errors in self.errors.items()
             if name in relevant
         }
+
+    def test_feedback(self) -> list[tuple[forms.BoundField, list[str]]]:
+        """Each shown field with the errors a connection test reports for it (none
+        for the others): a Test re-renders every field's feedback, so an error
+        from an earlier Save or Test does not stay."""
+        relevant = set(Broker.CONNECTION_FIELDS)
+        return [
+            (
+                field,
+                [str(error) for error in self.errors.get(field.name, [])]
+                if field.name in relevant
+                else [],
+            )
+            for _legend, fields in self.sections
+            for field in fields
+        ]
 
     def connection_settings(self) -> ConnectionSettings:
         """Settings to test, from the form's (possibly unsaved) values."""

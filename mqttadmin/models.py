@@ -187,3 +187,16 @@ class UserSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} from {self.ip_address or '?'}"
+
+
+class PasswordChangeRequired(models.Model):
+    """The user logs in with a password someone else chose (a product admin's
+    one-time password): every page sends them to choose their own until they do."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} must change their password"

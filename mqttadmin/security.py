@@ -1,5 +1,6 @@
 """Account security: client addresses, the user's sessions and API tokens, and the
-Security page where a user ends sessions and revokes their tokens.
+Account page where a user ends sessions and revokes their tokens (the password
+change itself is in mqttadmin.accounts).
 
 Sessions are recorded in `UserSession` on login (signal) so a user can list them
 without scanning the whole session store; ending one deletes it from the store too.
@@ -33,7 +34,7 @@ from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 
 from mqttadmin.audit import audit_record
-from mqttadmin.models import UserSession
+from mqttadmin.models import PasswordChangeRequired, UserSession
 
 # A session's "last seen" is written at most this often (seconds): one write a
 # minute per session instead of one per request.
@@ -146,27 +147,72 @@ def sessions_of(user: Any) -> list[UserSession]:
     return live
 
 
+def _session_delete(user_session: UserSession) -> None:
+    _session_store()(session_key=user_session.session_key).delete()
+    user_session.delete()
+
+
 def session_end(*, actor: Any, user_session: UserSession) -> None:
     """End one of `actor`'s sessions: the browser using it is logged out."""
     with transaction.atomic():
-        _session_store()(session_key=user_session.session_key).delete()
         audit_record(
             actor=actor,
             action="auth.session_end",
             target=user_session,
             changes={"ip_address": [user_session.ip_address, None]},
         )
-        user_session.delete()
+        _session_delete(user_session)
 
 
-def sessions_end_others(*, actor: Any, keep_key: str | None) -> int:
-    """End every session of `actor` except `keep_key` (the one making the request)."""
-    ended = 0
-    for user_session in UserSession.objects.filter(user=actor).exclude(
-        session_key=keep_key or ""
-    ):
-        session_end(actor=actor, user_session=user_session)
-        ended += 1
+def sessions_end_others(*, actor: Any, keep_key: str | None, audit: bool = True) -> int:
+    """End every session of `actor` except `keep_key` (the one making the request).
+
+    One audit entry for the whole action, not one per session; `audit=False` when
+    the caller records the action that ended them (a password change)."""
+    with transaction.atomic():
+        rows = list(
+            UserSession.objects.filter(user=actor).exclude(session_key=keep_key or "")
+        )
+        for user_session in rows:
+            _session_delete(user_session)
+        if rows and audit:
+            audit_record(
+                actor=actor,
+                action="auth.sessions_end_others",
+                target=actor,
+                changes={"sessions": [len(rows), 0]},
+            )
+    return len(rows)
+
+
+def session_rekey(*, old_key: str | None, new_key: str | None) -> None:
+    """The browser's session got a new key (Django cycles it when the password
+    changes): its row follows, so the page still lists it as this browser."""
+    if old_key and new_key and old_key != new_key:
+        UserSession.objects.filter(session_key=old_key).update(session_key=new_key)
+
+
+def password_change(*, user: Any, new_password: str, keep_key: str | None) -> int:
+    """Set `user`'s own new password; their other sessions and their API tokens
+    end with the old one. Returns how many other sessions were ended.
+
+    The tokens are deleted here, before the save, so the save's own revocation
+    finds none: the change is one audit entry that says what it ended."""
+    with transaction.atomic():
+        tokens, _ = AuthToken.objects.filter(user=user).delete()
+        user.set_password(new_password)
+        user.save()
+        PasswordChangeRequired.objects.filter(user=user).delete()
+        ended = sessions_end_others(actor=user, keep_key=keep_key, audit=False)
+        audit_record(
+            actor=user,
+            action="auth.password_change",
+            target=user,
+            changes={
+                "other_sessions_ended": [None, ended],
+                "tokens_revoked": [None, tokens],
+            },
+        )
     return ended
 
 
@@ -256,13 +302,14 @@ def revoke_tokens_on_credential_change(sender: Any, instance: Any, **_: Any) -> 
         token_revoke(actor=instance, reason=reason)
 
 
-# --- The Security page ----------------------------------------------------------------
+# --- The Account page -----------------------------------------------------------------
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def account_security(request: HttpRequest) -> HttpResponse:
-    """The user's sessions and API token; POST ends sessions or revokes the token."""
+    """The Account page: password, sessions and API tokens; POST ends one session
+    or revokes the tokens."""
     current_key = request.session.session_key
     if request.method == "POST":
         action = request.POST.get("action", "")
@@ -274,9 +321,6 @@ def account_security(request: HttpRequest) -> HttpResponse:
             if user_session.session_key == current_key:
                 return redirect(settings.LOGIN_URL)
             messages.success(request, _("The session was ended."))
-        elif action == "end-others":
-            count = sessions_end_others(actor=request.user, keep_key=current_key)
-            messages.success(request, _("%d other sessions were ended.") % count)
         elif action == "revoke-token":
             if token_revoke(actor=request.user):
                 messages.success(request, _("Your API tokens were revoked."))
@@ -284,7 +328,7 @@ def account_security(request: HttpRequest) -> HttpResponse:
                 messages.info(request, _("You have no API token."))
         else:
             return HttpResponseBadRequest(
-                _("action must be one of: end, end-others, revoke-token.")
+                _("action must be one of: end, revoke-token.")
             )
         return redirect("account-security")
     return render(
@@ -295,4 +339,22 @@ def account_security(request: HttpRequest) -> HttpResponse:
             "current_key": current_key,
             "tokens": AuthToken.objects.filter(user=request.user).order_by("-created"),
         },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_sessions_end_others(request: HttpRequest) -> HttpResponse:
+    """Asks before ending the user's other sessions (GET), then ends them (POST)."""
+    current_key = request.session.session_key
+    if request.method == "POST":
+        count = sessions_end_others(actor=request.user, keep_key=current_key)
+        if count:
+            messages.success(request, _("Other sessions ended: %d.") % count)
+        else:
+            messages.info(request, _("There were no other sessions to end."))
+        return redirect("account-security")
+    others = [s for s in sessions_of(request.user) if s.session_key != current_key]
+    return render(
+        request, "mqttadmin/account_sessions_end_others.html", {"others": others}
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -11,8 +13,9 @@ from django.db import transaction
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from mqttadmin.accounts import invite_path
 from mqttadmin.audit import audit_record, diff, snapshot
-from mqttadmin.models import Membership, Product
+from mqttadmin.models import Membership, PasswordChangeRequired, Product
 from mqttadmin.roles import Role
 
 PRODUCT_FIELDS = ("name", "slug", "description")
@@ -169,3 +172,91 @@ def membership_remove(*, actor: Any, membership: Membership) -> None:
         changes={"user": [membership.user.get_username(), None]},
     )
     membership.delete()
+
+
+# How a user created by a product admin gets in.
+ACCESS_PASSWORD = "password"  # noqa: S105 (a choice's name); a one-time password, changed at first login
+ACCESS_INVITE = "invite"  # a link where they choose their password
+
+
+@dataclass(frozen=True)
+class NewMember:
+    """What the admin is shown once: the one-time password or the invite path."""
+
+    membership: Membership
+    password: str = ""
+    invite_path: str = ""
+
+
+@transaction.atomic
+def member_create(
+    *,
+    actor: Any,
+    product: Product,
+    username: str,
+    role: str,
+    access: str,
+    email: str = "",
+) -> NewMember:
+    """Create a user (never staff) and make them a member of `product`.
+
+    Nothing that lets them in is stored in the clear: the one-time password is
+    hashed at once, the invite token is derived from the user's row."""
+    if access not in (ACCESS_PASSWORD, ACCESS_INVITE):
+        raise ValidationError(
+            {
+                "access": _("Access must be one of: %s.")
+                % ", ".join((ACCESS_PASSWORD, ACCESS_INVITE))
+            }
+        )
+    if role == Role.SERVICE:
+        raise ValidationError(
+            {
+                "role": _(
+                    "The service role is for token-only accounts "
+                    "(manage.py create_service_account), not for people."
+                )
+            }
+        )
+    _check_role(role)
+    user_model = get_user_model()
+    # Case-insensitively: "Ada" and "ada" side by side would confuse everyone.
+    if user_model.objects.filter(username__iexact=username).exists():
+        raise ValidationError(
+            {"username": _("The username “%(name)s” is taken.") % {"name": username}}
+        )
+    user = user_model(username=username, email=email, is_staff=False)
+    password = ""
+    if access == ACCESS_PASSWORD:
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean()
+    user.save()
+    if access == ACCESS_PASSWORD:
+        PasswordChangeRequired.objects.create(user=user)
+    membership = Membership.objects.create(product=product, user=user, role=role)
+    audit_record(
+        actor=actor,
+        action="user.create",
+        target=user,
+        product=product,
+        changes={
+            "username": [None, username],
+            "email": [None, email],
+            "access": [None, access],
+        },
+    )
+    audit_record(
+        actor=actor,
+        action="membership.add",
+        target=membership,
+        product=product,
+        changes={"user": [None, username], "role": [None, role]},
+    )
+    return NewMember(
+        membership=membership,
+        password=password,
+        invite_path=invite_path(user) if access == ACCESS_INVITE else "",
+    )

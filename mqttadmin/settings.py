@@ -137,6 +137,7 @@ MIDDLEWARE = [
     "mqttadmin.middleware.CurrentProductMiddleware",
     "csp.middleware.CSPMiddleware",
     "mqttadmin.security.SessionActivityMiddleware",
+    "mqttadmin.accounts.PasswordChangeRequiredMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -466,6 +467,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # The browsable pages get their inline styles per response (not the portal's).
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "mqttadmin.api.renderers.BrowsableAPIRendererWithStyles",
+    ],
     # Bounded JSON (size, depth), NUL refused (mqttadmin.api.parsers).
     "DEFAULT_PARSER_CLASSES": [
         "mqttadmin.api.parsers.BoundedJSONParser",
@@ -539,9 +545,15 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     },
+    "filters": {"plain_refusals": {"()": "mqttadmin.errors.PlainRefusals"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": _read("LOG_LEVEL", env.str, "INFO")},
     "loggers": {
+        # Django's own handlers (a console one under DEBUG) would print each
+        # record a second time: the root's handler is the one place.
+        "django": {"handlers": [], "level": "INFO"},
+        # A refused request (403) is one line, without a traceback.
+        "django.request": {"filters": ["plain_refusals"]},
         "daphne": {"level": "WARNING"},
         # django-axes reports every successful login at INFO; lockouts are WARNING.
         "axes": {"level": "WARNING"},

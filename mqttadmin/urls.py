@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from brokers import urls as broker_urls
 from history import urls as history_urls
-from mqttadmin import security, views
+from mqttadmin import accounts, security, views
 from mqttadmin.api.schema import SchemaView
 from observe import urls as observe_urls
 
@@ -24,6 +24,17 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("account/security/", security.account_security, name="account-security"),
+    path("account/password/", accounts.account_password, name="account-password"),
+    path(
+        "account/sessions/end-others/",
+        security.account_sessions_end_others,
+        name="account-sessions-end-others",
+    ),
+    path(
+        "account/invite/<uidb64>/<token>/",
+        accounts.InviteAcceptView.as_view(),
+        name="account-invite",
+    ),
     path("products/", views.product_list, name="product-list"),
     path("products/switch/", views.product_switch, name="product-switch"),
     path("products/<int:pk>/", views.product_detail, name="product-detail"),
@@ -63,3 +74,8 @@ urlpatterns = [
     ),
     path("", include("dashboard.urls")),
 ]
+
+# Styled error pages with the reason and a way back (mqttadmin.errors); 500 stays
+# Django's, rendering templates/500.html without a request.
+handler403 = "mqttadmin.errors.permission_denied"
+handler404 = "mqttadmin.errors.page_not_found"

@@ -19,7 +19,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from mqttadmin import services
-from mqttadmin.forms import MemberAddForm, MemberRoleForm, ProductForm
+from mqttadmin.forms import (
+    MemberAddForm,
+    MemberCreateForm,
+    MemberRoleForm,
+    ProductForm,
+)
 from mqttadmin.health import extra_checks
 from mqttadmin.http import PortalRequest, page_or_fragment
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
@@ -76,13 +81,39 @@ def product_list(request: PortalRequest) -> HttpResponse:
 
 @login_required
 def product_detail(request: PortalRequest, pk: int) -> HttpResponse:
-    """A product and its members; admins add, change and remove members here."""
+    """A product and its members; admins add existing users, create new ones,
+    change roles and remove members here.
+
+    A created user's one-time password or invite link is in this response only
+    (not in a message that would travel through the session)."""
     product = get_for_user_or_404(Product, request.user, pk=pk)
     is_admin = product.allows(request.user, Role.ADMIN)
-    add_form = MemberAddForm(request.POST or None) if is_admin else None
+    creating = request.method == "POST" and "new-username" in request.POST
+    add_form: MemberAddForm | None = None
+    create_form: MemberCreateForm | None = None
+    new_member: services.NewMember | None = None
+    if is_admin:
+        add_form = MemberAddForm(
+            request.POST if request.method == "POST" and not creating else None
+        )
+        create_form = MemberCreateForm(request.POST if creating else None, prefix="new")
     if request.method == "POST":
         require_role(request.user, product, Role.ADMIN)
-        if add_form is not None and add_form.is_valid():
+        if creating and create_form is not None and create_form.is_valid():
+            try:
+                new_member = services.member_create(
+                    actor=request.user, product=product, **create_form.cleaned_data
+                )
+            except ValidationError as exc:
+                _form_errors(exc, create_form)
+            else:
+                messages.success(
+                    request,
+                    _("User %s created and added.")
+                    % new_member.membership.user.get_username(),
+                )
+                create_form = MemberCreateForm(prefix="new")
+        elif not creating and add_form is not None and add_form.is_valid():
             try:
                 services.membership_add(
                     actor=request.user, product=product, **add_form.cleaned_data
@@ -99,14 +130,23 @@ def product_detail(request: PortalRequest, pk: int) -> HttpResponse:
         if is_admin
         else Membership.objects.none(),
         "add_form": add_form,
+        "create_form": create_form,
+        "new_member": new_member,
+        "invite_url": request.build_absolute_uri(new_member.invite_path)
+        if new_member and new_member.invite_path
+        else "",
         "roles": Role.choices,
     }
-    return page_or_fragment(
+    response = page_or_fragment(
         request,
         "mqttadmin/product_detail.html",
         "mqttadmin/partials/members.html",
         context,
     )
+    if new_member is not None:
+        # The credential is shown once: no copy in any cache, nor in history.
+        response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

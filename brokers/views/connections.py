@@ -194,7 +194,7 @@ def broker_test(request: PortalRequest, pk: int | None = None) -> HttpResponse:
     return page_or_fragment(
         request,
         "brokers/form.html",
-        "brokers/partials/test_result.html",
+        "brokers/partials/test_answer.html",
         context,
         status=status,
     )

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from mqttadmin import security
 from mqttadmin.api.parsers import BoundedJSONParser
 from mqttadmin.api.throttles import AnonymousRateThrottle, TokenRateThrottle
-from mqttadmin.models import UserSession
+from mqttadmin.models import PasswordChangeRequired, UserSession
 
 
 class UserSessionSerializer(serializers.ModelSerializer):
@@ -105,7 +105,18 @@ class TokenView(APIView):
             if getattr(request, "axes_locked_out", False) or _is_locked(request):
                 return _locked_out()
             return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
-        token = security.token_issue(user=serializer.validated_data["user"])
+        user = serializer.validated_data["user"]
+        # A one-time password lets its user choose their own, nothing more.
+        if PasswordChangeRequired.objects.filter(user=user).exists():
+            return Response(
+                {
+                    "detail": _(
+                        "Change your one-time password first: /account/password/."
+                    )
+                },
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        token = security.token_issue(user=user)
         return Response({"token": token})
 
     @extend_schema(

@@ -32,3 +32,48 @@ document.addEventListener("change", (event) => {
   const auto = el.closest("[data-header-row]")?.querySelector("[data-header-auto]");
   if (auto) auto.value = "";
 });
+
+// A refused or failed htmx request swaps nothing in (htmx's default for 4xx/5xx):
+// say so at the top of the page, with the server's reason when its error page
+// names one (#error-reason on 403.html and 404.html), instead of a silent nothing.
+document.addEventListener("htmx:responseError", (event) => {
+  const xhr = event.detail.xhr;
+  let reason = "";
+  if (xhr && xhr.responseText) {
+    const doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+    const named = doc.getElementById("error-reason");
+    reason = named ? named.textContent.trim() : "";
+  }
+  if (!reason) {
+    reason = xhr && xhr.status === 403
+      ? "Your role does not allow this."
+      : `The request failed (${xhr ? xhr.status : "no answer"}).`;
+  }
+  const main = document.querySelector("main");
+  if (!main) return;
+  let box = document.getElementById("request-error");
+  if (!box) {
+    box = document.createElement("section");
+    box.id = "request-error";
+    box.className = "flash";
+    box.setAttribute("aria-live", "assertive");
+    main.prepend(box);
+  }
+  const line = document.createElement("p");
+  line.className = "flash-error";
+  line.setAttribute("role", "alert");
+  line.textContent = reason;
+  box.replaceChildren(line);
+  box.scrollIntoView({ block: "nearest" });
+});
+
+// A field's feedback swapped in by id (the broker form's Test) decides whether
+// its input is marked invalid: an error cleared by a later Test clears the mark.
+document.addEventListener("htmx:afterSettle", () => {
+  for (const box of document.querySelectorAll(".field-feedback")) {
+    const input = box.closest(".field")?.querySelector("input, select, textarea");
+    if (!input || input.type === "hidden") continue;
+    if (box.querySelector(".error")) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+});

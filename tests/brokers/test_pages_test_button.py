@@ -97,3 +97,33 @@ def test_test_button_needs_an_operator(world: dict, who: str, status: int) -> No
     )
     response = client.post(f"/brokers/{broker.pk}/test/", form_data())
     assert response.status_code == status
+
+
+def test_port_input_carries_the_valid_range(world: dict[str, Any]) -> None:
+    client = logged_in(world["users"]["operator"], world["product"])
+    html = client.get("/brokers/new/").content.decode()
+    assert 'name="port" value="1883" min="1" max="65535"' in html
+
+
+def test_each_test_replaces_every_fields_feedback(world: dict[str, Any]) -> None:
+    """A Test answers with each field's feedback by id: the port's error (named
+    by its label) while it is wrong, its help again once it is right, never an
+    error from before; a missing name does not stop a test."""
+    client = logged_in(world["users"]["operator"])
+    wrong = client.post(
+        "/brokers/test/", form_data(world["product"], port="99999", name=""), **HTMX
+    ).content.decode()
+    assert "<li>Port: Ensure this value is less than or equal to 65535.</li>" in wrong
+    port_box = re.search(
+        r'<div class="field-feedback" id="id_port_feedback"[^>]*>(.*?)</div>', wrong
+    )
+    assert port_box and "less than or equal to 65535" in port_box.group(1)
+    assert 'hx-swap-oob="true"' in port_box.group(0)
+    name_box = re.search(r'id="id_name_feedback"[^>]*>(.*?)</div>', wrong)
+    assert name_box and "error" not in name_box.group(1)
+    right = client.post(
+        "/brokers/test/", form_data(world["product"], port="1", name=""), **HTMX
+    ).content.decode()
+    port_box = re.search(r'id="id_port_feedback"[^>]*>(.*?)</div>', right)
+    assert port_box and "error" not in port_box.group(1)
+    assert '<div id="form-errors" hx-swap-oob="true"></div>' in right

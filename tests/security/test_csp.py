@@ -90,3 +90,21 @@ def test_the_api_docs_load_their_init_script_as_a_file(client: Any) -> None:
     assert script.status_code == 200
     assert "javascript" in script["Content-Type"]
     assert b"SwaggerUIBundle" in script.content
+
+
+def test_the_browsable_api_gets_its_inline_styles_and_the_portal_does_not(
+    seeded: dict,
+) -> None:
+    client = logged_in(seeded["users"]["admin"], seeded["mine"].product)
+    api_page = client.get("/api/v1/brokers/", HTTP_ACCEPT="text/html")
+    assert api_page.status_code == 200
+    assert api_page["Content-Type"].startswith("text/html")
+    assert 'style="' in api_page.content.decode()  # DRF's template carries them
+    policy = directives(api_page["Content-Security-Policy"])
+    assert "'unsafe-inline'" in policy["style-src"]
+    assert policy["script-src"] == {"'self'"}
+    # JSON answers and the portal's pages keep the strict policy.
+    as_json = client.get("/api/v1/brokers/", HTTP_ACCEPT="application/json")
+    assert directives(as_json["Content-Security-Policy"])["style-src"] == {"'self'"}
+    page = client.get("/brokers/")
+    assert directives(page["Content-Security-Policy"])["style-src"] == {"'self'"}

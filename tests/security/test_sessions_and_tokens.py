@@ -71,14 +71,20 @@ def test_i_cannot_end_someone_elses_session() -> None:
     assert is_logged_in(eves)
 
 
-def test_end_all_other_sessions_keeps_this_one() -> None:
+def test_end_all_other_sessions_asks_first_keeps_this_one_and_audits_once() -> None:
     make_user("sam")
     laptop = browser("sam", "Laptop")
     others = [browser("sam", f"Other {n}") for n in range(3)]
-    laptop.post("/account/security/", {"action": "end-others"})
+    question = laptop.get("/account/sessions/end-others/").content.decode()
+    assert "End 3 sessions" in question and "Other 0" in question
+    assert all(is_logged_in(c) for c in others)  # asking ended nothing
+    response = laptop.post("/account/sessions/end-others/")
+    assert response.status_code == 302
     assert is_logged_in(laptop)
     assert not any(is_logged_in(c) for c in others)
-    assert AuditEntry.objects.filter(action="auth.session_end").count() == 3
+    entry = AuditEntry.objects.get(action="auth.sessions_end_others")
+    assert entry.changes == {"sessions": [3, 0]}
+    assert not AuditEntry.objects.filter(action="auth.session_end").exists()
 
 
 def test_an_unknown_action_is_a_400_that_changes_nothing() -> None:

@@ -74,7 +74,8 @@ class Command(BaseCommand):
                 self.style.WARNING(
                     f"Created the initial admin: username {username!r}, password "
                     f"{password!r} (also in {settings.VAR_DIR / INITIAL_ADMIN_FILE}). "
-                    "Change it after logging in."
+                    "After logging in, change it on the Account page: "
+                    "/account/password/."
                 )
             )
         context = embedded.EmbeddedOptions(
