@@ -13,7 +13,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
-from brokers.action_headers import secret_by_default, secret_names, unkept_message
+from brokers.action_headers import secret_by_default, secret_names
 from brokers.action_kinds import ACTION_KINDS, action_types, editor_choices
 from brokers.choices import PayloadEncoding, Protocol
 from brokers.client import ConnectionSettings
@@ -662,6 +662,8 @@ class ActionForm(forms.Form):
                     "value": self[f"header_{n}_value"],
                     "secret": self[f"header_{n}_secret"],
                     "saved": saved,
+                    # Typed, refused for another reason, and not sent back.
+                    "retype": secret and not saved and bool(value),
                     "saved_name": self.add_prefix(f"header_{n}_saved"),
                     "auto": "1" if auto == "1" else "",
                     "auto_name": self.add_prefix(f"header_{n}_auto"),
@@ -704,11 +706,11 @@ class ActionForm(forms.Form):
         data["secret_headers"] = secret
         return data
 
-    def drop_saved_secrets(self, names: list[str], url_changed: bool) -> None:
+    def drop_saved_secrets(self, names: list[str]) -> None:
         """The saved values of these secret headers cannot be kept (no saved action
-        calls this URL with them): show their rows empty, and say why."""
+        calls this URL with them): their rows show empty (the service's error,
+        `unkept_message`, says why)."""
         self.dropped.update(name.lower() for name in names)
-        self.add_error("headers", unkept_message(names, url_changed))
 
     def clean_to(self) -> list[str]:
         return [a.strip() for a in self.cleaned_data.get("to", "").split(",") if a]

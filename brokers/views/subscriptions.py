@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _l
 from django.views.decorators.http import require_POST
 
 from brokers import selectors, services
-from brokers.action_headers import unkept_secrets, url_changed
+from brokers.action_headers import unkept_secrets
 from brokers.forms import (
     ACTION_DEFAULTS,
     ActionForm,
@@ -321,12 +321,11 @@ def _drop_unkept_secrets(
     actions: list[ActionForm], subscription: Subscription | None
 ) -> None:
     """Secret header values that cannot be kept (the URL changed): their rows show
-    empty with a message, so the user types them for the new URL."""
+    empty, so the user types them for the new URL (the service's error says why)."""
     stored = subscription.actions if subscription is not None else []
     wanted = [form.to_action() for form in actions]
     for index, names in unkept_secrets(wanted, stored).items():
-        changed = url_changed(stored, index, wanted[index].get("url"))
-        actions[index].drop_saved_secrets(names, changed)
+        actions[index].drop_saved_secrets(names)
 
 
 @login_required
