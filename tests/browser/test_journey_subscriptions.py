@@ -102,6 +102,22 @@ def test_operator_creates_edits_and_dry_runs_a_webhook_subscription(
     saved = Subscription.objects.get(name="Boiler hook")
     assert saved.actions[0]["secret_headers"] == ["Authorization"]
 
+    # Back: htmx keeps no snapshots (base.html), so it asks the server for the
+    # page (HX-History-Restore-Request) and gets it whole, not a fragment.
+    with page.expect_request(
+        lambda r: (
+            "/subscriptions/new/" in r.url
+            and r.headers.get("hx-history-restore-request") == "true"
+        )
+    ):
+        page.go_back()
+    page.locator("#subscription-editor").wait_for()
+    journey.step("back to the editor", title="Line 1")
+    assert page.locator("nav.tabs").count() == 1
+    page.get_by_role("link", name="Back to subscriptions").click()
+    page.locator("#subscription-table").wait_for()
+    journey.step("subscriptions again", title="Line 1")
+
     # Edit: the secret shows as saved, the plain header as it is.
     row = page.locator("tr", has_text="Boiler hook")
     row.get_by_role("button", name="Edit").click()
