@@ -677,6 +677,13 @@ class ActionForm(forms.Form):
         secret: list[str] = []
         problems: list[str] = []
         for n in range(self.header_count):
+            # A row's own field errors (too long) show with the headers' errors.
+            for part, label in (("name", _("name")), ("value", _("value"))):
+                for error in self.errors.get(f"header_{n}_{part}", []):
+                    problems.append(
+                        _("Header %(n)d %(part)s: %(error)s")
+                        % {"n": n + 1, "part": label, "error": error}
+                    )
             name = (data.get(f"header_{n}_name") or "").strip()
             value = (data.get(f"header_{n}_value") or "").strip()
             if not name:

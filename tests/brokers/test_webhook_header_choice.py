@@ -278,3 +278,27 @@ def test_the_editor_drops_secrets_on_a_url_change_and_says_so(
     action = Subscription.objects.get(pk=sub.pk).actions[0]
     assert action["url"].endswith("/elsewhere")
     assert action["headers"] == {"Authorization": "Bearer new", "X-Site": SITE}
+
+
+def test_header_rows_that_break_a_rule_say_so_at_the_headers(
+    world: dict, broker: Broker
+) -> None:
+    html = _editor_post(
+        world,
+        broker,
+        None,
+        **subscription_data(**management(1)),
+        **action_data(0, "webhook", url="https://hooks.example.com/h"),
+        **header_rows(
+            0,
+            ("X-Long", "v" * 8001, "plain"),
+            ("", "orphan", "plain"),
+            ("X-Empty", "", "plain"),
+            ("x-long", "again", "plain"),
+        ),
+    )
+    errors = error_next_to(html, "actions-0-headers")
+    assert "Header 1 value" in errors and "8000" in errors
+    assert "Header 2 has a value but no name." in errors
+    assert "Header “X-Empty” needs a value." in errors
+    assert not Subscription.objects.exists()
