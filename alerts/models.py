@@ -72,6 +72,8 @@ class Alert(models.Model):
         related_name="+",
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # Not a column: the subject's page, set by alerts.selectors.with_subject_links.
+    subject_url: str = ""
 
     objects = AlertQuerySet.as_manager()
 

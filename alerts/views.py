@@ -56,7 +56,7 @@ def _alerts_context(request: PortalRequest, params: QueryDict) -> dict[str, Any]
     )
     return {
         "page": page,
-        "alerts": page.object_list,
+        "alerts": selectors.with_subject_links(page.object_list),
         "filters": filters,
         "query": query.urlencode(),
         "products": Product.objects.for_user(request.user).order_by("name"),

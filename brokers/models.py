@@ -58,8 +58,15 @@ def validate_ca_pem(value: str) -> None:
         try:
             x509.load_pem_x509_certificates(value.encode())
         except ValueError as exc:
+            # cryptography's own text ("Unable to load PEM file. See https://…
+            # MalformedFraming") tells a user nothing: say what is expected.
             raise ValidationError(
-                _("Not a PEM certificate bundle: %s") % exc, code="pem"
+                _(
+                    "Not a PEM certificate bundle: paste one or more certificates, "
+                    "each from -----BEGIN CERTIFICATE----- to "
+                    "-----END CERTIFICATE-----."
+                ),
+                code="pem",
             ) from exc
 
 
@@ -69,7 +76,11 @@ def validate_cert_pem(value: str) -> None:
             x509.load_pem_x509_certificate(value.encode())
         except ValueError as exc:
             raise ValidationError(
-                _("Not a PEM certificate: %s") % exc, code="pem"
+                _(
+                    "Not a PEM certificate: paste it from -----BEGIN CERTIFICATE----- "
+                    "to -----END CERTIFICATE-----."
+                ),
+                code="pem",
             ) from exc
 
 
@@ -79,7 +90,12 @@ def validate_key_pem(value: str) -> None:
             load_pem_private_key(value.encode(), password=None)
         except (ValueError, TypeError) as exc:
             raise ValidationError(
-                _("Not an unencrypted PEM private key: %s") % exc, code="pem"
+                _(
+                    "Not an unencrypted PEM private key: paste it from -----BEGIN "
+                    "PRIVATE KEY----- (or RSA/EC PRIVATE KEY) to its END line, "
+                    "without a passphrase."
+                ),
+                code="pem",
             ) from exc
 
 

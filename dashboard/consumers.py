@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from dashboard import selectors
+from dashboard.selectors import RATE_WINDOW_S
 from mqttadmin.live import LiveConsumer
 from mqttadmin.models import Product
 from mqttadmin.realtime import (
@@ -36,9 +38,15 @@ class OverviewConsumer(LiveConsumer):
 
     Status frames re-render at once; message traffic is summed and shown at most
     once per REFRESH seconds (rates, tiles), alerts every ALERTS_EVERY seconds.
+
+    A rate is the messages of the last RATE_WINDOW seconds over that window (over
+    the time since the socket opened, while that is shorter): the live feed sends
+    a broker's messages in frames of up to ten a second, so counting one second
+    at a time flips between 0 and a burst.
     """
 
     REFRESH = 1.0
+    RATE_WINDOW = RATE_WINDOW_S
     DEVICES_EVERY = 2.0
     ALERTS_EVERY = 5.0
     GROUPS_EVERY = 5.0
@@ -66,9 +74,10 @@ class OverviewConsumer(LiveConsumer):
     async def joined(self) -> None:
         self._groups: set[int] = set()
         await self._sync_groups()
-        self._counts: dict[int, int] = {}
+        # (arrival time, broker id, messages) of the last RATE_WINDOW seconds.
+        self._arrivals: deque[tuple[float, int, int]] = deque()
         self._rates: dict[int, float] = {}
-        self._window_started = time.monotonic()
+        self._opened_at = time.monotonic()
         self._dirty_devices: set[int] = set()
         self._task = asyncio.ensure_future(self._ticker())
         await self.send_html(
@@ -108,15 +117,13 @@ class OverviewConsumer(LiveConsumer):
                     if not await self.still_allowed(force=True):
                         return
                     await self._sync_groups()
-                elapsed = max(now - self._window_started, 1e-3)
-                counts, self._counts = self._counts, {}
-                self._window_started = now
-                rates = {pk: n / elapsed for pk, n in counts.items()}
-                # Cards whose rate changed, dropping to 0 included.
+                rates = self._windowed_rates(now)
+                # Cards whose shown rate (one decimal) changed, to 0 included.
                 changed = {
                     pk
                     for pk in set(rates) | set(self._rates)
-                    if rates.get(pk, 0.0) != self._rates.get(pk, 0.0)
+                    if round(rates.get(pk, 0.0), 1)
+                    != round(self._rates.get(pk, 0.0), 1)
                 }
                 self._rates = rates
                 devices = set()
@@ -134,6 +141,17 @@ class OverviewConsumer(LiveConsumer):
             pass
         except Exception:
             logger.exception("overview ticker stopped")
+
+    def _windowed_rates(self, now: float) -> dict[int, float]:
+        """Messages per second of each broker over the last RATE_WINDOW seconds."""
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] < now - self.RATE_WINDOW:
+            arrivals.popleft()
+        span = max(min(now - self._opened_at, self.RATE_WINDOW), self.REFRESH)
+        counts: dict[int, int] = {}
+        for _at, broker_id, count in arrivals:
+            counts[broker_id] = counts.get(broker_id, 0) + count
+        return {pk: n / span for pk, n in counts.items()}
 
     # --- group events ---------------------------------------------------------
 
@@ -154,9 +172,7 @@ class OverviewConsumer(LiveConsumer):
         broker_id = event.get("broker_id")
         if broker_id not in self.broker_ids:
             return
-        self._counts[broker_id] = self._counts.get(broker_id, 0) + int(
-            event.get("count", 0)
-        )
+        self._arrivals.append((time.monotonic(), broker_id, int(event.get("count", 0))))
         self._dirty_devices.add(broker_id)
 
     # --- rendering (sync, in a thread) ---------------------------------------

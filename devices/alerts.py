@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -32,7 +33,8 @@ from alerts.services import (
 )
 from brokers.choices import ConnectionState
 from brokers.models import Broker
-from devices.models import AlertRule, split_emails
+from devices.models import AlertRule, Device, split_emails
+from mqttadmin.lib.units import format_instant_utc
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,31 @@ class RuleDevice(Protocol):
     def device_id(self) -> str: ...
     @property
     def name(self) -> str: ...
+
+
+def alert_subject_links(alerts: list[Alert]) -> dict[int, str]:
+    """Rule alerts link to their device's page (one query for the lot)."""
+    wanted = {(alert.product_id, alert.subject) for alert in alerts}
+    devices = Device.objects.filter(
+        product_id__in={product_id for product_id, _subject in wanted},
+        device_id__in={subject for _product_id, subject in wanted},
+    ).values_list("product_id", "device_id", "pk")
+    pages = {(product_id, device_id): pk for product_id, device_id, pk in devices}
+    return {
+        alert.pk: reverse("devices:detail", args=[pk])
+        for alert in alerts
+        if (pk := pages.get((alert.product_id, alert.subject))) is not None
+    }
+
+
+def broker_alert_subject_links(alerts: list[Alert]) -> dict[int, str]:
+    """A broker's alerts link to its page (the id is in the rule key)."""
+    links = {}
+    for alert in alerts:
+        broker_id = alert.rule_key.split(":")[1]
+        if broker_id.isdigit():
+            links[alert.pk] = reverse("brokers:detail", args=[int(broker_id)])
+    return links
 
 
 def broker_rule_key(broker_id: int) -> str:
@@ -234,7 +261,8 @@ def _open_broker_alert(broker: Broker, since: datetime.datetime) -> bool:
     error = status.connection_error if status is not None else ""
     message = _("Broker %(broker)s has been disconnected since %(since)s.") % {
         "broker": broker.name,
-        "since": timezone.localtime(since).strftime("%Y-%m-%d %H:%M:%S"),
+        # Stored text read by users in any zone: written in UTC, and says so.
+        "since": format_instant_utc(since),
     }
     if error:
         message = f"{message} {error}"

@@ -26,6 +26,7 @@ from mqttadmin.lib.topics import (
     validate_topic_filter,
     validate_topic_name,
 )
+from mqttadmin.lib.units import decimals_of
 from mqttadmin.models import Product, ProductScopedQuerySet
 
 DEFAULT_STALE_AFTER_S = 300
@@ -245,6 +246,19 @@ class Device(models.Model):
             (key, entry.get("value") if isinstance(entry, dict) else entry)
             for key, entry in sorted(self.last_values.items())
         ]
+
+    def decimals_for(self, key: str, value: Any = None) -> int:
+        """How many decimals `key` shows everywhere: the most its values have
+        needed (kept with the latest value on ingest), so one key reads 21.00,
+        21.50, 21.25 on tiles, charts and raw rows alike; a key not seen yet
+        shows `value` as it is."""
+        entry = self.last_values.get(key)
+        if isinstance(entry, dict):
+            known = entry.get("decimals")
+            if isinstance(known, int) and not isinstance(known, bool):
+                return max(known, decimals_of(value) if value is not None else 0)
+            value = entry.get("value") if value is None else value
+        return decimals_of(value) if value is not None else 0
 
 
 class TelemetryPointQuerySet(ProductScopedQuerySet):

@@ -1,8 +1,8 @@
 """Sparklines and line charts drawn on the server as inline SVG (no JavaScript).
 
-Values come in evenly spaced slots (time buckets) where None marks an empty slot.
-Sparklines join the slots that have values; charts break the line at gaps and
-shade the range between each bucket's minimum and maximum.
+Values come in evenly spaced slots (time buckets) where None marks an empty slot:
+a value's x is its time. Sparklines break the line at long silences; charts break
+it at every gap and shade the range between each bucket's minimum and maximum.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def _scale(values: Sequence[float | None]) -> tuple[float, float]:
     return low, high
 
 
+# A silence longer than this many empty slots breaks a sparkline (a device that
+# reports every half hour still draws a line; a device down for hours does not).
+SPARKLINE_GAP_SLOTS = 4
+
+
 def sparkline_svg(
     values: Sequence[float | None],
     *,
@@ -42,7 +47,10 @@ def sparkline_svg(
     height: int = 28,
     label: str = "",
 ) -> SafeString:
-    """A small line of the values; an empty dashed line when there are none."""
+    """A small line of the values over time: slot i stands at i/(len-1) of the
+    width whatever the other slots hold, a silence longer than SPARKLINE_GAP_SLOTS
+    leaves a gap, a lone reading is a dot; an empty dashed line when there are
+    none."""
     pad = 2.0
     present = [(i, v) for i, v in enumerate(values) if v is not None]
     if not present:
@@ -63,7 +71,26 @@ def sparkline_svg(
     def y(v: float) -> float:
         return height - pad - (v - low) / (high - low) * (height - 2 * pad)
 
-    points = " ".join(f"{_coord(x(i))},{_coord(y(v))}" for i, v in present)
+    segments: list[list[tuple[int, float]]] = []
+    for i, v in present:
+        if segments and i - segments[-1][-1][0] <= SPARKLINE_GAP_SLOTS:
+            segments[-1].append((i, v))
+        else:
+            segments.append([(i, v)])
+    shapes = []
+    for segment in segments:
+        if len(segment) == 1:
+            i, v = segment[0]
+            shapes.append(
+                f'<circle cx="{_coord(x(i))}" cy="{_coord(y(v))}" r="1.25" '
+                'fill="currentColor"/>'
+            )
+        else:
+            points = " ".join(f"{_coord(x(i))},{_coord(y(v))}" for i, v in segment)
+            shapes.append(
+                f'<polyline points="{points}" fill="none" stroke="currentColor" '
+                'stroke-width="1.5" stroke-linejoin="round" stroke-linecap="round"/>'
+            )
     last_i, last_v = present[-1]
     real = [v for _i, v in present]
     summary = _("%(label)s: from %(low)s to %(high)s, last %(last)s") % {
@@ -75,9 +102,8 @@ def sparkline_svg(
     return mark_safe(  # noqa: S308 (numbers and escaped text only)
         f'<svg class="sparkline" viewBox="0 0 {width} {height}" width="{width}" '
         f'height="{height}" role="img" aria-label="{escape(summary)}">'
-        f'<polyline points="{points}" fill="none" stroke="currentColor" '
-        'stroke-width="1.5" stroke-linejoin="round" stroke-linecap="round"/>'
-        f'<circle cx="{_coord(x(last_i))}" cy="{_coord(y(last_v))}" r="2" '
+        + "".join(shapes)
+        + f'<circle cx="{_coord(x(last_i))}" cy="{_coord(y(last_v))}" r="2" '
         'fill="currentColor"/></svg>'
     )
 

@@ -40,6 +40,7 @@ from devices.choices import DeviceStatus
 from devices.models import MAX_KEY_LENGTH, Device, TelemetryPoint
 from mqttadmin.lib.payloads import parse_json
 from mqttadmin.lib.topics import topic_matches
+from mqttadmin.lib.units import decimals_of
 
 if TYPE_CHECKING:
     from mqttadmin.pipeline import ReceivedMessage
@@ -209,6 +210,8 @@ class DeviceUpdate:
     status_at: datetime.datetime | None = None
     # (key, ts, value) in arrival order, for the alert rules.
     readings: list[tuple[str, datetime.datetime, float]] = field(default_factory=list)
+    # The most decimals each key's values in the batch needed (its display width).
+    decimals: dict[str, int] = field(default_factory=dict)
 
     def saw(self, at: datetime.datetime) -> None:
         """The device spoke at `at` (messages need not arrive in time order)."""
@@ -264,6 +267,9 @@ def _collect(
                 previous = update.values.get(key)
                 if previous is None or at >= previous[1]:
                     update.values[key] = (value, at)
+                update.decimals[key] = max(
+                    update.decimals.get(key, 0), decimals_of(value)
+                )
             if message.retain:
                 continue
             update.saw(at)
@@ -327,10 +333,18 @@ def _write_devices(updates: dict[int, DeviceUpdate]) -> None:
             for key, (value, at) in update.values.items():
                 stamp = at.isoformat()
                 previous = merged.get(key)
-                # An older message handed over late must not overwrite a newer one.
-                if isinstance(previous, dict) and str(previous.get("ts", "")) > stamp:
-                    continue
-                merged[key] = {"value": value, "ts": stamp}
+                # The key's precision only grows: its numbers keep one width.
+                decimals = update.decimals.get(key, 0)
+                if isinstance(previous, dict):
+                    before = previous.get("decimals")
+                    if isinstance(before, int) and not isinstance(before, bool):
+                        decimals = max(decimals, before)
+                    # An older message handed over late must not overwrite a
+                    # newer one (its decimals still count).
+                    if str(previous.get("ts", "")) > stamp:
+                        merged[key] = {**previous, "decimals": decimals}
+                        continue
+                merged[key] = {"value": value, "ts": stamp, "decimals": decimals}
             fields["last_values"] = merged
         if update.seen_at and (last_seen_at is None or update.seen_at > last_seen_at):
             fields["last_seen_at"] = update.seen_at

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -41,18 +42,29 @@ from devices.forms import (
 from devices.models import AlertRule, Device, DeviceImport
 from devices.sparklines import line_chart_svg
 from mqttadmin.http import PortalRequest, fragment_wanted, navigate, page_or_fragment
+from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404, require_role
 from mqttadmin.roles import Role
 
 TILES_PER_PAGE = 48
-RAW_ROWS = 100
-# The id of the detail page's live block: HTMX names it in HX-Target.
+RAW_ROWS = 50
+# Offset paging walks the index from the newest point; past this many pages the
+# API (which streams ranges) is the better tool, and the offset stays bounded.
+RAW_PAGES = 200
+# The ids of the detail page's live block and raw table: HTMX names them in
+# HX-Target.
 STATUS_TARGET = "device-live"
+RAW_TARGET = "device-raw"
 
 
 def _can_operate(user: Any, product: Product | None) -> bool:
     return product is not None and product.allows(user, Role.OPERATOR)
+
+
+def _has_brokers(product: Product) -> bool:
+    """A device lives on a broker: without one, the forms say so instead."""
+    return Broker.objects.filter(product=product).exists()
 
 
 def _current_product(request: PortalRequest, minimum: Role = Role.VIEWER) -> Product:
@@ -164,10 +176,51 @@ def _live_context(device: Device) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RawPage:
+    """One page of raw points, newest first, and whether older ones follow."""
+
+    points: list[Any]
+    number: int
+    has_next: bool
+
+    @property
+    def previous_number(self) -> int:
+        return self.number - 1
+
+    @property
+    def next_number(self) -> int:
+        return self.number + 1
+
+
+def _raw_page(
+    device: Device,
+    range_key: str,
+    key: str | None,
+    page: str | None,
+    until: datetime.datetime,
+) -> RawPage:
+    """Raw points of the range up to `until`, RAW_ROWS a page. One row more than a
+    page is read to know whether another follows: no COUNT over a day of points."""
+    number = int(page) if page and page.isdigit() else 1
+    number = min(max(number, 1), RAW_PAGES)
+    span = datetime.timedelta(seconds=RANGES[range_key][1])
+    start = (number - 1) * RAW_ROWS
+    rows = list(
+        selectors.recent_points(
+            device,
+            selectors.SeriesQuery(since=until - span, until=until, key=key),
+            start + RAW_ROWS + 1,
+        )[start:]
+    )
+    return RawPage(rows[:RAW_ROWS], number, len(rows) > RAW_ROWS and number < RAW_PAGES)
+
+
 @login_required
 def device_detail(request: PortalRequest, pk: int) -> HttpResponse:
-    """Status, latest values, charts over a chosen range (?range=), raw telemetry
-    (?key=), alert rules and the command box; the HTMX poll gets the live block."""
+    """Status, the command box and alert rules, charts over a chosen range
+    (?range=), then raw telemetry (?key=, ?page=); the HTMX poll gets the live
+    block, the raw table's pager gets the raw table."""
     device = get_for_user_or_404(Device, request.user, pk=pk)
     if fragment_wanted(request, STATUS_TARGET):
         return render(request, "devices/partials/live.html", _live_context(device))
@@ -175,21 +228,28 @@ def device_detail(request: PortalRequest, pk: int) -> HttpResponse:
     if range_key not in RANGES:
         range_key = DEFAULT_RANGE
     key = request.GET.get("key") or None
+    # The pager's links pin the time the first page was read: points arriving
+    # meanwhile do not shift later pages (a bad value is read as now).
+    until = parse_iso_time(request.GET.get("until"), "until", {}) or timezone.now()
+    pinned = {"range": range_key, "until": until.isoformat()}
+    raw = {
+        "device": device,
+        "range": range_key,
+        "key": key or "",
+        "raw": _raw_page(device, range_key, key, request.GET.get("page"), until),
+        # Escaped here; the template appends `page=`.
+        "raw_query": urlencode({**pinned, **({"key": key} if key else {})}) + "&",
+    }
+    if fragment_wanted(request, RAW_TARGET):
+        return render(request, "devices/partials/raw.html", raw)
     now = timezone.now()
-    span = datetime.timedelta(seconds=RANGES[range_key][1])
     can_operate = _can_operate(request.user, device.product)
     context = {
         **_live_context(device),
+        **raw,
         "can_operate": can_operate,
         "ranges": [(k, v[0]) for k, v in RANGES.items()],
-        "range": range_key,
-        "key": key or "",
         "charts": _charts(device, range_key, now),
-        "points": selectors.recent_points(
-            device,
-            selectors.SeriesQuery(since=now - span, until=now, key=key),
-            RAW_ROWS,
-        ),
         "rules": selectors.rules_of_device(device),
         "rule_form": AlertRuleForm() if can_operate else None,
         "command_form": CommandForm() if can_operate else None,
@@ -223,7 +283,14 @@ def device_create(request: PortalRequest) -> HttpResponse:
         else:
             return _saved(request, device, _("Device %s created.") % device.name)
     return render(
-        request, "devices/form.html", {"form": form, "product": product, "device": None}
+        request,
+        "devices/form.html",
+        {
+            "form": form,
+            "product": product,
+            "device": None,
+            "has_brokers": _has_brokers(product),
+        },
     )
 
 
@@ -244,7 +311,12 @@ def device_edit(request: PortalRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "devices/form.html",
-        {"form": form, "product": device.product, "device": stored},
+        {
+            "form": form,
+            "product": device.product,
+            "device": stored,
+            "has_brokers": True,
+        },
     )
 
 
@@ -380,7 +452,12 @@ def device_import(request: PortalRequest) -> HttpResponse:
     return render(
         request,
         "devices/import.html",
-        {"form": form, "product": product, "recent": _recent_imports(request)},
+        {
+            "form": form,
+            "product": product,
+            "recent": _recent_imports(request),
+            "has_brokers": _has_brokers(product),
+        },
     )
 
 

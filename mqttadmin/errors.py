@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
@@ -35,7 +36,9 @@ def _reason(exception: Exception | None, default: str) -> str:
     # Http404 and PermissionDenied raised bare carry no message (or Django's
     # technical one for a failed resolve, a dict): show ours then.
     message = exception.args[0] if exception and exception.args else ""
-    return message if isinstance(message, str) and message else default
+    if isinstance(message, str | Promise) and str(message):
+        return str(message)
+    return default
 
 
 def permission_denied(

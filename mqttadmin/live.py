@@ -15,6 +15,7 @@ partial templates the pages include, so there is one rendering path.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from typing import Any
@@ -29,6 +30,7 @@ from django.contrib.auth import (
     SESSION_KEY,
     get_user_model,
 )
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
@@ -39,6 +41,7 @@ from mqttadmin.realtime import (
     register_web_loop,
     session_group,
 )
+from mqttadmin.timezones import TIME_ZONE_COOKIE, zone_for
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     session_key: str | None = None
     user_id: int | None = None
+    # The zone the page was rendered in (`mqttadmin.timezones`): fragments this
+    # socket sends write times as the page does.
+    time_zone: datetime.tzinfo | None = None
 
     async def connect(self) -> None:
         register_web_loop(asyncio.get_running_loop())
@@ -98,6 +104,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._refuse()
             return
         self.user_id = user.pk
+        cookies = self.scope.get("cookies") or {}
+        self.time_zone = await database_sync_to_async(zone_for)(
+            user, cookies.get(TIME_ZONE_COOKIE)
+        )
+        # This message (the connect) began before the zone was known: joined()
+        # renders the first fragments below, in it.
+        timezone.activate(self.time_zone)
         if not await self.authorize():
             await self._refuse()
             return
@@ -121,6 +134,15 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await self.left()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
+        # Fragments answer the page and the groups alike: write their times in
+        # the zone the page was rendered in (set on connect).
+        if self.time_zone is None:
+            await self._dispatch(message)
+            return
+        with timezone.override(self.time_zone):
+            await self._dispatch(message)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
         """Every message of the socket and of its groups comes through here.
 
         A group frame this consumer has no handler for is ignored (logged at

@@ -200,3 +200,28 @@ class PasswordChangeRequired(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} must change their password"
+
+
+class UserPreferences(models.Model):
+    """How one user wants the portal shown; a row exists once they chose something.
+
+    An empty time zone follows the browser (the `tz` cookie, `mqttadmin.timezones`).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="portal_preferences",
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("An IANA zone name; empty follows the browser."),
+    )
+
+    class Meta:
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.time_zone or 'browser time zone'}"

@@ -135,6 +135,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "mqttadmin.middleware.CurrentProductMiddleware",
+    # After authentication: the user's chosen zone wins over the browser's.
+    "mqttadmin.timezones.TimeZoneMiddleware",
     "csp.middleware.CSPMiddleware",
     "mqttadmin.security.SessionActivityMiddleware",
     "mqttadmin.accounts.PasswordChangeRequiredMiddleware",

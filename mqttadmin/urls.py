@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from brokers import urls as broker_urls
 from history import urls as history_urls
-from mqttadmin import accounts, security, views
+from mqttadmin import accounts, security, timezones, views
 from mqttadmin.api.schema import SchemaView
 from observe import urls as observe_urls
 
@@ -35,6 +35,7 @@ urlpatterns = [
         accounts.InviteAcceptView.as_view(),
         name="account-invite",
     ),
+    path("account/time-zone/", timezones.account_time_zone, name="account-time-zone"),
     path("products/", views.product_list, name="product-list"),
     path("products/switch/", views.product_switch, name="product-switch"),
     path("products/<int:pk>/", views.product_detail, name="product-detail"),

@@ -41,6 +41,7 @@ from alerts.models import Alert, AlertState, Severity, alert_key
 from alerts.services import alert_open, alert_resolve
 from brokers.models import Broker, BrokerStatus
 from mqttadmin.frames import BROKER_CLIENTS, frame
+from mqttadmin.lib.units import format_duration
 from mqttadmin.realtime import broadcast_on_commit, broker_group
 from observe.models import ClientEvent, ClientEventKind, ConnectedClient
 from observe.selectors import collects_sys_stats
@@ -315,11 +316,11 @@ def check_refused_logins(
             key=key,
             subject=broker.name,
             severity=Severity.WARNING,
-            message=_("%(count)d refused logins on %(broker)s within %(seconds)g s")
+            message=_("%(count)d refused logins on %(broker)s within %(window)s")
             % {
                 "count": recent,
                 "broker": broker.name,
-                "seconds": window.total_seconds(),
+                "window": format_duration(window),
             },
             value=recent,
             threshold=burst,

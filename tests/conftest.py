@@ -36,6 +36,15 @@ def _allow_loopback_webhooks() -> None:
 _allow_loopback_webhooks()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with an empty cache: cached reads (tiles' sparklines, the
+    overview's history) are keyed by primary keys the next test's rows reuse."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()

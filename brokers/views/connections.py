@@ -52,6 +52,7 @@ from brokers.views.common import (
 from brokers.views.publish import _publish_context, _template_of
 from brokers.views.subscriptions import _subscriptions_context
 from mqttadmin.http import PortalRequest, fragment_wanted, navigate, page_or_fragment
+from mqttadmin.lib.units import format_duration
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -168,8 +169,8 @@ def broker_test(request: PortalRequest, pk: int | None = None) -> HttpResponse:
         status = 200 if fragment_wanted(request) else 429
         errors = {
             "": [
-                _("Too many connection tests: try again in %(seconds)d s.")
-                % {"seconds": int(wait or 1) + 1}
+                _("Too many connection tests: try again in %(wait)s.")
+                % {"wait": format_duration(int(wait or 1) + 1)}
             ]
         }
     elif not errors:

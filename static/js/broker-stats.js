@@ -7,29 +7,48 @@
 
   var HEIGHT = 220;
   var REFRESH_MS = 10000;
+  var MIN_SPAN_S = 300;
   var COLORS = { received: "#1f6feb", sent: "#1a9c4b", clients: "#8250df" };
 
   function widthOf(el) {
     return Math.max(280, Math.floor(el.getBoundingClientRect().width) || 600);
   }
 
-  function line(label, color) {
+  // One precision per series (rates to a tenth, client counts whole), so the
+  // legend does not jump between 3, 3.333 and 2.5.
+  function line(label, color, places) {
     return {
       label: label,
       stroke: color,
       width: 2,
       spanGaps: false,
-      value: function (u, v) { return v == null ? "—" : v; },
+      value: function (u, v) { return v == null ? "—" : v.toFixed(places); },
     };
   }
 
   function makeChart(el, series, data) {
+    // Times on the axis and in the legend as the tables write them (clock.js).
+    var clock = window.PortalClock ? window.PortalClock.uplot() : {};
     var plot = new window.uPlot({
       width: widthOf(el),
       height: HEIGHT,
-      series: [{}].concat(series),
-      scales: { x: { time: true } },
-      axes: [{}, { size: 60 }],
+      series: [Object.assign({}, clock.xSeries)].concat(series),
+      tzDate: clock.tzDate,
+      scales: {
+        // At least MIN_SPAN_S wide: the first samples of a new broker are
+        // seconds apart, and uPlot would label that range in milliseconds.
+        x: {
+          time: true,
+          range: function (u, min, max) {
+            if (min == null || max == null) {
+              var now = Date.now() / 1000;
+              return [now - MIN_SPAN_S, now];
+            }
+            return [Math.min(min, max - MIN_SPAN_S), max];
+          },
+        },
+      },
+      axes: [Object.assign({}, clock.xAxis), { size: 60 }],
     }, data, el);
     if ("ResizeObserver" in window) {
       new ResizeObserver(function () {
@@ -60,11 +79,11 @@
       var clients = [t, series.clients_connected];
       if (!charts.messages) {
         charts.messages = makeChart(messagesEl, [
-          line(section.dataset.labelReceived, COLORS.received),
-          line(section.dataset.labelSent, COLORS.sent),
+          line(section.dataset.labelReceived, COLORS.received, 1),
+          line(section.dataset.labelSent, COLORS.sent, 1),
         ], messages);
         charts.clients = makeChart(clientsEl, [
-          line(section.dataset.labelClients, COLORS.clients),
+          line(section.dataset.labelClients, COLORS.clients, 0),
         ], clients);
       } else {
         charts.messages.setData(messages);

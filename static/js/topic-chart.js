@@ -8,6 +8,23 @@
   var COLORS = ["#1f6feb", "#d0312d", "#1a9c4b", "#e0a000", "#8250df", "#0a9396", "#bc4c00", "#6e7781"];
   var HEIGHT = 240;
 
+  // One precision per series, as the server writes telemetry (mqttadmin/lib/
+  // units.py key_precision): the most decimals any value needs, at most three.
+  function decimalsOf(values) {
+    var best = 0;
+    values.forEach(function (v) {
+      if (v == null || !isFinite(v)) {
+        return;
+      }
+      var text = String(Math.round(v * 1000) / 1000);
+      var dot = text.indexOf(".");
+      if (dot >= 0 && text.indexOf("e") < 0) {
+        best = Math.max(best, text.length - dot - 1);
+      }
+    });
+    return Math.min(best, 3);
+  }
+
   function widthOf(el) {
     return Math.max(280, Math.floor(el.getBoundingClientRect().width) || 600);
   }
@@ -27,14 +44,17 @@
       return;
     }
     var unit = chart.unit ? " " + chart.unit : "";
-    var series = [{}].concat(chart.series.map(function (name, index) {
+    // Times on the axis and in the legend as the tables write them (clock.js).
+    var clock = window.PortalClock ? window.PortalClock.uplot() : {};
+    var series = [Object.assign({}, clock.xSeries)].concat(chart.series.map(function (name, index) {
+      var places = decimalsOf(chart.y[index] || []);
       return {
         label: name,
         stroke: COLORS[index % COLORS.length],
         width: 2,
         spanGaps: true,
         points: { show: chart.x.length <= 60 },
-        value: function (u, v) { return v == null ? "—" : v + unit; },
+        value: function (u, v) { return v == null ? "—" : v.toFixed(places) + unit; },
       };
     }));
     var plot = new window.uPlot({
@@ -42,7 +62,8 @@
       height: HEIGHT,
       series: series,
       scales: { x: { time: true } },
-      axes: [{}, { values: function (u, ticks) { return ticks.map(function (v) { return v + unit; }); }, size: 70 }],
+      tzDate: clock.tzDate,
+      axes: [Object.assign({}, clock.xAxis), { values: function (u, ticks) { return ticks.map(function (v) { return v + unit; }); }, size: 70 }],
     }, [chart.x].concat(chart.y), el);
     el.dataset.drawn = "1";
     // Follow the panel's width (the layout reflows when the window changes).

@@ -127,3 +127,11 @@ def test_each_test_replaces_every_fields_feedback(world: dict[str, Any]) -> None
     port_box = re.search(r'id="id_port_feedback"[^>]*>(.*?)</div>', right)
     assert port_box and "error" not in port_box.group(1)
     assert '<div id="form-errors" hx-swap-oob="true"></div>' in right
+
+
+def test_a_bad_certificate_is_explained_not_quoted(world: dict[str, Any]) -> None:
+    client = logged_in(world["users"]["operator"])
+    data = form_data(world["product"], use_tls="on", ca_cert="not a certificate")
+    html = client.post("/brokers/test/", data, **HTMX).content.decode()
+    assert "CA certificate (PEM): Not a PEM certificate bundle: paste one" in html
+    assert "cryptography.io" not in html and "MalformedFraming" not in html

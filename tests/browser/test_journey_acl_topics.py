@@ -156,6 +156,11 @@ def test_operator_browses_topics_and_clears_a_retained_message(
     tree.get_by_role("button", name="Filter").click()
     tree.get_by_text("1 topic,", exact=False).wait_for()
     journey.step("topics filtered", title=broker.name)
+    tree.get_by_role("link", name="setpoint").click()
+    panel = page.locator("#topic-panel")
+    panel.get_by_role("heading", name="plant/boiler/setpoint").wait_for()
+    assert "72" in panel.inner_text()
+    journey.step("topic opened", title=broker.name)
 
     retained = page.locator("#retained")
     retained.get_by_role("button", name="Load retained messages").click()

@@ -268,3 +268,22 @@ def test_the_newest_message_wins_whatever_the_arrival_order(
     store_batch([ReceivedMessage(broker.pk, "plant/d1/t", b"0", 0, False, earlier)])
     assert refreshed(device).last_values["t"]["value"] == 2.0
     assert TelemetryPoint.objects.filter(device=device).count() == 3
+
+
+def test_a_key_keeps_the_most_decimals_its_values_needed(
+    setup: dict[str, Any],
+) -> None:
+    sim, capture, device = setup["simulator"](), setup["capture"], setup["device"]
+    capture.take(1)
+    sim.publish("plant/d1/t", "21.25")
+    ingest_batch(capture.take(1))
+    for payload in ("21.5", "22"):
+        sim.publish("plant/d1/t", payload)
+        ingest_batch(capture.take(1))
+
+    device = refreshed(device)
+    assert device.last_values["t"]["value"] == 22.0
+    assert device.last_values["t"]["decimals"] == 2
+    # The device page and tiles write every value of the key that wide.
+    assert device.decimals_for("t") == 2
+    assert device.decimals_for("t", 3.125) == 3

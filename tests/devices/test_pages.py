@@ -76,9 +76,27 @@ def test_tiles_show_status_values_and_inline_svg_sparklines(
     assert len(sparks) == 2
     found = re.search(r'points="([^"]+)"', sparks[1])
     assert found is not None
-    points = found.group(1)  # temperature
-    assert len(points.split()) == 6
+    # Six readings of the last hour in 15-minute averages: four or five points,
+    # all in the last hour's 24th of the 24-hour line (x is time, not a count).
+    xs = [float(point.split(",")[0]) for point in found.group(1).split()]
+    assert 4 <= len(xs) <= 5
+    assert min(xs) > 120 * (1 - 1.5 / 24)
+    assert 'title="env.hum"' in tile  # the whole key on hover
     assert "<script" not in html.split("</head>")[1]  # no inline scripts
+
+
+def test_a_sparkline_covers_a_day_and_leaves_a_silence_as_a_gap(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], [20 * 60, 20 * 60 - 15, 30, 15, 1])
+
+    html = page(plant, "/devices/").content.decode()
+
+    spark = re.findall(r'<svg class="sparkline"[^>]*>.*?</svg>', html, re.S)[1]
+    lines = re.findall(r'<polyline points="([^"]+)"', spark)
+    assert len(lines) == 2  # twenty hours without a reading are not drawn over
+    first_x = float(lines[0].split()[0].split(",")[0])
+    assert 120 * 3.5 / 24 < first_x < 120 * 4.5 / 24  # 20 h ago: a sixth in
 
 
 def test_a_device_without_recent_data_gets_an_empty_sparkline(
@@ -259,3 +277,120 @@ def test_the_command_box_publishes(plant: dict[str, Any], plain_broker: Any) -> 
 def test_the_nav_shows_devices_and_alerts(plant: dict[str, Any]) -> None:
     html = page(plant, "/").content.decode()
     assert 'href="/devices/"' in html and 'href="/alerts/"' in html
+
+
+def test_the_detail_page_puts_command_and_rules_before_charts_and_raw_points(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], [3])
+    html = page(plant, f"/devices/{plant['device'].pk}/", who="operator")
+    text = html.content.decode()
+    order = [
+        text.index(marker)
+        for marker in (
+            'id="device-command"',
+            'id="device-rules"',
+            'class="device-charts"',
+            'id="device-raw"',
+        )
+    ]
+    assert order == sorted(order)
+
+
+def test_raw_points_come_fifty_a_page_with_and_without_htmx(
+    plant: dict[str, Any],
+) -> None:
+    feed(plant["broker"], list(range(1, 31)))  # 30 readings, two keys: 60 points
+    url = f"/devices/{plant['device'].pk}/"
+
+    first = page(plant, url).content.decode()
+    assert first.count("<td>temperature</td>") + first.count("<td>env.hum</td>") == 50
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+
+    second = page(plant, url + "?range=1h&page=2").content.decode()
+    assert "<main" in second  # a page of its own, without JavaScript
+    assert second.count("<td>temperature</td>") + second.count("<td>env.hum</td>") == 10
+    assert 'rel="prev"' in second and 'rel="next"' not in second
+
+    fragment = page(
+        plant, url + "?range=1h&page=2", **htmx_swap("device-raw")
+    ).content.decode()
+    assert fragment.lstrip().startswith('<div id="device-raw">')
+    assert "<main" not in fragment
+    assert 'hx-get="/devices/' in fragment and "page=1" in fragment
+
+    one_key = page(plant, url + "?key=env.hum").content.decode()
+    assert one_key.count("<td>env.hum</td>") == 30 and 'rel="next"' not in one_key
+    assert page(plant, url + "?page=abc").status_code == 200
+
+
+def test_new_device_and_import_without_a_broker_say_so_and_link_to_add_one(
+    world: dict[str, Any],
+) -> None:
+    operator = logged_in(world["users"]["operator"], world["product"])
+    for url in ("/devices/new/", "/devices/import/"):
+        html = operator.get(url).content.decode()
+        assert 'id="needs-broker"' in html, url
+        assert 'href="/brokers/new/"' in html
+        assert 'name="device_id"' not in html and 'type="file"' not in html
+    tiles = operator.get("/devices/").content.decode()
+    assert 'id="no-devices"' in tiles and 'href="/brokers/new/"' in tiles
+
+
+def test_an_empty_devices_page_offers_create_and_import_to_operators_only(
+    world: dict[str, Any],
+) -> None:
+    make_broker(world["product"])
+    operator = logged_in(world["users"]["operator"], world["product"])
+    html = operator.get("/devices/").content.decode()
+    empty = html[html.index('id="no-devices"') :]
+    assert 'href="/devices/new/"' in empty and 'href="/devices/import/"' in empty
+    viewer = logged_in(world["users"]["viewer"], world["product"])
+    html = viewer.get("/devices/").content.decode()
+    assert 'id="no-devices"' in html
+    assert "/devices/new/" not in html and "/devices/import/" not in html
+    assert "An operator of this product adds devices" in html
+
+
+def test_raw_pages_stay_put_while_new_points_arrive(plant: dict[str, Any]) -> None:
+    feed(plant["broker"], list(range(2, 32)))  # 60 points
+    url = f"/devices/{plant['device'].pk}/"
+    first = page(plant, url).content.decode()
+    found = re.search(r'href="([^"]+)" hx-get="[^"]+" [^>]*rel="next"', first)
+    assert found is not None
+    older = found.group(1).replace("&amp;", "&")
+    assert "until=" in older
+
+    feed(plant["broker"], [0, 0, 0, 0, 0])  # 10 newer points
+    second = page(plant, older).content.decode()
+    rows = second.count("<td>temperature</td>") + second.count("<td>env.hum</td>")
+    assert rows == 10  # the same 10 oldest, not shifted by the newcomers
+    assert page(plant, url + "?until=yesterday").status_code == 200
+
+
+def test_a_key_s_values_share_one_precision_on_every_page(
+    plant: dict[str, Any],
+) -> None:
+    now = timezone.now()
+    store_batch(
+        [
+            ReceivedMessage(
+                plant["broker"].pk,
+                "plant/d1/t",
+                f'{{"temperature": {value}}}'.encode(),
+                0,
+                False,
+                now - datetime.timedelta(minutes=minutes),
+            )
+            for value, minutes in ((21.25, 3), (21.5, 2), (22, 1))
+        ]
+    )
+    device = plant["device"]
+    detail = page(plant, f"/devices/{device.pk}/").content.decode()
+    tiles = page(plant, "/devices/").content.decode()
+    # The latest value, 22, is written as wide as the key has needed.
+    assert "<strong>22.00</strong><small>temperature</small>" in detail
+    assert re.search(r'<td class="num">22\.00</td>', tiles)
+    # Raw rows of the key line up: 22.00, 21.50, 21.25.
+    raw = re.findall(r'<td class="num">(\d+\.\d+)</td>', detail)
+    assert raw[:3] == ["22.00", "21.50", "21.25"]

@@ -355,6 +355,9 @@ def test_received_times_are_shown(world: dict) -> None:
     broker = make_broker_subscribed_to_all(world["product"])
     store(broker, ("a", b"1"), start=timezone.now().replace(microsecond=0))
     html = activity(logged_in(world["users"]["viewer"]), broker)
+    # In the user's zone (UTC here), named, the exact ISO time on hover.
     assert re.search(
-        r'<time datetime="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</time>', html
+        r'<time datetime="[^"]+" title="[^"]+">'
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</time>",
+        html,
     )

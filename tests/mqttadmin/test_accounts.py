@@ -145,10 +145,29 @@ def test_an_admin_creates_a_user_with_a_one_time_password(world: dict) -> None:
     forced = client.get("/account/password/").content.decode()
     assert "one-time password" in forced
     assert client.get("/api/v1/products/").status_code == 403
+    assert client.get("/static/css/app.css").status_code != 302
     assert change(client, password, NEW_PASSWORD) == ""
     assert client.get("/").status_code == 200
     assert not PasswordChangeRequired.objects.filter(user=nina).exists()
     assert browser("nina", NEW_PASSWORD).get("/").status_code == 200
+
+
+def test_a_user_with_a_one_time_password_can_log_out_without_changing_it(
+    world: dict,
+) -> None:
+    _status, html = create(
+        logged_in(world["users"]["admin"]),
+        world["product"].pk,
+        username="nina",
+        role="viewer",
+        access="password",
+    )
+    password = re.search(r'id="one-time-password">([^<]+)<', html).group(1)  # type: ignore[union-attr]
+    client = browser("nina", password)
+    assert client.post("/logout/")["Location"] == "/login/"
+    assert client.get("/account/password/")["Location"].startswith("/login/")
+    # Still owed at the next login.
+    assert browser("nina", password).get("/")["Location"] == "/account/password/"
 
 
 def test_a_user_with_a_one_time_password_gets_no_api_token(world: dict) -> None:

@@ -7,9 +7,13 @@ import logging
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.test import Client, RequestFactory
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
+from mqttadmin.errors import permission_denied
 from tests.factories import make_broker, make_product, make_user
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +65,23 @@ def test_way_back_never_leads_off_the_site() -> None:
     )
     assert response.status_code == 403
     assert "evil.test" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("exception", "shown"),
+    [
+        (PermissionDenied(), "Your role does not allow this."),
+        (PermissionDenied(gettext_lazy("Only superusers create products.")), None),
+    ],
+)
+def test_the_403_page_says_a_reason_even_when_none_was_given(
+    rf: RequestFactory, exception: PermissionDenied, shown: str | None
+) -> None:
+    request = rf.get("/somewhere/")
+    request.user = AnonymousUser()
+    response = permission_denied(request, exception)
+    assert response.status_code == 403
+    expected = shown or str(exception.args[0])
+    assert f'<p id="error-reason" class="error-reason">{expected}</p>' in (
+        response.content.decode()
+    )

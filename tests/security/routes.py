@@ -222,10 +222,18 @@ def unknown_routes() -> list[str]:
     return unknown
 
 
+# Kwargs that carry a signed secret, not an object: a forged value, so a walk
+# sees the page's refusal (an invite link that does not work).
+FORGED_KWARGS = {("account-invite", "uidb64"): "MQ", ("account-invite", "token"): "x-y"}
+
+
 def kwargs_for(route: Route, tenant: Any, member: Any) -> dict[str, Any]:
     """URL kwargs of `route` for objects of `tenant`; `member` fills user ids."""
     values: dict[str, Any] = {}
     for kwarg in route.kwargs:
+        if (route.name, kwarg) in FORGED_KWARGS:
+            values[kwarg] = FORGED_KWARGS[route.name, kwarg]
+            continue
         key = object_for(route, kwarg)
         if key is None:
             raise LookupError(f"no rule fills {kwarg} of {route.name}")

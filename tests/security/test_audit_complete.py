@@ -193,8 +193,9 @@ def page_forms(client: Any, url: str) -> list[dict[str, Any]]:
 
 
 # Page forms that are not changes: logging out, choosing a product for the
-# session, one's own sessions and token (audited, covered by their own tests).
-PAGE_NOT_CHANGES = ("/logout/", "/products/switch/", "/account/security/")
+# session, one's own password, sessions and token (audited, covered by their own
+# tests: tests/security/test_sessions_and_tokens.py, tests/mqttadmin/test_accounts.py).
+PAGE_NOT_CHANGES = ("/logout/", "/products/switch/", "/account/")
 TABS = ("", "?tab=settings", "?tab=subscriptions", "?tab=acl", "?tab=publish")
 
 

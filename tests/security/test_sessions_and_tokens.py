@@ -125,6 +125,7 @@ def test_the_api_ends_all_sessions_but_the_calling_one() -> None:
     assert response.status_code == 200
     assert response.json() == {"ended": 1}
     assert is_logged_in(laptop) and not is_logged_in(phone)
+    assert AuditEntry.objects.filter(action__startswith="auth.session").count() == 1
 
 
 def test_sessions_of_another_user_are_404_in_the_api() -> None:
