@@ -139,15 +139,15 @@ def test_one_clock_in_the_user_s_zone(
     assert history_time.get_attribute("title") == live_iso
 
     # The account page names the zone the browser reported...
-    page.locator("header.topbar").get_by_role("link", name="Security").click()
-    journey.step("account", title="Security")
+    page.locator("header.topbar").get_by_role("link", name="Account").click()
+    journey.step("account", title="Account")
     section = page.locator("#time-zone")
     assert BROWSER_ZONE in section.inner_text()
     # ...and a zone picked there wins, on every page.
     page.select_option("#id_time_zone", CHOSEN_ZONE)
     page.get_by_role("button", name="Save time zone").click()
     page.locator(".flash", has_text=f"Times are now shown in {CHOSEN_ZONE}.").wait_for()
-    journey.step("zone chosen", title="Security")
+    journey.step("zone chosen", title="Account")
     assert CHOSEN_ZONE in section.inner_text()
 
     open_activity(journey, broker.name)

@@ -107,7 +107,7 @@ def test_viewer_walks_every_page_and_finds_no_write_control(
 
     header.get_by_role("link", name="Audit", exact=True).click()
     visit(journey, "audit", "Audit")
-    header.get_by_role("link", name="Security", exact=True).click()
+    header.get_by_role("link", name="Account", exact=True).click()
     # The account page's forms are the viewer's own (sessions, tokens): allowed.
     journey.step("account")
 
