@@ -36,7 +36,7 @@ from acl.models import MqttRole, MqttUser
 from brokers.forms import apply_errors
 from brokers.models import Broker
 from brokers.tabs import page_context
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -78,7 +78,7 @@ def _render(
     """The fragment for HTMX, else the broker page with the tab showing it."""
     full = {**_page_context(request, broker), **(context or {})}
     full["acl_template"] = template
-    if request.htmx and not request.htmx.history_restore_request:
+    if fragment_wanted(request):
         return render(request, template, full, status=status)
     return render(request, "brokers/detail.html", full, status=status)
 
@@ -93,7 +93,7 @@ def _after_change(
     request: PortalRequest, broker: Broker, done: str, result: services.SyncResult
 ) -> HttpResponse:
     """Say what was done and how applying it went: the panel (HTMX) or a redirect."""
-    if request.htmx:
+    if fragment_wanted(request):
         return _panel(request, broker, notice=done, sync_result=result)
     messages.success(request, done)
     if result.applied:

@@ -123,6 +123,23 @@ def _check_headers(errors: dict[str, str], key: str, headers: dict[str, str]) ->
             return
 
 
+def _check_secret_list(
+    errors: dict[str, str], prefix: str, action: dict[str, Any], headers: dict
+) -> None:
+    """`secret_headers` (brokers.action_headers) names headers of this action."""
+    if "secret_headers" not in action:
+        return  # saved before the choice existed: every header is a secret
+    marked = action["secret_headers"]
+    if not isinstance(marked, list) or not all(isinstance(n, str) for n in marked):
+        errors[f"{prefix}.headers"] = _("secret_headers lists header names.")
+        return
+    unknown = sorted({n.lower() for n in marked} - {k.lower() for k in headers})
+    if unknown:
+        errors[f"{prefix}.headers"] = _(
+            "secret_headers names headers the action does not send: %s."
+        ) % ", ".join(unknown)
+
+
 def validate_webhook(
     prefix: str, action: dict[str, Any], errors: dict[str, str]
 ) -> None:
@@ -145,6 +162,7 @@ def validate_webhook(
         errors[f"{prefix}.headers"] = _("headers map names to text values.")
     else:
         _check_headers(errors, f"{prefix}.headers", headers)
+        _check_secret_list(errors, prefix, action, headers)
     _check_template(errors, f"{prefix}.body", action.get("body"), False)
     timeout = action.get("timeout_s", 10)
     if not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:

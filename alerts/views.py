@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from alerts import selectors, services
 from alerts.models import Alert, AlertState, Severity
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted, page_or_fragment
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
@@ -73,10 +73,9 @@ def _alerts_context(request: PortalRequest, params: QueryDict) -> dict[str, Any]
 def alerts(request: PortalRequest) -> HttpResponse:
     """Alerts of the user's products with filters; HTMX gets only the table."""
     context = _alerts_context(request, request.GET)
-    template = (
-        "alerts/partials/alerts_table.html" if request.htmx else "alerts/alerts.html"
+    return page_or_fragment(
+        request, "alerts/alerts.html", "alerts/partials/alerts_table.html", context
     )
-    return render(request, template, context)
 
 
 @login_required
@@ -88,7 +87,7 @@ def alert_ack(request: PortalRequest, pk: int) -> HttpResponse:
     services.alert_acknowledge(actor=request.user, alert=alert)
     params = QueryDict(mutable=True)
     params.update({k: v for k in ALERT_FILTERS if (v := request.POST.get(k))})
-    if request.htmx:
+    if fragment_wanted(request):
         return render(
             request,
             "alerts/partials/alerts_table.html",

@@ -18,10 +18,11 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
 
 from brokers import selectors, services
 from brokers.client import PublishError
@@ -51,6 +52,23 @@ def render_live_rows(rows: list[LiveRow], swap: str) -> str:
     return render_to_string(
         "brokers/partials/live_rows.html", {"live_rows": rows, "swap": swap}
     )
+
+
+# The live publish box's fields by their labels: errors name what the user sees.
+LIVE_PUBLISH_LABELS = {
+    "topic": _l("Topic"),
+    "payload": _l("Payload"),
+    "qos": _l("QoS"),
+    "retain": _l("Retain"),
+}
+
+
+def _live_label(field: str) -> str:
+    """ "Topic: " for a field the box shows, "" for the request as a whole."""
+    if field == NON_FIELD_ERRORS:
+        return ""
+    label = LIVE_PUBLISH_LABELS.get(field) or field.replace("_", " ").capitalize()
+    return f"{label}: "
 
 
 class BrokerConsumer(LiveConsumer):
@@ -139,7 +157,8 @@ class BrokerConsumer(LiveConsumer):
                 # Nothing changes: the feed keeps its previous filter.
                 await self.send_html(
                     self._state_html(
-                        error=_("filter: %(rule)s") % {"rule": " ".join(exc.messages)}
+                        error=_("Topic filter: %(rule)s")
+                        % {"rule": " ".join(exc.messages)}
                     )
                 )
                 return
@@ -177,7 +196,7 @@ class BrokerConsumer(LiveConsumer):
         try:
             qos = int(request.get("qos") or 0)
         except (TypeError, ValueError):
-            return self._publish_result(error=_("qos: must be 0, 1 or 2."))
+            return self._publish_result(error=_("QoS: must be 0, 1 or 2."))
         publish = services.PublishRequest(
             topic=str(request.get("topic") or ""),
             payload=str(request.get("payload") or ""),
@@ -191,7 +210,7 @@ class BrokerConsumer(LiveConsumer):
         except ValidationError as exc:
             return self._publish_result(
                 error="; ".join(
-                    f"{field}: {' '.join(errors)}"
+                    f"{_live_label(field)}{' '.join(errors)}"
                     for field, errors in exc.message_dict.items()
                 )
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django import forms
@@ -12,6 +13,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
+from brokers.action_headers import secret_by_default, secret_names
 from brokers.action_kinds import ACTION_KINDS, action_types, editor_choices
 from brokers.choices import PayloadEncoding, Protocol
 from brokers.client import ConnectionSettings
@@ -515,6 +517,28 @@ def action_fields() -> dict[str, tuple[str, ...]]:
     return {name: kind.fields for name, kind in ACTION_KINDS.items()}
 
 
+# Header rows of a webhook action: at most this many, and this many blank ones
+# under the saved headers to add new ones.
+MAX_HEADERS = 20
+BLANK_HEADER_ROWS = 2
+HEADER_ROW_FIELDS = ("name", "value", "secret", "saved", "auto")
+
+
+def _compact_header_rows(initial: Mapping[str, Any]) -> dict[str, Any]:
+    """Initial values with the named header rows numbered from 0 and blank rows
+    left out (a form posted back with "Add action" gets fresh blank rows)."""
+    rows = [
+        {part: initial.get(f"header_{n}_{part}") for part in HEADER_ROW_FIELDS}
+        for n in range(MAX_HEADERS)
+        if str(initial.get(f"header_{n}_name") or "").strip()
+    ]
+    compact = {k: v for k, v in initial.items() if not str(k).startswith("header_")}
+    for n, row in enumerate(rows):
+        for part, value in row.items():
+            compact[f"header_{n}_{part}"] = value
+    return compact
+
+
 class ActionForm(forms.Form):
     """One action: a type and the union of every type's fields. Only the chosen
     type's fields are stored; the model validates them (`actions[i].field`)."""
@@ -522,14 +546,9 @@ class ActionForm(forms.Form):
     type = forms.ChoiceField(label=_l("Action"), choices=[])
     url = forms.CharField(label=_l("URL"), required=False)
     method = forms.ChoiceField(label=_l("Method"), choices=[], required=False)
+    # The header rows (header_<n>_*) make this one; it holds their errors.
     headers = forms.CharField(
-        label=_l("Headers"),
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=_l(
-            "One “Name: value” a line. Saved values show as ***: leave *** to keep "
-            "one, write a new value to replace it."
-        ),
+        label=_l("Headers"), required=False, widget=forms.HiddenInput
     )
     body = forms.CharField(
         label=_l("Body"),
@@ -571,17 +590,134 @@ class ActionForm(forms.Form):
         fields["type"].choices = _choices(action_types())
         for name in ("method", "op", "severity"):
             fields[name].choices = _choices(editor_choices(name))
+        # Lower-case names of saved secrets this form no longer holds (the URL
+        # changed): their rows show empty, to be typed again.
+        self.dropped: set[str] = set()
+        if not self.is_bound:
+            self.initial = _compact_header_rows(self.initial)
+        self.header_count = self._header_row_count()
+        for n in range(self.header_count):
+            self.fields[f"header_{n}_name"] = forms.CharField(
+                label=_l("Header name"), required=False, max_length=200
+            )
+            # Never rendered back: a saved secret shows as "saved", a new one is
+            # typed again after an error.
+            self.fields[f"header_{n}_value"] = forms.CharField(
+                label=_l("Value"), required=False, max_length=8000
+            )
+            self.fields[f"header_{n}_secret"] = forms.BooleanField(
+                label=_l("Secret"), required=False
+            )
+            # "1": a saved secret value stands behind this row (empty keeps it).
+            self.fields[f"header_{n}_saved"] = forms.CharField(
+                required=False, widget=forms.HiddenInput
+            )
+            # "1": the user has not chosen yet; the name decides (Authorization,
+            # Cookie, names with key, token or secret are secrets).
+            self.fields[f"header_{n}_auto"] = forms.CharField(
+                required=False, widget=forms.HiddenInput
+            )
 
-    def clean_headers(self) -> dict[str, str]:
+    def _header_row_count(self) -> int:
+        """The rows posted (one more blank when all are used), or the saved headers
+        and blank rows to add new ones."""
+        if self.is_bound:
+            posted = [
+                n
+                for n in range(MAX_HEADERS)
+                if self.add_prefix(f"header_{n}_name") in self.data
+            ]
+            count = len(posted)
+            last = self.data.get(self.add_prefix(f"header_{count - 1}_name"), "")
+            if count == 0 or str(last).strip():
+                count += 1
+            return min(count, MAX_HEADERS)
+        filled = sum(
+            1 for n in range(MAX_HEADERS) if self.initial.get(f"header_{n}_name")
+        )
+        return min(filled + BLANK_HEADER_ROWS, MAX_HEADERS)
+
+    def header_rows(self) -> list[dict[str, Any]]:
+        """The header rows as the editor shows them."""
+        rows = []
+        for n in range(self.header_count):
+            name = self[f"header_{n}_name"]
+            auto = self[f"header_{n}_auto"].value()
+            if not self.is_bound and auto is None and not name.value():
+                auto = "1"
+            saved = self[f"header_{n}_saved"].value() == "1" and (
+                str(name.value() or "").strip().lower() not in self.dropped
+            )
+            secret = bool(self[f"header_{n}_secret"].value()) or (
+                auto == "1" and secret_by_default(str(name.value() or ""))
+            )
+            value = self[f"header_{n}_value"].value() or ""
+            rows.append(
+                {
+                    "number": n + 1,
+                    "is_secret": secret,
+                    # A secret is never written back into the page.
+                    "shown_value": "" if secret else value,
+                    "name": name,
+                    "value": self[f"header_{n}_value"],
+                    "secret": self[f"header_{n}_secret"],
+                    "saved": saved,
+                    # Typed, refused for another reason, and not sent back.
+                    "retype": secret and not saved and bool(value),
+                    "saved_name": self.add_prefix(f"header_{n}_saved"),
+                    "auto": "1" if auto == "1" else "",
+                    "auto_name": self.add_prefix(f"header_{n}_auto"),
+                }
+            )
+        return rows
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         headers: dict[str, str] = {}
-        for line in self.cleaned_data.get("headers", "").splitlines():
-            if not line.strip():
+        secret: list[str] = []
+        problems: list[str] = []
+        for n in range(self.header_count):
+            # A row's own field errors (too long) show with the headers' errors.
+            for part, label in (("name", _("name")), ("value", _("value"))):
+                for error in self.errors.get(f"header_{n}_{part}", []):
+                    problems.append(
+                        _("Header %(n)d %(part)s: %(error)s")
+                        % {"n": n + 1, "part": label, "error": error}
+                    )
+            name = (data.get(f"header_{n}_name") or "").strip()
+            value = (data.get(f"header_{n}_value") or "").strip()
+            if not name:
+                if value:
+                    problems.append(
+                        _("Header %(n)d has a value but no name.") % {"n": n + 1}
+                    )
                 continue
-            name, colon, value = line.partition(":")
-            if not colon or not name.strip():
-                raise ValidationError(_("Write each header as “Name: value”."))
-            headers[name.strip()] = value.strip()
-        return headers
+            is_secret = bool(data.get(f"header_{n}_secret")) or (
+                data.get(f"header_{n}_auto") == "1" and secret_by_default(name)
+            )
+            if is_secret and not value and data.get(f"header_{n}_saved") == "1":
+                value = SECRET_MASK  # keep the saved value (only for the same URL)
+            elif not value:
+                problems.append(_("Header “%s” needs a value.") % name)
+                continue
+            if name.lower() in {h.lower() for h in headers}:
+                problems.append(_("Header “%s” is given twice.") % name)
+                continue
+            headers[name] = value
+            if is_secret:
+                secret.append(name)
+        if problems and data.get("type") == "webhook":
+            for problem in problems:
+                self.add_error("headers", problem)
+        data["headers"] = headers
+        data["secret_headers"] = secret
+        return data
+
+    def drop_saved_secrets(self, names: list[str]) -> None:
+        """The saved values of these secret headers cannot be kept (no saved action
+        calls this URL with them): their rows show empty (the service's error,
+        `unkept_message`, says why)."""
+        self.dropped.update(name.lower() for name in names)
 
     def clean_to(self) -> list[str]:
         return [a.strip() for a in self.cleaned_data.get("to", "").split(",") if a]
@@ -608,6 +744,7 @@ class ActionForm(forms.Form):
                 value = value or "warning"
             elif name == "headers":
                 value = value or {}
+                action["secret_headers"] = data.get("secret_headers", [])
             elif name == "to":
                 value = [v.strip() for v in value or [] if v.strip()]
             elif value is None:
@@ -617,12 +754,22 @@ class ActionForm(forms.Form):
 
     @staticmethod
     def initial_from_action(action: dict[str, Any]) -> dict[str, Any]:
-        """A stored action as the form's initial values; header values are secrets
-        and show as "***" (saving "***" keeps the stored value)."""
-        initial = dict(action)
+        """A stored action as the form's initial values: plain header values as
+        they are, secret ones never (the row says a value is saved; left empty,
+        saving keeps it)."""
+        initial = {
+            k: v for k, v in action.items() if k not in ("headers", "secret_headers")
+        }
         headers = action.get("headers")
         if isinstance(headers, dict):
-            initial["headers"] = "\n".join(f"{k}: {SECRET_MASK}" for k in headers)
+            secret = secret_names(action)
+            for n, (name, value) in enumerate(list(headers.items())[:MAX_HEADERS]):
+                is_secret = str(name).lower() in secret
+                initial[f"header_{n}_name"] = name
+                initial[f"header_{n}_value"] = "" if is_secret else value
+                initial[f"header_{n}_secret"] = is_secret
+                initial[f"header_{n}_saved"] = "1" if is_secret else ""
+                initial[f"header_{n}_auto"] = ""
         recipients = action.get("to")
         if isinstance(recipients, list):
             initial["to"] = ", ".join(recipients)
@@ -661,8 +808,8 @@ def action_field_classes(form: ActionForm) -> list[tuple[forms.BoundField, str]]
     stylesheet shows only the chosen type's fields (no JavaScript)."""
     rows = []
     for name in form.fields:
-        if name in ("type", "DELETE"):
-            continue
+        if name in ("type", "DELETE", "headers") or name.startswith("header_"):
+            continue  # the header rows have their own table
         kinds = [kind for kind, names in action_fields().items() if name in names]
         rows.append((form[name], " ".join(f"for-{kind}" for kind in kinds)))
     return rows

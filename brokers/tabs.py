@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 
 from brokers.selectors import status_of
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, page_or_fragment
 from mqttadmin.roles import Role
 
 if TYPE_CHECKING:
@@ -53,6 +51,10 @@ class BrokerTab:
 
 
 _tabs: dict[str, BrokerTab] = {}
+
+# The id of the broker page's status block: its poll names it in HX-Target, and
+# every tab's handler leaves its own context out for that poll.
+STATUS_TARGET = "broker-status"
 
 
 def register_tab(tab: BrokerTab) -> None:
@@ -105,18 +107,9 @@ def page_context(request: HttpRequest, broker: Broker, tab: str) -> dict[str, An
     }
 
 
-def fragment_wanted(request: PortalRequest) -> bool:
-    """An HTMX request for a fragment; restoring history after Back needs the whole
-    page even though htmx marks it as an HTMX request."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
 def page_response(
     request: PortalRequest, fragment: str, context: dict[str, Any]
 ) -> HttpResponse:
-    """The fragment for HTMX, else the whole broker page; both vary on HX-Request
-    so a browser never shows a cached fragment as a page (hx-push-url)."""
-    template = fragment if fragment_wanted(request) else "brokers/detail.html"
-    response = render(request, template, context)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+    """The fragment when htmx asked for it, else the whole broker page (the one
+    decision: mqttadmin.http.fragment_wanted)."""
+    return page_or_fragment(request, "brokers/detail.html", fragment, context)

@@ -7,6 +7,7 @@ class DevicesConfig(AppConfig):
     def ready(self) -> None:
         from alerts.selectors import register_subject_links
         from alerts.services import register_notify_targets
+        from brokers.owners import register_subscription_owners
         from devices.actions import register_telemetry_action
         from devices.alerts import (
             BROKER_KIND,
@@ -15,6 +16,7 @@ class DevicesConfig(AppConfig):
             broker_alert_subject_links,
             rule_alert_targets,
         )
+        from devices.selectors import subscription_owners
 
         register_telemetry_action()
         # Rule alerts tell the rule's e-mails and webhook.
@@ -22,3 +24,5 @@ class DevicesConfig(AppConfig):
         # Alert subjects link to the device's or the broker's page.
         register_subject_links(RULE_KIND, alert_subject_links)
         register_subject_links(BROKER_KIND, broker_alert_subject_links)
+        # The subscription pages link a device's subscriptions to the device.
+        register_subscription_owners(subscription_owners)

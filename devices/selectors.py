@@ -27,10 +27,12 @@ from django.db.models import (
     QuerySet,
     Value,
 )
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
+from brokers.owners import SubscriptionOwner
 from devices.models import AlertRule, Device, TelemetryPoint
 from devices.sparklines import sparkline_svg
 from mqttadmin.lib.times import parse_iso_time
@@ -373,3 +375,23 @@ def device_tiles(devices: list[Device]) -> list[Tile]:
         ]
         tiles.append(Tile(device, values, max(0, len(items) - KEYS_PER_TILE)))
     return tiles
+
+
+def subscription_owners(ids: list[int]) -> dict[int, SubscriptionOwner]:
+    """The devices whose telemetry or availability subscription is among `ids`
+    (brokers.owners: the subscription pages link there and offer no Edit/Delete)."""
+    owners: dict[int, SubscriptionOwner] = {}
+    devices = Device.objects.filter(
+        Q(telemetry_subscription_id__in=ids) | Q(availability_subscription_id__in=ids)
+    ).only("pk", "name", "telemetry_subscription_id", "availability_subscription_id")
+    for device in devices:
+        owner = SubscriptionOwner(
+            label=device.name, url=reverse("devices:detail", args=[device.pk])
+        )
+        for sid in (
+            device.telemetry_subscription_id,
+            device.availability_subscription_id,
+        ):
+            if sid is not None:
+                owners[sid] = owner
+    return owners

@@ -25,7 +25,6 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseLocation
 
 from alerts.models import Alert, AlertState, alert_key
 from brokers.client import PublishError
@@ -43,7 +42,7 @@ from devices.forms import (
 )
 from devices.models import AlertRule, Device, DeviceImport
 from devices.sparklines import line_chart_svg
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted, navigate, page_or_fragment
 from mqttadmin.lib.times import parse_iso_time
 from mqttadmin.listing import SortField, listing_from
 from mqttadmin.models import Product
@@ -147,8 +146,13 @@ def device_list(request: PortalRequest) -> HttpResponse:
         "can_operate": _can_operate(request.user, product),
         "query": request.GET.urlencode(),
     }
-    template = "devices/partials/tiles.html" if request.htmx else "devices/list.html"
-    return render(request, template, context)
+    return page_or_fragment(
+        request,
+        "devices/list.html",
+        "devices/partials/tiles.html",
+        context,
+        target="device-tiles",
+    )
 
 
 # --- Detail -------------------------------------------------------------------
@@ -253,7 +257,7 @@ def device_detail(request: PortalRequest, pk: int) -> HttpResponse:
     (?range=), then raw telemetry (?key=, ?page=); the HTMX poll gets the live
     block, the raw table's pager gets the raw table."""
     device = get_for_user_or_404(Device, request.user, pk=pk)
-    if request.htmx and request.htmx.target == STATUS_TARGET:
+    if fragment_wanted(request, STATUS_TARGET):
         return render(request, "devices/partials/live.html", _live_context(device))
     range_key = request.GET.get("range", DEFAULT_RANGE)
     if range_key not in RANGES:
@@ -271,7 +275,7 @@ def device_detail(request: PortalRequest, pk: int) -> HttpResponse:
         # Escaped here; the template appends `page=`.
         "raw_query": urlencode({**pinned, **({"key": key} if key else {})}) + "&",
     }
-    if request.htmx and request.htmx.target == RAW_TARGET:
+    if fragment_wanted(request, RAW_TARGET):
         return render(request, "devices/partials/raw.html", raw)
     now = timezone.now()
     can_operate = _can_operate(request.user, device.product)
@@ -297,9 +301,7 @@ def _detail_url(device: Device) -> str:
 
 def _saved(request: PortalRequest, device: Device, message: str) -> HttpResponse:
     messages.success(request, message)
-    if request.htmx:
-        return HttpResponseLocation(_detail_url(device))
-    return redirect(_detail_url(device))
+    return navigate(request, _detail_url(device))
 
 
 @login_required
@@ -360,9 +362,7 @@ def device_delete(request: PortalRequest, pk: int) -> HttpResponse:
         name = device.name
         services.device_delete(actor=request.user, device=device)
         messages.success(request, _("Device %s deleted.") % name)
-        if request.htmx:
-            return HttpResponseLocation(reverse("devices:list"))
-        return redirect("devices:list")
+        return navigate(request, reverse("devices:list"))
     return render(request, "devices/confirm_delete.html", {"device": device})
 
 
@@ -391,7 +391,7 @@ def device_command(request: PortalRequest, pk: int) -> HttpResponse:
         else:
             notice = _("Sent to %s.") % device.command_topic
             form = CommandForm(initial={"qos": form.cleaned_data["qos"]})
-    if request.htmx:
+    if fragment_wanted(request):
         return render(
             request,
             "devices/partials/command.html",
@@ -410,7 +410,7 @@ def device_command(request: PortalRequest, pk: int) -> HttpResponse:
 def _rules_response(
     request: PortalRequest, device: Device, form: AlertRuleForm | None = None
 ) -> HttpResponse:
-    if request.htmx:
+    if fragment_wanted(request):
         return render(
             request,
             "devices/partials/rules.html",
@@ -482,10 +482,8 @@ def device_import(request: PortalRequest) -> HttpResponse:
                 text=text,
                 filename=upload.name or "",
             )
-            url = reverse("devices:import-detail", args=[job.pk])
-            if request.htmx:
-                return HttpResponseLocation(url)
-            return redirect(url)
+            # The progress page comes whole (see mqttadmin.http.fragment_wanted).
+            return navigate(request, reverse("devices:import-detail", args=[job.pk]))
     return render(
         request,
         "devices/import.html",
@@ -511,7 +509,10 @@ def _recent_imports(request: PortalRequest) -> list[DeviceImport]:
 def import_detail(request: PortalRequest, pk: int) -> HttpResponse:
     """An import's progress; its HTMX poll gets the progress block until done."""
     job = get_for_user_or_404(DeviceImport, request.user, Role.OPERATOR, pk=pk)
-    context = {"job": job}
-    if request.htmx:
-        return render(request, "devices/partials/import_progress.html", context)
-    return render(request, "devices/import_detail.html", context)
+    return page_or_fragment(
+        request,
+        "devices/import_detail.html",
+        "devices/partials/import_progress.html",
+        {"job": job},
+        target="import-progress",
+    )

@@ -32,7 +32,6 @@ from brokers.models import Broker
 from brokers.tabs import (
     BrokerTab,
     detail_url,
-    fragment_wanted,
     page_context,
     page_response,
     register_tab,
@@ -57,7 +56,7 @@ from history.selectors import (
     topic_tree,
 )
 from mqttadmin.audit import audit_record
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted
 from mqttadmin.lib.payloads import exact_payload
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role

@@ -27,7 +27,7 @@ from mqttadmin.forms import (
     ProductForm,
 )
 from mqttadmin.health import extra_checks
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, page_or_fragment
 from mqttadmin.listing import SortField, listing_from
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import AuditEntry, Membership, Product
@@ -139,12 +139,12 @@ def product_detail(request: PortalRequest, pk: int) -> HttpResponse:
         else "",
         "roles": Role.choices,
     }
-    template = (
-        "mqttadmin/partials/members.html"
-        if request.htmx
-        else "mqttadmin/product_detail.html"
+    response = page_or_fragment(
+        request,
+        "mqttadmin/product_detail.html",
+        "mqttadmin/partials/members.html",
+        context,
     )
-    response = render(request, template, context)
     if new_member is not None:
         # The credential is shown once: no copy in any cache, nor in history.
         response["Cache-Control"] = "no-store"
@@ -225,9 +225,6 @@ def audit_list(request: PortalRequest) -> HttpResponse:
         "selected_product": product_id,
         "action": action,
     }
-    template = (
-        "mqttadmin/partials/audit_table.html"
-        if request.htmx
-        else "mqttadmin/audit.html"
+    return page_or_fragment(
+        request, "mqttadmin/audit.html", "mqttadmin/partials/audit_table.html", context
     )
-    return render(request, template, context)

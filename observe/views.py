@@ -26,8 +26,8 @@ from django.views.decorators.http import require_POST
 from acl.choices import Management
 from acl.services import managed_of
 from brokers.models import Broker
-from brokers.tabs import BrokerTab, register_tab
-from mqttadmin.http import PortalRequest
+from brokers.tabs import STATUS_TARGET, BrokerTab, register_tab
+from mqttadmin.http import PortalRequest, fragment_wanted
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 from observe import client_log, sys_stats
@@ -87,7 +87,7 @@ def clients_tab(
     request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
     """The Clients tab's context for broker_detail (its HTMX poll: the status)."""
-    if request.htmx:
+    if fragment_wanted(request, STATUS_TARGET):
         return {}
     return clients_context(request.user, broker)
 
@@ -101,7 +101,7 @@ def stats_tab(
     request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
     """The Stats tab's context for broker_detail (its HTMX poll: the status)."""
-    if request.htmx:
+    if fragment_wanted(request, STATUS_TARGET):
         return {}
     return stats_context(broker)
 
@@ -127,7 +127,7 @@ def register_broker_tabs() -> None:
 def broker_clients(request: PortalRequest, pk: int) -> HttpResponse:
     """The clients table for HTMX polling; a browser goes to the Clients tab."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
-    if not request.htmx:
+    if not fragment_wanted(request):
         return redirect(_tab_url(broker, "clients"))
     return render(request, CLIENTS_TABLE, clients_context(request.user, broker))
 
@@ -136,7 +136,7 @@ def broker_clients(request: PortalRequest, pk: int) -> HttpResponse:
 def broker_stats(request: PortalRequest, pk: int) -> HttpResponse:
     """The stats cards for HTMX polling; a browser goes to the Stats tab."""
     broker = get_for_user_or_404(Broker, request.user, pk=pk)
-    if not request.htmx:
+    if not fragment_wanted(request):
         return redirect(_tab_url(broker, "stats"))
     return render(request, STATS_CARDS, stats_context(broker))
 
@@ -166,7 +166,7 @@ def client_disable(request: PortalRequest, pk: int) -> HttpResponse:
                 "User %(user)s disabled in the portal, but the broker refused: "
                 "%(error)s"
             ) % {"user": user.username, "error": result.error}
-    if request.htmx:
+    if fragment_wanted(request):
         context = {
             **clients_context(request.user, broker),
             "error": error,

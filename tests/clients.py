@@ -10,8 +10,27 @@ from rest_framework.test import APIClient
 from mqttadmin.middleware import SESSION_PRODUCT_KEY
 from mqttadmin.models import Product
 
-# The header an HTMX request carries: the view answers with a fragment.
-HTMX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}
+
+def htmx_swap(target: str) -> dict[str, Any]:
+    """The headers htmx sends when an element asks for an answer to swap into the
+    element with id `target` (mqttadmin.http.fragment_wanted: a fragment)."""
+    return {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target}
+
+
+# An HTMX request swapping into an element of the page: views that serve one
+# fragment only look at whether htmx named a target.
+HTMX: dict[str, Any] = htmx_swap("panel")
+# The GET htmx makes to follow an HX-Location answer: it targets the body, which
+# has no id, so no HX-Target; the view answers with the whole page.
+HTMX_LOCATION: dict[str, Any] = {
+    "HTTP_HX_REQUEST": "true",
+    "HTTP_HX_CURRENT_URL": "http://testserver/",
+}
+# Back to a page htmx has no snapshot of: it asks for the whole page.
+HTMX_HISTORY_RESTORE: dict[str, Any] = {
+    "HTTP_HX_REQUEST": "true",
+    "HTTP_HX_HISTORY_RESTORE_REQUEST": "true",
+}
 
 
 def as_user(user: Any) -> APIClient:

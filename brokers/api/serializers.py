@@ -100,12 +100,15 @@ class SecretField(serializers.CharField):
 
 
 ACTIONS_HELP = (
-    "Actions run for every matching message, in order. Webhook header values are "
-    'secrets: reads show every value as "***". On write, a header whose value is '
-    '"***" keeps its stored value (taken from a saved action calling the same '
-    "scheme, host and port; the same URL, then the same position, first), so what "
-    "was read can be written back unchanged; any other value replaces it and a "
-    'header left out is removed. "***" for a header with no stored value is refused.'
+    "Actions run for every matching message, in order. A webhook lists its secret "
+    'headers by name in "secret_headers" (left out on write: Authorization, Cookie '
+    "and names containing key, token, secret or passw, plus any sent as "
+    '"***"); actions saved before that list existed treat every header as secret. '
+    'Reads show secret values as "***" and plain ones as stored. On write, a secret '
+    'header whose value is "***" keeps its stored value, taken only from a saved '
+    "action calling exactly the same URL (the same position first), so what was "
+    "read can be written back unchanged; a changed URL drops it (refused: enter the "
+    "value again). Any other value replaces it and a header left out is removed."
 )
 
 

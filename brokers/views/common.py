@@ -10,6 +10,7 @@ from django.http import Http404
 from django.utils.translation import gettext_lazy as _l
 
 from brokers.models import Broker
+from brokers.tabs import STATUS_TARGET as STATUS_TARGET
 from mqttadmin.http import PortalRequest
 from mqttadmin.models import Product
 from mqttadmin.permissions import get_for_user_or_404
@@ -33,9 +34,6 @@ TEST_HINTS: dict[str, Any] = {
     "protocol": _l("Check the protocol version and the client id."),
     "network": _l("Check the network path to the broker."),
 }
-
-# The id of the detail page's status block: HTMX names it in HX-Target.
-STATUS_TARGET = "broker-status"
 
 
 def _can_operate(user: Any, product: Product) -> bool:

@@ -23,7 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseLocation, trigger_client_event
+from django_htmx.http import trigger_client_event
 
 from brokers import selectors, services
 from brokers.choices import ControlAction
@@ -33,6 +33,7 @@ from brokers.forms import (
     apply_errors,
 )
 from brokers.models import Broker
+from brokers.owners import with_owners
 from brokers.tabs import (
     BrokerTab,
     broker_tab,
@@ -51,7 +52,7 @@ from brokers.views.common import (
 )
 from brokers.views.publish import _publish_context, _template_of
 from brokers.views.subscriptions import _subscriptions_context, subscription_rows
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted, navigate, page_or_fragment
 from mqttadmin.lib.units import format_duration
 from mqttadmin.listing import SortField, htmx_target, listing_from
 from mqttadmin.permissions import get_for_user_or_404
@@ -90,14 +91,19 @@ def broker_list(request: PortalRequest) -> HttpResponse:
         "rows": selectors.brokers_with_status(request.user, product, listing),
         "can_operate": product is not None and _can_operate(request.user, product),
     }
-    template = "brokers/list.html"
-    if request.htmx:
-        template = (
-            "brokers/partials/broker_table.html"
-            if htmx_target(request) == listing.target
-            else "brokers/partials/broker_rows.html"
-        )
-    return render(request, template, context)
+    # A header or the search swaps the whole table; the 5 s poll its body.
+    fragment = (
+        "brokers/partials/broker_table.html"
+        if htmx_target(request) == listing.target
+        else "brokers/partials/broker_rows.html"
+    )
+    return page_or_fragment(
+        request,
+        "brokers/list.html",
+        fragment,
+        context,
+        target=(listing.target, "broker-rows"),
+    )
 
 
 # --- Create / edit / test / delete ----------------------------------------------
@@ -128,9 +134,7 @@ def broker_create(request: PortalRequest) -> HttpResponse:
             apply_errors(form, exc)
         else:
             messages.success(request, _("Broker %s created.") % broker.name)
-            if request.htmx:
-                return HttpResponseLocation(detail_url(broker))
-            return redirect(detail_url(broker))
+            return navigate(request, detail_url(broker))
     return render(
         request,
         "brokers/form.html",
@@ -153,9 +157,7 @@ def broker_edit(request: PortalRequest, pk: int) -> HttpResponse:
             apply_errors(form, exc)
         else:
             messages.success(request, _("Broker %s saved.") % broker.name)
-            if request.htmx:
-                return HttpResponseLocation(detail_url(broker))
-            return redirect(detail_url(broker))
+            return navigate(request, detail_url(broker))
     return render(
         request,
         "brokers/form.html",
@@ -191,7 +193,7 @@ def broker_test(request: PortalRequest, pk: int | None = None) -> HttpResponse:
     if not allowed:
         # The same per-user budget as the API's (brokers.throttles). htmx does
         # not swap a 4xx answer in, so its fragment says it with a 200.
-        status = 200 if request.htmx else 429
+        status = 200 if fragment_wanted(request) else 429
         errors = {
             "": [
                 _("Too many connection tests: try again in %(wait)s.")
@@ -217,11 +219,13 @@ def broker_test(request: PortalRequest, pk: int | None = None) -> HttpResponse:
         "test_result": result,
         "test_hint": TEST_HINTS.get(result["error"], "") if result else "",
     }
-    if request.htmx:
-        return render(
-            request, "brokers/partials/test_answer.html", context, status=status
-        )
-    return render(request, "brokers/form.html", context, status=status)
+    return page_or_fragment(
+        request,
+        "brokers/form.html",
+        "brokers/partials/test_answer.html",
+        context,
+        status=status,
+    )
 
 
 @login_required
@@ -231,9 +235,7 @@ def broker_delete(request: PortalRequest, pk: int) -> HttpResponse:
         name = broker.name
         services.broker_delete(actor=request.user, broker=broker)
         messages.success(request, _("Broker %s deleted.") % name)
-        if request.htmx:
-            return HttpResponseLocation(reverse("brokers:list"))
-        return redirect("brokers:list")
+        return navigate(request, reverse("brokers:list"))
     return render(request, "brokers/confirm_delete.html", {"broker": broker})
 
 
@@ -252,16 +254,20 @@ def broker_detail(request: PortalRequest, pk: int) -> HttpResponse:
     answer = tab.handler(request, broker, context) if tab.handler else {}
     if isinstance(answer, HttpResponse):
         return answer
-    if request.htmx:
-        return render(request, "brokers/partials/status_block.html", context)
     context.update(answer)
-    return render(request, "brokers/detail.html", context)
+    return page_or_fragment(
+        request,
+        "brokers/detail.html",
+        "brokers/partials/status_block.html",
+        context,
+        target=STATUS_TARGET,
+    )
 
 
 def _overview_tab(
     request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> dict[str, Any]:
-    if request.htmx:
+    if fragment_wanted(request, STATUS_TARGET):
         return {}
     return _subscriptions_context(broker, context["can_operate"])
 
@@ -276,7 +282,7 @@ def _subscriptions_tab(
 def _publish_tab(
     request: PortalRequest, broker: Broker, context: dict[str, Any]
 ) -> HttpResponse | dict[str, Any]:
-    if request.htmx:
+    if fragment_wanted(request, STATUS_TARGET):
         return {}
     initial = None
     template_id = request.GET.get("template")
@@ -316,7 +322,7 @@ def broker_control(request: PortalRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        if not request.htmx:
+        if not fragment_wanted(request):
             label = ControlAction(action).label
             messages.success(
                 request,
@@ -326,7 +332,7 @@ def broker_control(request: PortalRequest, pk: int) -> HttpResponse:
                     "broker": broker.name,
                 },
             )
-    if not request.htmx:
+    if not fragment_wanted(request):
         target = request.POST.get("next", "")
         if not url_has_allowed_host_and_scheme(
             target, allowed_hosts={request.get_host()}
@@ -341,7 +347,7 @@ def broker_control(request: PortalRequest, pk: int) -> HttpResponse:
     }
     template = (
         "brokers/partials/status_block.html"
-        if request.htmx.target == STATUS_TARGET
+        if fragment_wanted(request, STATUS_TARGET)
         else "brokers/partials/broker_row.html"
     )
     response = render(request, template, context)

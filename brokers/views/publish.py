@@ -24,7 +24,7 @@ from brokers.tabs import (
     tab_links,
     tab_template,
 )
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
 
@@ -50,7 +50,7 @@ def _publish_response(
 ) -> HttpResponse:
     """The publish panel for HTMX; the whole page (errors kept) or a redirect else."""
     context = _publish_context(broker, True, form, notice)
-    if request.htmx:
+    if fragment_wanted(request):
         return render(request, "brokers/partials/publish.html", context)
     if form.errors:
         context.update(

@@ -15,11 +15,13 @@ from django.db.models.functions import Lower
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseLocation
 
 from brokers import selectors, services
+from brokers.action_headers import unkept_secrets
 from brokers.forms import (
     ACTION_DEFAULTS,
     ActionForm,
@@ -31,12 +33,12 @@ from brokers.forms import (
     apply_errors,
 )
 from brokers.models import Broker, Subscription
+from brokers.owners import owner_of, with_owners
 from brokers.tabs import (
     detail_url,
-    fragment_wanted,
     page_context,
 )
-from mqttadmin.http import PortalRequest
+from mqttadmin.http import PortalRequest, fragment_wanted, navigate, page_or_fragment
 from mqttadmin.listing import Listing, SortField, listing_from
 from mqttadmin.permissions import get_for_user_or_404
 from mqttadmin.roles import Role
@@ -80,7 +82,9 @@ def subscription_rows(
         listing, kept={**listing.kept, "tab": "subscriptions"}
     )
     context["listing"] = listing
-    context["subscriptions"] = listing.apply(selectors.subscriptions_of(broker))
+    context["subscriptions"] = with_owners(
+        listing.apply(selectors.subscriptions_of(broker))
+    )
 
 
 def _subscriptions_context(
@@ -89,7 +93,7 @@ def _subscriptions_context(
     return {
         "broker": broker,
         "can_operate": can_operate,
-        "subscriptions": selectors.subscriptions_of(broker),
+        "subscriptions": with_owners(selectors.subscriptions_of(broker)),
         "subscription_form": (
             (form or SubscriptionForm(initial={"qos": 0})) if can_operate else None
         ),
@@ -99,7 +103,7 @@ def _subscriptions_context(
 def _subscriptions_response(
     request: PortalRequest, broker: Broker, form: SubscriptionForm | None = None
 ) -> HttpResponse:
-    if request.htmx:
+    if fragment_wanted(request):
         return render(
             request,
             "brokers/partials/subscriptions.html",
@@ -135,6 +139,29 @@ def _subscription_of(request: PortalRequest, pk: int, sid: int) -> Subscription:
     )
 
 
+def _managed_elsewhere(
+    request: PortalRequest, subscription: Subscription
+) -> HttpResponse | None:
+    """A subscription a device keeps in step is changed on the device's page: the
+    Subscriptions tab says so (and links there) instead of editing or deleting it."""
+    owner = owner_of(subscription)
+    if owner is None:
+        return None
+    messages.error(
+        request,
+        format_html(
+            _(
+                "The subscription {name} is managed by the device "
+                '<a href="{url}">{device}</a>: change the device instead.'
+            ),
+            name=subscription.name,
+            device=owner.label,
+            url=owner.url,
+        ),
+    )
+    return navigate(request, detail_url(subscription.broker, "subscriptions"))
+
+
 @login_required
 @require_POST
 def subscription_toggle(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
@@ -149,6 +176,8 @@ def subscription_toggle(request: PortalRequest, pk: int, sid: int) -> HttpRespon
 @require_POST
 def subscription_delete(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     subscription = _subscription_of(request, pk, sid)
+    if refused := _managed_elsewhere(request, subscription):
+        return refused
     broker = subscription.broker
     services.subscription_delete(actor=request.user, subscription=subscription)
     return _subscriptions_response(request, broker)
@@ -159,6 +188,8 @@ def subscription_delete(request: PortalRequest, pk: int, sid: int) -> HttpRespon
 # "actions[1].url: message" from validate_actions, by way of the model.
 ACTION_ERROR = re.compile(r"^actions\[(\d+)\](?:\.(\w+))?: (.*)$", re.DOTALL)
 ACTIONS_PREFIX = "actions"
+# Labels of fields the model names but the editor shows differently.
+FIELD_LABELS = {"headers": _l("Headers"), "filter": _l("Topic filter")}
 
 
 def _subscription_table_response(
@@ -186,6 +217,8 @@ def subscription_tab_toggle(request: PortalRequest, pk: int, sid: int) -> HttpRe
 @require_POST
 def subscription_tab_delete(request: PortalRequest, pk: int, sid: int) -> HttpResponse:
     subscription = _subscription_of(request, pk, sid)
+    if refused := _managed_elsewhere(request, subscription):
+        return refused
     broker = subscription.broker
     services.subscription_delete(actor=request.user, subscription=subscription)
     if not fragment_wanted(request):
@@ -247,9 +280,12 @@ def _editor_response(
             "outcomes": _outcome_rows(dry_run),
         }
     )
-    fragment = "brokers/partials/subscription_editor.html"
-    template = fragment if fragment_wanted(request) else "brokers/detail.html"
-    return render(request, template, context)
+    return page_or_fragment(
+        request,
+        "brokers/detail.html",
+        "brokers/partials/subscription_editor.html",
+        context,
+    )
 
 
 def _with_one_more_action(
@@ -272,26 +308,66 @@ def _with_one_more_action(
     return form, ActionFormSet(initial=initial, prefix=ACTIONS_PREFIX)
 
 
+def _field_label(form: Any, name: str | None) -> str:
+    """How the editor names a field in an error: its label, not its key."""
+    if not name:
+        return ""
+    if name in form.fields:
+        return str(form.fields[name].label or name)
+    return str(FIELD_LABELS.get(name, name))
+
+
 def _apply_subscription_errors(
     form: SubscriptionEditForm, actions: list[ActionForm], exc: ValidationError
 ) -> None:
     """The model's errors next to their fields; `actions[i].field: …` next to the
-    field of the i-th saved action form."""
+    field of the i-th saved action form, else on top of that action, named by the
+    field's label. Actions count from 1, as the editor shows them."""
     if not hasattr(exc, "error_dict"):
         form.add_error(None, exc.messages)
         return
     for field, errors in exc.message_dict.items():
         if field != "actions":
-            form.add_error(field if field in form.fields else None, errors)
+            if field in form.fields:
+                form.add_error(field, errors)
+            else:
+                label = _field_label(form, field)
+                form.add_error(None, [f"{label}: {error}" for error in errors])
             continue
         for message in errors:
             match = ACTION_ERROR.match(message)
             if match is None or int(match[1]) >= len(actions):
-                form.add_error(None, message)
+                form.add_error(None, _readable_action_error(message, match))
                 continue
             target = actions[int(match[1])]
-            name = match[2] if match[2] in target.fields else None
-            target.add_error(name, match[3] if name else message)
+            if match[2] in target.fields:
+                target.add_error(match[2], match[3])
+            elif match[2]:
+                target.add_error(None, f"{_field_label(target, match[2])}: {match[3]}")
+            else:
+                target.add_error(None, match[3])
+
+
+def _readable_action_error(message: str, match: re.Match[str] | None) -> str:
+    """An action error with no form to show it at: "Action 2 · URL: …"."""
+    if match is None:
+        return message
+    number = _("Action %d") % (int(match[1]) + 1)
+    if match[2]:
+        field = _field_label(ActionForm(), match[2])
+        return f"{number} · {field}: {match[3]}"
+    return f"{number}: {match[3]}"
+
+
+def _drop_unkept_secrets(
+    actions: list[ActionForm], subscription: Subscription | None
+) -> None:
+    """Secret header values that cannot be kept (the URL changed): their rows show
+    empty, so the user types them for the new URL (the service's error says why)."""
+    stored = subscription.actions if subscription is not None else []
+    wanted = [form.to_action() for form in actions]
+    for index, names in unkept_secrets(wanted, stored).items():
+        actions[index].drop_saved_secrets(names)
 
 
 @login_required
@@ -308,6 +384,8 @@ def subscription_edit(
         subscription = None
     else:
         subscription = _subscription_of(request, pk, sid)
+        if refused := _managed_elsewhere(request, subscription):
+            return refused
         broker = subscription.broker
     title = subscription.name if subscription else ""
     if request.method != "POST":
@@ -346,13 +424,12 @@ def subscription_edit(
                     actor=request.user, subscription=subscription, **fields
                 )
         except ValidationError as exc:
+            _drop_unkept_secrets(kept, subscription)
             _apply_subscription_errors(form, kept, exc)
         else:
             messages.success(request, _("Subscription %s saved.") % saved.name)
-            url = detail_url(broker, "subscriptions")
-            if request.htmx:
-                return HttpResponseLocation(url)
-            return redirect(url)
+            # The whole broker page on its Subscriptions tab, with the message.
+            return navigate(request, detail_url(broker, "subscriptions"))
     return _editor_response(request, broker, subscription, form, formset, title)
 
 

@@ -14,6 +14,25 @@ document.addEventListener("submit", (event) => {
   }
 }, true);
 
+// Webhook header rows: until the user ticks or unticks "Secret" themselves, the
+// box follows the name (Authorization, Cookie, names with key, token, secret or
+// passw), as the server decides for a row still marked data-header-auto.
+const SECRET_HEADER = /^(authorization|proxy-authorization|cookie)$|key|token|secret|passw/i;
+document.addEventListener("input", (event) => {
+  const el = event.target;
+  if (!(el instanceof HTMLInputElement) || !el.hasAttribute("data-header-name")) return;
+  const row = el.closest("[data-header-row]");
+  const auto = row && row.querySelector("[data-header-auto]");
+  const box = row && row.querySelector("[data-header-secret]");
+  if (auto && box && auto.value === "1") box.checked = SECRET_HEADER.test(el.value.trim());
+});
+document.addEventListener("change", (event) => {
+  const el = event.target;
+  if (!(el instanceof HTMLInputElement) || !el.hasAttribute("data-header-secret")) return;
+  const auto = el.closest("[data-header-row]")?.querySelector("[data-header-auto]");
+  if (auto) auto.value = "";
+});
+
 // A refused or failed htmx request swaps nothing in (htmx's default for 4xx/5xx):
 // say so at the top of the page, with the server's reason when its error page
 // names one (#error-reason on 403.html and 404.html), instead of a silent nothing.

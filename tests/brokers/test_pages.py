@@ -13,12 +13,11 @@ from django.test import Client
 from brokers import services
 from brokers.models import Broker, BrokerStatus, PublishTemplate, Subscription
 from mqttadmin.models import AuditEntry, Product
-from tests.clients import HTMX, logged_in
+from tests.clients import HTMX, htmx_swap, logged_in
 from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
 
-HMTX_POLL: dict[str, Any] = {"HTTP_HX_TRIGGER": "broker-status", **HTMX}
 STORED_PASSWORD = "stored-Secret-77"
 
 
@@ -513,8 +512,7 @@ def test_control_from_the_detail_page_answers_with_the_status_block(
     response = client.post(
         f"/brokers/{broker.pk}/control/",
         {"action": "disconnect"},
-        HTTP_HX_TARGET="broker-status",
-        **HTMX,
+        **htmx_swap("broker-status"),
     )
     assert 'id="broker-status"' in response.content.decode()
     assert 'value="connect"' in response.content.decode()
@@ -545,10 +543,12 @@ def test_status_partials_refresh_from_the_same_views(world: dict) -> None:
         state="error", connection_error="Connection refused", messages_received=7
     )
     client = logged_in(world["users"]["viewer"])
-    rows = client.get("/brokers/", **HMTX_POLL).content.decode()
+    # Each poll names its own element: htmx sends the id as HX-Target.
+    rows = client.get("/brokers/", **htmx_swap("broker-rows")).content.decode()
     assert rows.strip().startswith('<tbody id="broker-rows"') and "<html" not in rows
     assert 'class="dot error"' in rows and "Connection refused" in rows
-    block = client.get(f"/brokers/{broker.pk}/", **HMTX_POLL).content.decode()
+    poll = htmx_swap("broker-status")
+    block = client.get(f"/brokers/{broker.pk}/", **poll).content.decode()
     assert block.strip().startswith('<section id="broker-status"')
     assert 'hx-trigger="every 5s"' in block
     assert "Connection refused" in block and ">7<" in block

@@ -61,6 +61,22 @@ def action_data(index: int, kind: str, **fields: str) -> dict[str, str]:
     return {f"actions-{index}-{key}": value for key, value in base.items()}
 
 
+def header_rows(index: int, *rows: tuple[str, str, str]) -> dict[str, str]:
+    """What the editor posts for action `index`'s header rows, each (name, value,
+    how): "auto" (box untouched: the name decides), "secret", "plain", or "saved"
+    (a saved secret left empty: keep it)."""
+    data: dict[str, str] = {}
+    for n, (name, value, how) in enumerate(rows):
+        prefix = f"actions-{index}-header_{n}"
+        data[f"{prefix}_name"] = name
+        data[f"{prefix}_value"] = value
+        data[f"{prefix}_auto"] = "1" if how == "auto" else ""
+        data[f"{prefix}_saved"] = "1" if how == "saved" else ""
+        if how in ("secret", "saved"):
+            data[f"{prefix}_secret"] = "on"
+    return data
+
+
 # --- Role matrix ------------------------------------------------------------------
 
 
@@ -169,7 +185,6 @@ def test_create_with_webhook_and_republish_stores_the_actions(world: dict) -> No
             "webhook",
             url="https://hooks.example.com/t",
             method="PUT",
-            headers="X-Token: abc\nX-Site:  plant 1 ",
             body='{"t": {{ payload.temp }}}',
             timeout_s="5",
             # Fields of other types are not stored.
@@ -184,6 +199,8 @@ def test_create_with_webhook_and_republish_stores_the_actions(world: dict) -> No
             qos="1",
             retain="on",
         ),
+        # X-Token is a secret by its name, X-Site is not.
+        **header_rows(0, ("X-Token", "abc", "auto"), ("X-Site", " plant 1 ", "auto")),
         # Ticked for deletion: not stored.
         **action_data(2, "email", to="a@example.com", subject="x", DELETE="on"),
     }
@@ -197,6 +214,7 @@ def test_create_with_webhook_and_republish_stores_the_actions(world: dict) -> No
             "url": "https://hooks.example.com/t",
             "method": "PUT",
             "headers": {"X-Token": "abc", "X-Site": "plant 1"},
+            "secret_headers": ["X-Token"],
             "body": '{"t": {{ payload.temp }}}',
             "timeout_s": 5,
         },
@@ -208,12 +226,14 @@ def test_create_with_webhook_and_republish_stores_the_actions(world: dict) -> No
             "retain": True,
         },
     ]
-    # The edit page shows them again as forms, header values masked.
+    # The edit page shows them again as forms: the secret value never, the plain
+    # one as it is.
     edit = client.get(f"/brokers/{broker.pk}/subscriptions/{sub.pk}/edit/")
     html = edit.content.decode()
-    assert "X-Token: ***" in html and "X-Site: ***" in html and "abc" not in html
+    assert 'value="X-Token"' in html and 'value="abc"' not in html
+    assert 'value="plant 1"' in html
     assert 'value="derived/{{ topic_levels.1 }}"' in html
-    # Saving what the page showed (the masks) keeps the stored values.
+    # Saving what the page showed (the secret left empty) keeps the stored values.
     stored = sub.actions
     unchanged = {
         **subscription_data(**management(2)),
@@ -222,10 +242,10 @@ def test_create_with_webhook_and_republish_stores_the_actions(world: dict) -> No
             "webhook",
             url="https://hooks.example.com/t",
             method="PUT",
-            headers="X-Token: ***\nX-Site: ***",
             body='{"t": {{ payload.temp }}}',
             timeout_s="5",
         ),
+        **header_rows(0, ("X-Token", "", "saved"), ("X-Site", "plant 1", "plain")),
         **action_data(
             1,
             "republish",
@@ -335,12 +355,12 @@ def test_a_masked_header_without_a_saved_value_is_an_error_at_its_action(
     client = logged_in(world["users"]["operator"])
     data = {
         **subscription_data(**management(1)),
-        **action_data(
-            0, "webhook", url="https://hooks.example.com/t", headers="X-Token: ***"
-        ),
+        **action_data(0, "webhook", url="https://hooks.example.com/t"),
+        # A forged "keep the saved value" on a new subscription.
+        **header_rows(0, ("X-Token", "", "saved")),
     }
     response = client.post(f"/brokers/{broker.pk}/subscriptions/new/", data, **HTMX)
-    assert "enter its value" in error_next_to(
+    assert "have no saved value" in error_next_to(
         response.content.decode(), "actions-0-headers"
     )
     assert not Subscription.objects.exists()

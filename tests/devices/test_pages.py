@@ -15,7 +15,7 @@ from devices.models import AlertRule, Device
 from mqttadmin.models import AuditEntry
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.clients import HTMX, logged_in
+from tests.clients import HTMX, htmx_swap, logged_in
 from tests.factories import make_broker, make_device
 
 pytestmark = pytest.mark.django_db
@@ -111,14 +111,15 @@ def test_a_device_without_recent_data_gets_an_empty_sparkline(
 
 def test_the_tiles_poll_returns_only_the_tiles(plant: dict[str, Any]) -> None:
     feed(plant["broker"], [5])
-    response = page(plant, "/devices/?status=online", **HTMX)
+    poll = htmx_swap("device-tiles")
+    response = page(plant, "/devices/?status=online", **poll)
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="device-tiles"')
     assert "<html" not in html
     assert 'hx-get="/devices/?status=online"' in html
     assert "Boiler" in html
     assert (
-        "Boiler" not in page(plant, "/devices/?status=offline", **HTMX).content.decode()
+        "Boiler" not in page(plant, "/devices/?status=offline", **poll).content.decode()
     )
 
 
@@ -146,8 +147,7 @@ def test_the_detail_poll_returns_the_live_block(plant: dict[str, Any]) -> None:
     html = page(
         plant,
         f"/devices/{plant['device'].pk}/",
-        HTTP_HX_TARGET="device-live",
-        **HTMX,
+        **htmx_swap("device-live"),
     ).content.decode()
     assert html.lstrip().startswith('<section id="device-live"')
     assert "Online" in html and "temperature" in html
@@ -313,7 +313,7 @@ def test_raw_points_come_fifty_a_page_with_and_without_htmx(
     assert 'rel="prev"' in second and 'rel="next"' not in second
 
     fragment = page(
-        plant, url + "?range=1h&page=2", HTTP_HX_TARGET="device-raw", **HTMX
+        plant, url + "?range=1h&page=2", **htmx_swap("device-raw")
     ).content.decode()
     assert fragment.lstrip().startswith('<div id="device-raw">')
     assert "<main" not in fragment

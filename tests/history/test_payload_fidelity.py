@@ -21,7 +21,7 @@ import pytest
 from brokers.client import ConnectionSettings, OutgoingMessage, publish_messages
 from brokers.models import Broker, BrokerStatus
 from history.models import StoredMessage, Topic
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.factories import make_broker_subscribed_to_all, make_product, make_user
 from tests.runtime_support import retrying, wait_until
 
@@ -232,8 +232,6 @@ def test_retained_messages_are_listed_byte_exact(mosquitto: Any) -> None:
     for topic, (_payload, is_json) in PUBLISHED.items():
         assert found[topic]["payload_is_json"] is is_json
 
-    page = _ok(
-        logged_in(viewer).get(f"/brokers/{broker.pk}/retained/", HTTP_HX_REQUEST="true")
-    )
+    page = _ok(logged_in(viewer).get(f"/brokers/{broker.pk}/retained/", **HTMX))
     for _topic, (payload, _json) in PUBLISHED.items():
         assert _pre(payload) in page.content.decode()

@@ -184,7 +184,8 @@ def test_viewer_cannot_publish_over_the_socket(world: dict[str, Any]) -> None:
 def test_bad_publish_request_names_the_field_and_publishes_nothing(
     world: dict[str, Any],
 ) -> None:
-    assert "topic:" in _publish_over_socket(world, "operator", "plant/#")
+    # Named by the label the publish box shows, not the request's key.
+    assert "Topic:" in _publish_over_socket(world, "operator", "plant/#")
     assert not AuditEntry.objects.filter(action="broker.publish").exists()
 
 
@@ -240,7 +241,7 @@ def test_bad_filter_is_refused_and_the_feed_keeps_its_filter(
         await receive_until(communicator, lambda f: 'id="live-rows"' in f)
         await communicator.send_json_to({"action": "feed", "filter": "plant/#/x"})
         html = await receive_until(communicator, lambda f: 'role="alert"' in f)
-        assert "filter:" in html
+        assert "Topic filter:" in html
         await group_send(broker_group(broker.pk), frame(broker, "other/z", "plant/e"))
         live = await receive_until(communicator, lambda f: "plant/e" in f)
         assert "other/z" not in live

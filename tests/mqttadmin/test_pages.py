@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from mqttadmin.models import AuditEntry, Membership
-from tests.clients import logged_in
+from tests.clients import HTMX, logged_in
 from tests.factories import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +81,7 @@ def test_member_form_error_names_the_field(world: dict) -> None:
     response = client.post(
         f"/products/{world['product'].pk}/",
         {"username": "ghost", "role": "viewer"},
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert response.status_code == 200
     assert "No user named “ghost”" in response.content.decode()

@@ -24,7 +24,7 @@ from mqttadmin.models import AuditEntry
 from observe import client_log
 from observe.client_log import parse_log_line
 from observe.models import ClientEvent, ConnectedClient
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.observe import sys_support
 from tests.observe.sys_support import (
     LOG_CONFIG,
@@ -587,7 +587,7 @@ def test_the_clients_tab_lists_the_clients(world: dict, listed: Broker) -> None:
 
 def test_the_clients_table_is_a_partial_for_htmx(world: dict, listed: Broker) -> None:
     page = logged_in(world["users"]["viewer"], world["product"])
-    response = page.get(f"/brokers/{listed.pk}/clients/", HTTP_HX_REQUEST="true")
+    response = page.get(f"/brokers/{listed.pk}/clients/", **HTMX)
     assert response.status_code == 200
     body = response.content.decode()
     assert body.startswith(f'<div id="clients-table-{listed.pk}"')
@@ -628,7 +628,7 @@ def test_the_page_disable_explains_a_refusal(world: dict, listed: Broker) -> Non
     response = page.post(
         f"/brokers/{listed.pk}/clients/disable/",
         {"client_id": "dev-1"},
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert response.status_code == 200
     assert "Dynamic Security" in response.content.decode()

@@ -20,7 +20,7 @@ from mqttadmin.pipeline import ReceivedMessage
 from observe import sys_stats
 from observe.models import BrokerStatsSample, BrokerSysStats
 from runtime.ingest import store_batch
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.observe import sys_support
 from tests.observe.sys_support import (
     PORTAL_PASSWORD,
@@ -310,7 +310,7 @@ def test_the_stats_tab_has_cards_and_charts(world: dict, db: Any) -> None:
     assert "mosquitto version 2.0.11" in body
     assert f'data-broker-stats="/api/v1/brokers/{broker.pk}/stats/"' in body
     assert "js/broker-stats.js" in body
-    cards = page.get(f"/brokers/{broker.pk}/stats/", HTTP_HX_REQUEST="true")
+    cards = page.get(f"/brokers/{broker.pk}/stats/", **HTMX)
     assert cards.status_code == 200
     assert cards.content.decode().startswith(f'<div id="stats-cards-{broker.pk}"')
 

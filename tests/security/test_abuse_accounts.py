@@ -27,6 +27,7 @@ from acl.models import ManagedBroker
 from brokers.models import Broker
 from mqttadmin.admin_base import ProductScopedMixin
 from mqttadmin.models import AuditEntry
+from tests.clients import htmx_swap
 from tests.factories import PASSWORD, make_product, make_user
 
 pytestmark = pytest.mark.django_db
@@ -422,7 +423,7 @@ def test_members_below_admin_never_read_management_settings(
     tab = reverse("acl:tab", args=[broker.pk])
     for response in (
         page.get(tab),
-        page.get(tab, headers={"HX-Request": "true"}),
+        page.get(tab, **htmx_swap("acl-panel")),
         page.get(reverse("brokers:detail", args=[broker.pk]) + "?tab=acl"),
     ):
         text = response.content.decode()

@@ -28,7 +28,7 @@ from brokers.models import PublishTemplate, Subscription
 from devices.models import Device
 from mqttadmin.models import AuditEntry
 from tests.acl.conftest import ManagedProcess, dynsec_broker  # noqa: F401 (fixture)
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.live.conftest import receive_until, socket
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.mosquitto]
@@ -146,7 +146,7 @@ def test_operator_cannot_publish_to_control_from_the_publish_tab(
             "encoding": "utf8",
             "qos": "0",
         },
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert response.status_code == 200
     assert "control API" in response.content.decode()
@@ -170,7 +170,7 @@ def test_operator_cannot_publish_an_admins_control_template(
     response = client.post(
         reverse("brokers:publish", args=[dynsec.broker.pk]),
         {"template": str(template.pk)},
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert "control API" in response.content.decode()
     assert settled_clients(dynsec) == before
@@ -194,7 +194,7 @@ def test_operator_cannot_save_a_control_template(
         reverse("brokers:template-save", args=[dynsec.broker.pk]),
         {"topic": CONTROL, "payload": "{}", "encoding": "utf8", "qos": "0"}
         | {"template_name": "t2"},
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert "control API" in page.content.decode()
     assert not PublishTemplate.objects.exists()
@@ -387,7 +387,7 @@ def test_operator_cannot_subscribe_to_control(
     page = logged_in(world["users"]["operator"], world["product"]).post(
         reverse("brokers:subscription-create", args=[dynsec.broker.pk]),
         {"name": "spy", "topic_filter": topic_filter, "qos": "0"},
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert "control API" in page.content.decode()
     assert not Subscription.objects.exists()

@@ -36,7 +36,7 @@ from mqttadmin.lib.csv_cells import FORMULA_STARTS
 from mqttadmin.lib.payloads import parse_json
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.factories import (
     make_broker_subscribed_to_all,
     make_device,
@@ -236,7 +236,7 @@ def test_hostile_corpus_through_a_real_broker(
         "/devices/",
     ):
         assert _timed(retrying, page.get, url).status_code == 200, url
-    assert _timed(retrying, page.get, f"{base}?tab=activity", HTTP_HX_REQUEST="true")
+    assert _timed(retrying, page.get, f"{base}?tab=activity", **HTMX)
     for topic_id in retrying(
         list, Topic.objects.filter(broker=broker).values_list("id", flat=True)
     ):

@@ -32,7 +32,7 @@ from devices.models import AlertRule
 from mqttadmin.lib import outbound
 from mqttadmin.pipeline import ReceivedMessage
 from runtime.ingest import store_batch
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.http_sink import HttpSink
 
 pytestmark = pytest.mark.django_db
@@ -377,7 +377,7 @@ def test_subscription_page_refuses_an_internal_webhook(
         **action_data(0, "webhook", url="http://169.254.169.254/latest/"),
     }
     response = logged_in(world["users"]["operator"]).post(
-        f"/brokers/{broker.pk}/subscriptions/new/", data, HTTP_HX_REQUEST="true"
+        f"/brokers/{broker.pk}/subscriptions/new/", data, **HTMX
     )
     assert BLOCKED in error_next_to(response.content.decode(), "actions-0-url")
     assert not Subscription.objects.filter(broker=broker).exists()
@@ -398,7 +398,7 @@ def test_alert_rule_page_refuses_an_internal_webhook(
             "severity": "warning",
             "notify_webhook": "http://[::ffff:169.254.169.254]/",
         },
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert BLOCKED in response.content.decode()
     assert not AlertRule.objects.exists()
@@ -492,7 +492,7 @@ def test_connection_tests_are_rate_limited_per_user_across_api_and_page(
     response = page.post(
         f"/brokers/{broker.pk}/test/",
         {"host": "127.0.0.1", "port": "1"},
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     # htmx swaps only 2xx answers in: the fragment carries the refusal.
     assert response.status_code == 200

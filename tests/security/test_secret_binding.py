@@ -22,7 +22,7 @@ from brokers import services
 from brokers.forms import BrokerForm
 from brokers.models import Broker, ProductMqttConfig
 from tests.brokers.conftest import tls_material  # noqa: F401 (a fixture)
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.factories import make_broker
 
 pytestmark = pytest.mark.django_db
@@ -246,7 +246,7 @@ def test_page_test_button_elsewhere_does_not_send_the_stored_password(
     response = page.post(
         f"/brokers/{broker.pk}/test/",
         form_data(broker, port=str(attacker.port)),
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     html = response.content.decode()
     assert REFUSED in html

@@ -31,7 +31,7 @@ from history.models import StoredMessage
 from runtime.message_queue import MessageQueue
 from runtime.session import BrokerSession, Delivery, StatusEvent
 from tests.acl.conftest import ManagedProcess, dynsec_broker  # noqa: F401 (fixture)
-from tests.clients import as_user, logged_in
+from tests.clients import HTMX, as_user, logged_in
 from tests.runtime_support import retrying, wait_until
 
 DEEP = "/".join(["a"] * 300)
@@ -112,7 +112,7 @@ def test_operator_cannot_save_a_filter_the_broker_disconnects_on_pages(
             "actions-INITIAL_FORMS": "0",
             **fields,
         },
-        HTTP_HX_REQUEST="true",
+        **HTMX,
     )
     assert response.status_code == 200
     assert rule in response.content.decode()
