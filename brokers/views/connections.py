@@ -33,7 +33,6 @@ from brokers.forms import (
     apply_errors,
 )
 from brokers.models import Broker
-from brokers.owners import with_owners
 from brokers.tabs import (
     BrokerTab,
     broker_tab,
