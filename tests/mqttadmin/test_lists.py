@@ -14,7 +14,7 @@ from django.test import RequestFactory
 from brokers.models import Broker, Subscription
 from mqttadmin.audit import audit_record
 from mqttadmin.listing import listing_from
-from tests.clients import HTMX, logged_in
+from tests.clients import htmx_swap, logged_in
 from tests.factories import (
     make_broker,
     make_device,
@@ -90,14 +90,12 @@ def test_brokers_sort_by_column_and_search(plant: dict[str, Any]) -> None:
     assert 'value="example"' in html  # the search box keeps the search
     # A header or the search (HTMX, aimed at the table) gets the table only; the
     # poll (aimed at the body) gets the rows, in the same order.
-    table = client.get(
-        "/brokers/?q=a.ex", **HTMX, HTTP_HX_TARGET="broker-table"
-    ).content.decode()
+    table = client.get("/brokers/?q=a.ex", **htmx_swap("broker-table")).content.decode()
     assert table.startswith('<div id="broker-table"') and "<html" not in table
     assert _broker_names(table) == ["alpha"]
     assert 'hx-get="/brokers/?q=a.ex"' in table  # the poll keeps the search
     rows = client.get(
-        "/brokers/?sort=-name", **HTMX, HTTP_HX_TARGET="broker-rows"
+        "/brokers/?sort=-name", **htmx_swap("broker-rows")
     ).content.decode()
     assert rows.strip().startswith('<tbody id="broker-rows"')
     assert _broker_names(rows) == ["Charlie", "Bravo", "alpha"]
@@ -131,7 +129,8 @@ def test_subscriptions_sort_search_and_keep_both_after_a_toggle(
     assert _subscription_names(html) == ["Alarms", "Boilers", "Pumps"]
     html = client.get(f"{url}&sort=received").content.decode()
     assert _subscription_names(html) == ["Pumps", "Boilers", "Alarms"]
-    html = client.get(f"{url}&q=PUMP", **HTMX).content.decode()
+    html = client.get(f"{url}&q=PUMP", **htmx_swap("subscription-table"))
+    html = html.content.decode()
     assert "<html" not in html and _subscription_names(html) == ["Pumps"]
     # The toggle posts with the list's state: the table it answers keeps it.
     pumps = Subscription.objects.get(name="Pumps")
@@ -140,7 +139,8 @@ def test_subscriptions_sort_search_and_keep_both_after_a_toggle(
         html,
     )
     assert state is not None and "q=PUMP" in unescape(state.group(1))
-    answer = client.post(unescape(state.group(1)), **HTMX).content.decode()
+    answer = client.post(unescape(state.group(1)), **htmx_swap("subscription-table"))
+    answer = answer.content.decode()
     assert _subscription_names(answer) == ["Pumps"]
 
 
