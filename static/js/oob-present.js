@@ -1,5 +1,5 @@
-// Live lists (brokers, device tiles): the overview socket sends a row or tile
-// for every item of the product, but a search or a page shows only some. Before
+// Live lists (brokers, device tiles, a broker's topic tree): a socket sends a
+// row, tile or topic count for every item, but a search or a page shows only some. Before
 // htmx swaps a socket message, this drops the out-of-band elements whose target
 // is not on the page (each would log htmx:oobErrorNoTarget); rows that are shown
 // update as before. Used as hx-ext="ws, oob-present" on the socket's element.

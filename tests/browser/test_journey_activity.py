@@ -129,7 +129,7 @@ def test_operator_reads_compact_history(journey: Any) -> None:
     journey.step("window", title="Boiler house")
     assert rows.count() == 31
     assert page.get_by_role("button", name="Older").count() == 0
-    times = rows.locator("time.time").evaluate_all(
+    times = rows.locator(".time time").evaluate_all(
         "els => els.map(e => e.getAttribute('datetime'))"
     )
     assert min(map(datetime.datetime.fromisoformat, times)) == since

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from brokers.models import Broker, BrokerStatus
 from runtime.manager import Runtime
@@ -59,7 +60,7 @@ def test_operator_adds_tests_and_saves_a_broker_then_publishes(
     )
     port_error = page.locator("#id_port_feedback .error")
     assert "65535" in port_error.inner_text()
-    assert page.locator("#id_port").get_attribute("aria-invalid") == "true"
+    expect(page.locator("#id_port")).to_have_attribute("aria-invalid", "true")
     journey.step("test port out of range", title="New broker")
 
     # The broker that asks for a password, with a wrong one.
@@ -70,7 +71,7 @@ def test_operator_adds_tests_and_saves_a_broker_then_publishes(
     result.get_by_text("Bad username or password").wait_for()
     # The port's error from the Test before is gone.
     assert page.locator("#id_port_feedback .error").count() == 0
-    assert page.locator("#id_port").get_attribute("aria-invalid") is None
+    expect(page.locator("#id_port")).not_to_have_attribute("aria-invalid", "true")
     journey.step("test bad password", title="New broker")
 
     page.fill("input[name=password]", MQTT_PASSWORD)

@@ -134,7 +134,9 @@ def test_one_clock_in_the_user_s_zone(
     page.locator("nav.tabs").get_by_role("link", name="Activity").click()
     page.locator("#live-state", has_text="Live").wait_for()
     journey.step("history", title=broker.name)
-    history_time = page.locator("#activity tr", has_text=TOPIC).first.locator("time")
+    history_time = page.locator("#activity li.msg", has_text=TOPIC).first.locator(
+        "time"
+    )
     assert history_time.inner_text() == in_new_york
     assert history_time.get_attribute("title") == live_iso
 
@@ -153,7 +155,9 @@ def test_one_clock_in_the_user_s_zone(
     open_activity(journey, broker.name)
     in_tokyo = written_in(received_at, CHOSEN_ZONE)
     assert in_tokyo.endswith(" JST")
-    history_time = page.locator("#activity tr", has_text=TOPIC).first.locator("time")
+    history_time = page.locator("#activity li.msg", has_text=TOPIC).first.locator(
+        "time"
+    )
     assert history_time.inner_text() == in_tokyo
     tokyo_iso = history_time.get_attribute("title") or ""
     assert tokyo_iso.endswith("+09:00")
