@@ -129,8 +129,8 @@ def test_subscriptions_sort_search_and_keep_both_after_a_toggle(
     assert _subscription_names(html) == ["Alarms", "Boilers", "Pumps"]
     html = client.get(f"{url}&sort=received").content.decode()
     assert _subscription_names(html) == ["Pumps", "Boilers", "Alarms"]
-    html = client.get(f"{url}&q=PUMP", **htmx_swap("subscription-table"))
-    html = html.content.decode()
+    table = htmx_swap("subscription-table")
+    html = client.get(f"{url}&q=PUMP", **table).content.decode()
     assert "<html" not in html and _subscription_names(html) == ["Pumps"]
     # The toggle posts with the list's state: the table it answers keeps it.
     pumps = Subscription.objects.get(name="Pumps")
@@ -139,9 +139,8 @@ def test_subscriptions_sort_search_and_keep_both_after_a_toggle(
         html,
     )
     assert state is not None and "q=PUMP" in unescape(state.group(1))
-    answer = client.post(unescape(state.group(1)), **htmx_swap("subscription-table"))
-    answer = answer.content.decode()
-    assert _subscription_names(answer) == ["Pumps"]
+    answer = client.post(unescape(state.group(1)), **table)
+    assert _subscription_names(answer.content.decode()) == ["Pumps"]
 
 
 def test_devices_search_and_sort(plant: dict[str, Any]) -> None:
