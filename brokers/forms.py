@@ -763,7 +763,10 @@ class ActionForm(forms.Form):
         headers = action.get("headers")
         if isinstance(headers, dict):
             secret = secret_names(action)
-            for n, (name, value) in enumerate(list(headers.items())[:MAX_HEADERS]):
+            # By name: PostgreSQL's jsonb does not keep the order they were typed in,
+            # and the rows must not move between databases or saves.
+            ordered = sorted(headers.items(), key=lambda item: str(item[0]).lower())
+            for n, (name, value) in enumerate(ordered[:MAX_HEADERS]):
                 is_secret = str(name).lower() in secret
                 initial[f"header_{n}_name"] = name
                 initial[f"header_{n}_value"] = "" if is_secret else value

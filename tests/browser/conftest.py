@@ -129,11 +129,19 @@ def journey(
     asgi_server: str,
     sqlite_readers_do_not_wait: None,
     request: pytest.FixtureRequest,
+    settings: Any,
 ) -> Iterator[Any]:
     """A fresh browser context at desktop width wrapped in a `Journey`: each
     `step` checks the whole page, console and requests, and screenshots it at
-    1,440 and 390 px into test-artifacts/journeys/<test name>/."""
+    1,440 and 390 px into test-artifacts/journeys/<test name>/.
+
+    Background work (webhook calls, device imports) runs on this process's
+    threads, as in the embedded install: with REDIS_URL set it would wait for a
+    Celery worker this suite does not start for browser tests (the worker's own
+    path is tested in tests/actions/test_actions_worker.py)."""
     from tests.browser.journey import DESKTOP, Journey
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
 
     context = chromium.new_context(base_url=asgi_server, viewport=DESKTOP)
     context.set_default_timeout(UI_TIMEOUT_MS)
