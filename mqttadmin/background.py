@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,18 @@ def local_pool() -> ThreadPoolExecutor:
         return _local_pool
 
 
+def run_in_request_cycle(work: Any, *args: Any, **kwargs: Any) -> Any:
+    """`work` on a long-lived background thread, framed as Django frames a request:
+    a connection that died meanwhile (a database restart, pg_terminate_backend) is
+    checked and replaced first, instead of failing this and every later task of
+    the thread; one past CONN_MAX_AGE is closed after."""
+    close_old_connections()
+    try:
+        return work(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
 def enqueue(task_name: str, *args: Any, queue: str | None = None) -> None:
     """Run the task named `task_name` in the background with `args` (ids, never
     secrets: task messages sit in Redis)."""
@@ -48,7 +60,7 @@ def enqueue(task_name: str, *args: Any, queue: str | None = None) -> None:
             # waits for a worker's start-up signal): import them once.
             current_app.loader.import_default_modules()
         task = current_app.tasks[task_name]
-        local_pool().submit(task.apply, args=args)
+        local_pool().submit(run_in_request_cycle, task.apply, args=args)
         return
     options: dict[str, Any] = {"queue": queue} if queue else {}
     current_app.send_task(task_name, args=list(args), **options)
