@@ -20,6 +20,8 @@ from mqttadmin.models import Membership, Product
 
 _seq = itertools.count(1)
 PASSWORD = "correct-horse-battery"
+# What a user changes their password to in the account journeys.
+NEW_PASSWORD = "a-longer-new-passphrase-42"
 
 
 def make_user(username: str | None = None, **extra: Any) -> Any:

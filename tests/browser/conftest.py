@@ -10,7 +10,7 @@ go to test-artifacts/screenshots/ (git-ignored).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +148,24 @@ def journey(
     walk = Journey(page=context.new_page(), name=request.node.name)
     yield walk
     context.close()
+
+
+@pytest.fixture
+def other_browser(
+    chromium: Any, asgi_server: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Any]]:
+    """`other_browser("phone")`: a `Journey` in a fresh context (its own cookies),
+    for a second person or device in the same test."""
+    from tests.browser.journey import Journey
+
+    contexts: list[Any] = []
+
+    def open_one(label: str) -> Journey:
+        context = chromium.new_context(base_url=asgi_server)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return Journey(page=context.new_page(), name=f"{request.node.name}-{label}")
+
+    yield open_one
+    for context in contexts:
+        context.close()

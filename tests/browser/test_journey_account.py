@@ -4,37 +4,17 @@ after being asked."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from mqttadmin.models import AuditEntry
-from tests.browser.conftest import UI_TIMEOUT_MS, log_in
+from tests.browser.conftest import log_in
 from tests.browser.journey import Journey
-from tests.factories import PASSWORD, make_user
+from tests.factories import NEW_PASSWORD, PASSWORD, make_user
 
 pytestmark = [pytest.mark.browser]
-
-NEW_PASSWORD = "a-longer-new-passphrase-42"
-
-
-@pytest.fixture
-def other_browser(
-    chromium: Any, asgi_server: str, request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], Journey]]:
-    """`other_browser("phone")`: a journey in a fresh context (its own cookies)."""
-    contexts: list[Any] = []
-
-    def open_one(label: str) -> Journey:
-        context = chromium.new_context(base_url=asgi_server)
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        return Journey(page=context.new_page(), name=f"{request.node.name}-{label}")
-
-    yield open_one
-    for context in contexts:
-        context.close()
 
 
 def is_logged_in(walk: Journey) -> bool:
